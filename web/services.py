@@ -1,0 +1,61 @@
+"""Builds the chat service (store, tools, agent) once per app, on first use.
+
+Lazy so that CLI commands that need no database (`flask db sql`) start none.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask, current_app
+
+from agent.models import describe_model, make_chat_model
+from agent.persona import SYSTEM_PROMPT
+from agent.runner import ChatAgent
+from agent.turn import Chat
+from storage import make_store
+from tools import build_tools
+
+log = logging.getLogger("jellychat")
+_lock = threading.Lock()
+
+
+def build_chat(settings, store=None) -> Chat:
+    store = store or make_store(settings)
+    store.initialize()
+    tools = build_tools(settings, store)
+    agent = ChatAgent(
+        make_chat_model(settings),
+        tools,
+        SYSTEM_PROMPT,
+        max_tool_iterations=settings.max_tool_iterations,
+        timeout=settings.turn_timeout,
+    )
+    log.info(
+        "chat ready: store=%s, model=%s, tools=%s",
+        store.name, describe_model(settings), ", ".join(t.name for t in tools),
+    )
+    return Chat(
+        store,
+        agent,
+        memory_messages=settings.memory_messages,
+        max_message_chars=settings.max_message_chars,
+    )
+
+
+def get_chat(app: Flask | None = None) -> Chat:
+    app = app or current_app
+    chat = app.extensions.get("jellychat.chat")
+    if chat is None:
+        with _lock:
+            chat = app.extensions.get("jellychat.chat")
+            if chat is None:
+                settings = app.extensions["jellychat.settings"]
+                chat = build_chat(settings, app.extensions.get("jellychat.store"))
+                app.extensions["jellychat.chat"] = chat
+    return chat
+
+
+def get_settings(app: Flask | None = None):
+    return (app or current_app).extensions["jellychat.settings"]
