@@ -68,8 +68,13 @@ def main() -> None:
     except StoreError as exc:
         log.error("cannot start: %s", exc)
         sys.exit(1)
-    log.info("serving on http://%s:%s (async mode: %s)", settings.host, settings.port,
-             sockets.socketio.async_mode)
+    def announce():
+        # runs once the server loop has started, i.e. after the port is bound
+        log.info("serving on http://%s:%s (async mode: %s)", settings.host, settings.port,
+                 sockets.socketio.async_mode)
+        print(f"READY http://127.0.0.1:{settings.port}", flush=True)
+
+    sockets.socketio.start_background_task(announce)
     sockets.socketio.run(
         app, host=settings.host, port=settings.port, allow_unsafe_werkzeug=True,
         log_output=settings.log_level.upper() == "DEBUG",

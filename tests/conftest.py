@@ -1,0 +1,38 @@
+import pytest
+
+from tests.helpers import ChatClient, ServerProcess
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """The real server (offline model, embedded Postgres) for the whole session."""
+    srv = ServerProcess(tmp_path_factory.mktemp("server-data"), env={"ADMIN_API_KEY": "test-admin-key"})
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def chat_client(server):
+    client = ChatClient(server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(tmp_path_factory):
+    """A real embedded PostgreSQL (with pgvector) for in-process store tests."""
+    from storage.embedded import start_embedded_postgres
+
+    return start_embedded_postgres(tmp_path_factory.mktemp("pg"))
+
+
+@pytest.fixture
+def pg_store(pg_dsn):
+    """A migrated PostgresStore on the session's embedded PostgreSQL."""
+    from storage.postgres import PostgresStore
+
+    store = PostgresStore(pg_dsn)
+    store.initialize()
+    yield store
+    store.close()

@@ -1,0 +1,149 @@
+"""Test helpers: a real server process, and real Socket.IO / HTTP clients for it."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+import socketio
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`python app.py` in a subprocess on a free port, with its own DATA_DIR.
+
+    Readiness: the server prints `READY <url>` once its port is bound.
+    """
+
+    def __init__(self, data_dir: Path, env: dict | None = None, port: int | None = None):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.extra_env = dict(env or {})
+        self.proc: subprocess.Popen | None = None
+        self.output: list[str] = []
+        self._ready = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("OPENAI_", "SUPABASE_", "DATABASE_URL", "OCEAN_", "ADMIN_"))}
+        env.update({"PORT": str(self.port), "HOST": "127.0.0.1", "DATA_DIR": str(self.data_dir),
+                    "PYTHONUNBUFFERED": "1", "OCEAN_URL": "http://127.0.0.1:9"})
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 90) -> ServerProcess:
+        self._ready.clear()
+        self.proc = subprocess.Popen(
+            [sys.executable, "app.py"], cwd=ROOT, env=self.env(), text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+        if not self._ready.wait(timeout) or self.proc.poll() is not None:
+            self.stop()
+            raise RuntimeError("server did not start:\n" + "".join(self.output[-60:]))
+        return self
+
+    def _pump(self, proc) -> None:
+        for line in proc.stdout:
+            self.output.append(line)
+            if line.startswith("READY "):
+                self._ready.set()
+        self._ready.set()  # process ended: wake start() so it can report
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def restart(self) -> ServerProcess:
+        self.stop()
+        return self.start()
+
+    def log(self) -> str:
+        return "".join(self.output)
+
+    def post(self, path: str, json=None, **kwargs) -> requests.Response:
+        return requests.post(self.url + path, json=json, timeout=kwargs.pop("timeout", 60), **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(self.url + path, timeout=kwargs.pop("timeout", 30), **kwargs)
+
+
+@dataclass
+class TurnEvents:
+    """Everything one Socket.IO client received, in order."""
+
+    events: list[tuple[str, dict]] = field(default_factory=list)
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.events]
+
+    def of(self, name: str) -> list[dict]:
+        return [data for n, data in self.events if n == name]
+
+    @property
+    def tokens(self) -> str:
+        return "".join(d["token"] for d in self.of("final_answer_token"))
+
+    @property
+    def final(self) -> dict | None:
+        finals = self.of("final_message")
+        return finals[0] if finals else None
+
+
+class ChatClient:
+    """A python-socketio client over a real websocket that records server events."""
+
+    EVENTS = ("tool_start", "final_answer_token", "final_message", "error")
+
+    def __init__(self, url: str):
+        self.sio = socketio.Client(reconnection=False)
+        self.inbox: queue.Queue = queue.Queue()
+        for name in self.EVENTS:
+            self.sio.on(name, self._recorder(name))
+        self.sio.connect(url, transports=["websocket"], wait_timeout=20)
+
+    def _recorder(self, name):
+        def record(data=None):
+            self.inbox.put((name, data))
+        return record
+
+    def send(self, *args, event: str = "user_message", timeout: float = 60) -> TurnEvents:
+        """Emit and collect events until `final_message` or `error` arrives."""
+        self.sio.emit(event, args[0] if len(args) == 1 else args)
+        result = TurnEvents()
+        while True:
+            name, data = self.inbox.get(timeout=timeout)
+            result.events.append((name, data))
+            if name in ("final_message", "error"):
+                return result
+
+    def ask(self, user_token: str, message: str, application: str = "pytest", **kw) -> TurnEvents:
+        return self.send({"user_token": user_token, "message": message, "application": application}, **kw)
+
+    def close(self) -> None:
+        self.sio.disconnect()
