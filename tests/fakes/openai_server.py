@@ -1,0 +1,156 @@
+"""A local OpenAI-compatible chat-completions server for tests and benchmarks.
+
+It speaks the real wire protocol (JSON, or server-sent events when
+`stream: true`) so the real `openai` / `langchain-openai` clients talk to it
+over HTTP. Its replies are scripted from the request it receives:
+
+- last message from a tool            -> stream "The result is <tool output>."
+- user asks "what did I ask"           -> stream the previous user message it was sent
+- user message with arithmetic         -> a `calculator` tool call
+- user message containing "explode"    -> HTTP 500
+- anything else                        -> stream "Hello from the scripted model!"
+
+`delay` seconds pass before each completion starts (simulated model latency).
+Every request body is kept in `requests` for assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ARITHMETIC = re.compile(r"\d[\d.\s]*(?:[-+*/%]|\*\*)[\s(]*\d[\d.\s()+\-*/%]*")
+WORD = re.compile(r"\S+\s*")
+
+
+def _text(message: dict) -> str:
+    content = message.get("content") or ""
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content
+
+
+def script(messages: list[dict]) -> dict:
+    """Decide the reply: {'text': ...} or {'tool': name, 'args': {...}} or {'status': 500}."""
+    last = messages[-1]
+    if last.get("role") == "tool":
+        return {"text": f"The result is {_text(last).split('=')[-1].strip()}."}
+    users = [_text(m) for m in messages if m.get("role") == "user"]
+    question = users[-1] if users else ""
+    if "explode" in question:
+        return {"status": 500}
+    if re.search(r"what did i (just )?ask", question, re.I):
+        earlier = users[-2] if len(users) > 1 else "nothing yet"
+        return {"text": f"You asked: {earlier}"}
+    match = ARITHMETIC.search(question.replace("divided by", "/").replace("times", "*"))
+    if match:
+        return {"tool": "calculator", "args": {"expression": " ".join(match.group(0).split())}}
+    return {"text": "Hello from the scripted model! How can I help?"}
+
+
+class OpenAIServer:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, delay: float = 0.0):
+        self.delay = delay
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    return self._json(404, {"error": {"message": f"no route {self.path}"}})
+                with outer._lock:
+                    outer.requests.append(body)
+                if outer.delay:
+                    time.sleep(outer.delay)  # simulated model latency, not synchronisation
+                reply = script(body.get("messages", []))
+                if reply.get("status"):
+                    return self._json(reply["status"], {"error": {"message": "scripted failure"}})
+                if body.get("stream"):
+                    return self._stream(body, reply)
+                return self._json(200, outer.completion(body, reply))
+
+            def _json(self, status, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _stream(self, body, reply):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for chunk in outer.chunks(body, reply):
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                self.close_connection = True
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.request_queue_size = 256
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> OpenAIServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @staticmethod
+    def _base(body) -> dict:
+        return {"id": "chatcmpl-scripted", "created": int(time.time()),
+                "model": body.get("model", "scripted")}
+
+    def completion(self, body, reply) -> dict:
+        message = {"role": "assistant", "content": reply.get("text")}
+        finish = "stop"
+        if "tool" in reply:
+            message["tool_calls"] = [{"id": "call_1", "type": "function", "function": {
+                "name": reply["tool"], "arguments": json.dumps(reply["args"])}}]
+            finish = "tool_calls"
+        return {**self._base(body), "object": "chat.completion",
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+    def chunks(self, body, reply):
+        base = {**self._base(body), "object": "chat.completion.chunk"}
+
+        def chunk(delta, finish=None):
+            return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        if "tool" in reply:
+            yield chunk({"role": "assistant", "content": None, "tool_calls": [{
+                "index": 0, "id": "call_1", "type": "function",
+                "function": {"name": reply["tool"], "arguments": ""}}]})
+            arguments = json.dumps(reply["args"])
+            for i in range(0, len(arguments), 8):
+                yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[i:i + 8]}}]})
+            yield chunk({}, "tool_calls")
+            return
+        yield chunk({"role": "assistant", "content": ""})
+        for word in WORD.findall(reply["text"]):
+            yield chunk({"content": word})
+        yield chunk({}, "stop")
