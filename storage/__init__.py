@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from storage.base import QA, Message, Store, StoreError, User
+from storage.base import (
+    QA,
+    Chunk,
+    EmbeddingSpace,
+    KnowledgeBaseInfo,
+    KnowledgeDocument,
+    Message,
+    Store,
+    StoreError,
+    User,
+)
 
-__all__ = ["QA", "Message", "Store", "StoreError", "User", "make_store"]
+__all__ = [
+    "QA", "Chunk", "EmbeddingSpace", "KnowledgeBaseInfo", "KnowledgeDocument", "Message",
+    "Store", "StoreError", "User", "make_store",
+]
 
 
 def make_store(settings) -> Store:
