@@ -30,6 +30,7 @@ from dotenv import load_dotenv  # noqa: E402
 from flask import Flask  # noqa: E402
 from flask_cors import CORS  # noqa: E402
 
+from metrics import watch_hub_lag  # noqa: E402
 from settings import Settings  # noqa: E402
 from storage import StoreError  # noqa: E402
 from web import rest, sockets  # noqa: E402
@@ -75,6 +76,7 @@ def main() -> None:
         print(f"READY http://127.0.0.1:{settings.port}", flush=True)
 
     sockets.socketio.start_background_task(announce)
+    sockets.socketio.start_background_task(watch_hub_lag, sockets.socketio.sleep)
     sockets.socketio.run(
         app, host=settings.host, port=settings.port, allow_unsafe_werkzeug=True,
         log_output=settings.log_level.upper() == "DEBUG",

@@ -32,7 +32,10 @@ _SMALL_TALK = [
         "I'm Jelly 🪼, the DeFiChain mascot. I answer questions about DeFiChain, "
         "look up live on-chain data and do the math for you.",
     ),
-    (re.compile(r"\bhow are you\b", re.I), "I'm floating along happily, thanks for asking! 🪼 How can I help?"),
+    (
+        re.compile(r"\bhow are you\b", re.I),
+        "I'm floating along happily, thanks for asking! 🪼 How can I help?",
+    ),
     (re.compile(r"^\W*(bye|goodbye|see you|ciao)\b", re.I), "Bye for now! Come back any time 🪼"),
 ]
 _RECALL = re.compile(r"\bwhat (did|was) (i|my) (just |last |previous )?(ask|say|question)", re.I)

@@ -9,6 +9,7 @@ from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
 from agent.events import TurnEvents
+from metrics import TOOL_CALLS
 from tools import friendly_name
 
 MAX_TOOL_MESSAGE = 2000  # characters of a tool result kept in history
@@ -82,6 +83,7 @@ class ChatAgent:
                 for message in (update or {}).get("messages", []) if isinstance(update, dict) else []:
                     if isinstance(message, AIMessage) and message.tool_calls:
                         for call in message.tool_calls:
+                            TOOL_CALLS.labels(call["name"]).inc()
                             tool = self.tools.get(call["name"])
                             label = friendly_name(tool, call.get("args")) if tool else call["name"]
                             events.tool_start(label)

@@ -7,6 +7,7 @@ validate -> user -> store human message -> load memory -> run agent (events)
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from langchain_core.messages import AIMessage, HumanMessage
@@ -15,6 +16,7 @@ from agent.events import TurnEvents
 from agent.offline import tokens_of
 from agent.persona import APOLOGY, GREETING
 from agent.runner import AgentResult, ChatAgent
+from metrics import TURN_SECONDS, TURNS
 
 log = logging.getLogger("jellychat.turn")
 
@@ -96,13 +98,18 @@ class Chat:
         memory = self.store.recent_messages(user.id, self.memory_messages)
         self.store.add_message(user.id, "human", data.message, data.application)
         result = AgentResult(answer="")
+        started = time.monotonic()
+        outcome = "answered"
         try:
             self.agent.run([*to_langchain(memory), HumanMessage(data.message)], events, result)
         except Exception:
             log.exception("agent failed for a turn (application=%s)", data.application)
             result.answer = ""
         if not result.answer:
+            outcome = "apologized"
             self._apologize(result, events)
+        TURNS.labels(outcome).inc()
+        TURN_SECONDS.observe(time.monotonic() - started)
         self.store.add_answer(
             user.id, data.message, result.answer, data.application, result.sources,
             result.tool_messages,

@@ -158,9 +158,11 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def _previous_result(history) -> str | None:
+    """The last calculated result in the conversation, for "multiply that by 2"."""
     for message in reversed(history or []):
-        if getattr(message, "type", "") == "ai" and message.content:
-            numbers = _NUMBER.findall(str(message.content).split("=")[-1])
+        content = str(getattr(message, "content", ""))
+        if getattr(message, "type", "") == "ai" and " = " in content:
+            numbers = _NUMBER.findall(content.rsplit(" = ", 1)[-1])
             if numbers:
                 return numbers[0]
     return None

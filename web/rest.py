@@ -6,7 +6,8 @@ import hmac
 import logging
 from datetime import datetime
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException, UnsupportedMediaType
 
 from agent.events import CollectingEvents
@@ -103,6 +104,11 @@ def healthz():
     if get_chat().store.ping():
         return jsonify({"status": "ok"})
     return _error("the database does not answer", 503)
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.app_errorhandler(InvalidInput)

@@ -1,0 +1,73 @@
+"""The OpenAI path: the real langchain-openai client in the real server, talking
+over HTTP to a local OpenAI-compatible server that streams scripted tool calls."""
+
+import uuid
+
+import pytest
+
+from tests.fakes.openai_server import OpenAIServer
+from tests.helpers import ChatClient, ServerProcess
+
+
+@pytest.fixture(scope="module")
+def llm():
+    fake = OpenAIServer().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def openai_server(tmp_path_factory, llm):
+    srv = ServerProcess(
+        tmp_path_factory.mktemp("openai-data"),
+        env={"OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-test-secret-value",
+             "OPENAI_MODEL": "scripted-model", "LLM_MAX_RETRIES": "0"},
+    ).start()
+    yield srv
+    srv.stop()
+
+
+def test_tool_call_then_streamed_answer(openai_server, llm):
+    client = ChatClient(openai_server.url)
+    try:
+        result = client.ask(f"oa-{uuid.uuid4().hex[:8]}", "What is 20000 divided by 33.3?")
+    finally:
+        client.close()
+    names = result.names()
+    assert names[0] == "tool_start"
+    assert names.index("tool_start") < names.index("final_answer_token")
+    assert names[-1] == "final_message"
+    assert len(result.of("final_answer_token")) > 3  # streamed, not one block
+    assert result.tokens == result.final["message"]
+    assert "600.6" in result.final["message"]
+    # the model was called twice: the tool call, then the answer from the tool result
+    last = llm.requests[-1]
+    assert last["stream"] is True and last["model"] == "scripted-model"
+    assert last["messages"][-1]["role"] == "tool" and "600.6" in last["messages"][-1]["content"]
+    assert any(t["function"]["name"] == "calculator" for t in last["tools"])
+    assert "Jelly" in last["messages"][0]["content"]  # the persona system prompt
+
+
+def test_memory_reaches_the_model(openai_server, llm):
+    user = f"oa-{uuid.uuid4().hex[:8]}"
+    first = openai_server.post("/user_message", {"user_token": user, "message": "Tell me about DFI"})
+    assert first.status_code == 200
+    follow = openai_server.post("/user_message", {"user_token": user, "message": "What did I just ask?"})
+    assert follow.json()["response"] == "You asked: Tell me about DFI"
+
+
+def test_llm_failure_gives_streamed_apology(openai_server):
+    client = ChatClient(openai_server.url)
+    user = f"oa-{uuid.uuid4().hex[:8]}"
+    try:
+        result = client.ask(user, "please explode")
+    finally:
+        client.close()
+    assert "sorry" in result.final["message"].lower()
+    assert result.tokens == result.final["message"]
+    history = openai_server.post("/history", {"user_token": user}).json()
+    assert [m["type"] for m in history] == ["jelly", "human", "jelly"]
+    assert history[-1]["content"] == result.final["message"]
+    log = openai_server.log()
+    assert "agent failed" in log
+    assert "sk-test-secret-value" not in log
