@@ -10,7 +10,17 @@ from __future__ import annotations
 from datetime import datetime
 from urllib.parse import urlparse
 
-from storage.base import QA, Message, Store, StoreError, User
+from storage.base import (
+    QA,
+    RRF_K,
+    Chunk,
+    EmbeddingSpace,
+    KnowledgeBaseInfo,
+    Message,
+    Store,
+    StoreError,
+    User,
+)
 from storage.migrations import apply_migrations
 
 try:
@@ -19,6 +29,9 @@ try:
     from psycopg_pool import ConnectionPool
 except ImportError:  # pragma: no cover - guarded driver import
     psycopg = None
+
+HNSW_MAX_DIMENSIONS = 2000  # pgvector's limit for an HNSW index on `vector`
+INDEX_LOCK_ID = 7_324_002  # pg_advisory_xact_lock key for creating vector indexes
 
 
 def is_transaction_pooler(dsn: str) -> bool:
@@ -44,6 +57,7 @@ class PostgresStore(Store):
             raise StoreError("PostgreSQL support needs psycopg: pip install -r requirements.txt")
         self.dsn = dsn
         self.timeout = timeout
+        self._vector_indexes: set[int] = set()
         kwargs = {"autocommit": True}
         if is_transaction_pooler(dsn):
             kwargs["prepare_threshold"] = None
@@ -158,3 +172,113 @@ class PostgresStore(Store):
     def count_human_messages(self) -> int:
         with self.pool.connection() as conn:
             return conn.execute("select count(*) from chat_messages where type = 'human'").fetchone()[0]
+
+    # knowledge
+    def knowledge_bases(self) -> dict[str, KnowledgeBaseInfo]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "select kb, embedder, dimension, count(*), sum(chunks) from kb_documents"
+                " group by kb, embedder, dimension order by kb, count(*) desc"
+            ).fetchall()
+        bases: dict[str, KnowledgeBaseInfo] = {}
+        for kb, embedder, dimension, documents, chunks in rows:
+            info = bases.get(kb) or KnowledgeBaseInfo(kb, 0, 0)
+            spaces = info.embedders
+            if embedder:
+                spaces = (*spaces, EmbeddingSpace(embedder, dimension))
+            bases[kb] = KnowledgeBaseInfo(
+                kb, info.documents + documents, info.chunks + int(chunks or 0), spaces
+            )
+        return bases
+
+    def document_hashes(self, kb: str) -> dict[str, str]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "select source, content_hash from kb_documents where kb = %s", (kb,)
+            ).fetchall()
+        return dict(rows)
+
+    def replace_document(self, kb, document, chunks, embeddings=None, embedder=None) -> None:
+        self.check_chunks(chunks, embeddings, embedder)
+        if embeddings is not None:
+            self._ensure_vector_index(embedder.dimension)
+        with self.pool.connection() as conn, conn.transaction():
+            document_id = conn.execute(
+                "insert into kb_documents"
+                " (kb, source, title, content_hash, updated_at, embedder, dimension, chunks)"
+                " values (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " on conflict (kb, source) do update set title = excluded.title,"
+                " content_hash = excluded.content_hash, updated_at = excluded.updated_at,"
+                " embedder = excluded.embedder, dimension = excluded.dimension,"
+                " chunks = excluded.chunks, ingested_at = now()"
+                " returning id",
+                (
+                    kb, document.source, document.title, document.content_hash, document.updated_at,
+                    embedder.name if embeddings is not None else None,
+                    embedder.dimension if embeddings is not None else None,
+                    len(chunks),
+                ),
+            ).fetchone()[0]
+            conn.execute("delete from kb_chunks where document_id = %s", (document_id,))
+            vectors = embeddings if embeddings is not None else [None] * len(chunks)
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "insert into kb_chunks (kb, document_id, content, metadata, embedding)"
+                    " values (%s, %s, %s, %s, %s::vector)",
+                    [
+                        (kb, document_id, c.content, Jsonb(c.metadata), _vector_text(v))
+                        for c, v in zip(chunks, vectors, strict=True)
+                    ],
+                )
+
+    def delete_documents(self, kb: str, sources: list[str]) -> int:
+        if not sources:
+            return 0
+        with self.pool.connection() as conn:
+            cur = conn.execute(
+                "delete from kb_documents where kb = %s and source = any(%s)", (kb, list(sources))
+            )
+            return cur.rowcount
+
+    def search(self, kb, query, embedding=None, k=5) -> list[Chunk]:
+        k = max(1, int(k))
+        with self.pool.connection() as conn:
+            if embedding is None:
+                rows = conn.execute(
+                    "select id, content, metadata, score from kb_text_search(%s, %s, %s)",
+                    (query, kb, k),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "select id, content, metadata, score from"
+                    " kb_hybrid_search(%s, %s::vector, %s, %s, %s, %s)",
+                    (query, _vector_text(embedding), kb, k, max(40, 4 * k), RRF_K),
+                ).fetchall()
+        return [Chunk(content=c, metadata=m, id=i, score=float(s)) for i, c, m, s in rows]
+
+    def _ensure_vector_index(self, dimension: int) -> None:
+        """A partial HNSW index for vectors of `dimension`, made once per database."""
+        if dimension in self._vector_indexes:
+            return
+        if dimension > HNSW_MAX_DIMENSIONS:
+            self.logger.warning(
+                "no HNSW index for %d-dimensional vectors (pgvector indexes up to %d): "
+                "vector search scans every chunk", dimension, HNSW_MAX_DIMENSIONS,
+            )
+        else:
+            dim = int(dimension)
+            with self.pool.connection() as conn, conn.transaction():
+                conn.execute("select pg_advisory_xact_lock(%s)", (INDEX_LOCK_ID,))
+                conn.execute(
+                    f"create index if not exists kb_chunks_embedding_{dim}_idx on kb_chunks"
+                    f" using hnsw ((embedding::vector({dim})) vector_cosine_ops)"
+                    f" where vector_dims(embedding) = {dim}"
+                )
+        self._vector_indexes.add(dimension)
+
+
+def _vector_text(vector) -> str | None:
+    """pgvector's text form, '[0.1,0.2,...]'; no type registration needed."""
+    if vector is None:
+        return None
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
