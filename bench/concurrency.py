@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import resource
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -23,8 +25,7 @@ import psutil
 import requests
 import websocket
 
-from tests.fakes.openai_server import OpenAIServer
-from tests.helpers import ChatClient, ServerProcess
+from tests.helpers import ROOT, ChatClient, ServerProcess
 
 
 def percentile(values, q):
@@ -54,6 +55,8 @@ def lag_summary(before: dict, after: dict) -> dict:
 
 def run_turns(server: ServerProcess, clients: int, floor: float) -> dict:
     lag_before = hub_lag_buckets(server)
+    server_cpu = psutil.Process(server.proc.pid)
+    cpu_before = sum(server_cpu.cpu_times()[:2])
     chats = [ChatClient(server.url) for _ in range(clients)]
     start_gate = threading.Barrier(clients + 1)
     results: list[dict] = [None] * clients
@@ -100,7 +103,9 @@ def run_turns(server: ServerProcess, clients: int, floor: float) -> dict:
         c.close()
     ttft = [r["ttft"] for r in results if r["ttft"] is not None]
     lag = lag_summary(lag_before, hub_lag_buckets(server))
+    cpu = sum(server_cpu.cpu_times()[:2]) - cpu_before
     return {
+        "server_cpu_ms_per_turn": 1000 * cpu / clients,
         "hub_lag": lag,
         "clients": clients,
         "answered": sum(r["event"] == "final_message" for r in results),
@@ -142,9 +147,12 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the server inherits it
 
-    llm = OpenAIServer(delay=args.delay).start()
+    # the LLM runs in its own process, so that it competes with neither side for a GIL
+    llm = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server", "--delay", str(args.delay)],
+                           cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    llm_url = llm.stdout.readline().split()[1]
     with tempfile.TemporaryDirectory() as data:
-        server = ServerProcess(data, env={"OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "bench",
+        server = ServerProcess(data, env={"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench",
                                           "LOG_LEVEL": "WARNING"}).start()
         try:
             run_turns(server, 5, args.delay)  # warm-up: imports, pool, first connections
@@ -152,9 +160,11 @@ def main() -> None:
             idle = hold_idle(server, args.idle)
         finally:
             server.stop()
-            llm.stop()
+            llm.terminate()
+            llm.wait(10)
     print(f"turns: {turns['answered']}/{turns['clients']} answered in {turns['wall_s']:.2f} s "
           f"(floor {args.delay:.1f} s, ratio {turns['ratio_to_floor']:.2f}; target <= 2.0)")
+    print(f"server CPU per turn: {turns['server_cpu_ms_per_turn']:.1f} ms")
     print(f"time to first token: p50 {turns['ttft_p50_s']:.2f} s, p99 {turns['ttft_p99_s']:.2f} s")
     print(f"/healthz during the turns: p50 {turns['healthz_p50_ms']:.1f} ms, "
           f"max {turns['healthz_max_ms']:.1f} ms over {turns['healthz_samples']} probes")

@@ -51,6 +51,11 @@ def script(messages: list[dict]) -> dict:
     return {"text": "Hello from the scripted model! How can I help?"}
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the listen backlog: 50 clients connect at once in the benchmark
+
+
 class OpenAIServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, delay: float = 0.0):
         self.delay = delay
@@ -101,9 +106,7 @@ class OpenAIServer:
                 self.wfile.flush()
                 self.close_connection = True
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.request_queue_size = 256
+        self.httpd = _Server((host, port), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
@@ -154,3 +157,20 @@ class OpenAIServer:
         for word in WORD.findall(reply["text"]):
             yield chunk({"content": word})
         yield chunk({}, "stop")
+
+
+def main() -> None:
+    """Run standalone: `python -m tests.fakes.openai_server --port 0 --delay 1`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="scripted OpenAI-compatible server")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0)
+    args = parser.parse_args()
+    server = OpenAIServer(port=args.port, delay=args.delay)
+    print(f"READY {server.url}", flush=True)
+    server.httpd.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
