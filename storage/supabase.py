@@ -1,0 +1,433 @@
+"""Store on a Supabase project through supabase-py (its PostgREST API).
+
+Chosen when SUPABASE_URL and SUPABASE_KEY are set and DATABASE_URL is not.
+The schema comes from the same files in supabase/migrations/ (`supabase db
+push`); PostgREST runs each request as its own transaction, so the writes that
+must be atomic (a new user with its greeting, a whole answer) are SQL functions
+from those migrations, called with `rpc(...)`.
+
+Keys. The server must use the service-role (secret) key. The anon
+(publishable) key is meant to be shipped inside web pages, i.e. it is public;
+every table has row level security with no policy for anon, so that a visitor
+holding it reads nobody's chats. With that key the server could not work
+either, so it is refused at startup unless SUPABASE_ALLOW_ANON=1 (for a project
+that grants anon its own policies on purpose). Keys never appear in messages.
+
+Errors. Connection errors, HTTP 429 and 5xx are retried with exponential
+backoff (tenacity), at most `attempts` times within `retry_budget` seconds;
+writes that must not run twice are retried only when the request cannot have
+reached the database (connection refused, 429, 503). What remains becomes a
+one-line `StoreError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from storage.base import (
+    QA,
+    RRF_K,
+    Chunk,
+    EmbeddingSpace,
+    KnowledgeBaseInfo,
+    Message,
+    Store,
+    StoreError,
+    User,
+)
+
+try:
+    import httpx
+    from postgrest.types import CountMethod, ReturnMethod
+    from tenacity import (
+        Retrying,
+        retry_if_exception,
+        stop_after_attempt,
+        stop_after_delay,
+        wait_exponential_jitter,
+    )
+
+    import supabase
+except ImportError:  # pragma: no cover - guarded driver import
+    supabase = None
+
+API_VERSION = 1  # what `jelly_api_version()` of our migrations must answer (at least)
+INDEXED_DIMENSIONS = {384, 1536}  # HNSW indexes the knowledge migration creates
+PAGE = 1000  # Supabase caps a response at 1000 rows by default (max_rows)
+RETRY_STATUSES = {429, 500, 502, 503, 504, 520, 521, 522, 523, 524}
+NOT_PROCESSED_STATUSES = {429, 503}  # the database never saw the request
+MIGRATE_HINT = ("apply supabase/migrations to the project (`supabase db push`, or paste the output"
+                " of `flask --app app db sql` into the SQL editor)")
+
+
+def key_role(key: str) -> str | None:
+    """The role a Supabase API key stands for, read without verifying it.
+
+    Legacy keys are JWTs whose payload carries a `role` claim (`anon` or
+    `service_role`); the newer opaque keys say it in their prefix.
+    """
+    if key.startswith("sb_publishable_"):
+        return "anon"
+    if key.startswith("sb_secret_"):
+        return "service_role"
+    parts = key.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    role = claims.get("role") if isinstance(claims, dict) else None
+    return role if isinstance(role, str) else None
+
+
+class HTTPStatusError(Exception):
+    """An HTTP error answer, raised by the response hook so its status is not lost."""
+
+    def __init__(self, status: int, body: dict | None, text: str):
+        self.status = status
+        self.body = body if isinstance(body, dict) else {}
+        self.code = str(self.body.get("code") or "")
+        self.text = self.body.get("message") or " ".join(text.split())[:200]
+        super().__init__(f"HTTP {status}: {self.text}")
+
+
+def _raise_for_status(response) -> None:
+    if response.status_code < 400:
+        return
+    response.read()
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    raise HTTPStatusError(response.status_code, body, response.text)
+
+
+def _transient(idempotent: bool) -> Callable[[BaseException], bool]:
+    def check(exc: BaseException) -> bool:
+        if isinstance(exc, HTTPStatusError):
+            return exc.status in (RETRY_STATUSES if idempotent else NOT_PROCESSED_STATUSES)
+        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+            return True  # nothing was sent
+        return idempotent and isinstance(exc, httpx.TransportError)
+
+    return check
+
+
+def _when(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+class SupabaseStore(Store):
+    name = "supabase"
+
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        allow_anon: bool = False,
+        *,
+        timeout: float = 10.0,
+        attempts: int = 3,
+        retry_budget: float = 10.0,
+    ):
+        super().__init__()
+        if supabase is None:
+            raise StoreError("the Supabase backend needs supabase-py: pip install -r requirements.txt")
+        if not url or not key:
+            raise StoreError("the Supabase backend needs both SUPABASE_URL and SUPABASE_KEY")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise StoreError(f"SUPABASE_URL must be the project's https URL, not {self._safe(url, key)!r}")
+        self.role = key_role(key)
+        if self.role == "anon" and not allow_anon:
+            raise StoreError(
+                "SUPABASE_KEY is the project's anon (publishable) key, which is public and cannot "
+                "read the chat tables (row level security): use the service-role (secret) key, "
+                "or set SUPABASE_ALLOW_ANON=1 if your policies grant anon access on purpose"
+            )
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.attempts = attempts
+        self.retry_budget = retry_budget
+        self.__key = key
+        self._http = None
+        self._client = None
+        self._warned_dimensions: set[int] = set()
+
+    def __repr__(self) -> str:
+        return f"SupabaseStore({self.url!r})"
+
+    @staticmethod
+    def _safe(text: str, key: str) -> str:
+        return text.replace(key, "***") if key else text
+
+    # plumbing
+    @property
+    def client(self):
+        if self._client is None:
+            self._http = httpx.Client(
+                timeout=httpx.Timeout(self.timeout),
+                follow_redirects=True,
+                event_hooks={"response": [_raise_for_status]},
+            )
+            options = supabase.ClientOptions(
+                httpx_client=self._http,
+                postgrest_client_retry=False,  # we retry, bounded, with tenacity
+                auto_refresh_token=False,
+                persist_session=False,
+            )
+            try:
+                self._client = supabase.create_client(self.url, self.__key, options)
+            except supabase.SupabaseException as exc:
+                raise StoreError(f"cannot create the Supabase client: {self._safe(exc.message, self.__key)}"
+                                 ) from None
+        return self._client
+
+    def _call(self, what: str, request: Callable, *, idempotent: bool):
+        """Execute `request()` (a postgrest builder), retried; failures become StoreError."""
+        retrying = Retrying(
+            retry=retry_if_exception(_transient(idempotent)),
+            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.retry_budget),
+            wait=wait_exponential_jitter(initial=0.2, max=2.0),
+            before_sleep=lambda state: self.logger.warning(
+                "Supabase %s failed (%s), retrying", what, self._describe(state.outcome.exception())),
+            reraise=True,
+        )
+        try:
+            return retrying(lambda: request().execute())
+        except (HTTPStatusError, httpx.HTTPError, supabase.PostgrestAPIError) as exc:
+            raise StoreError(f"Supabase {what} failed: {self._describe(exc)}") from exc
+
+    def _describe(self, exc: BaseException) -> str:
+        """One line about `exc`, that never contains the key."""
+        if isinstance(exc, HTTPStatusError):
+            if exc.status in (401, 403) and not exc.code.startswith(("42", "PGRST")):
+                text = (f"the key was rejected (HTTP {exc.status}: {exc.text}); SUPABASE_KEY must be "
+                        "the project's service-role (secret) key")
+            elif exc.code in ("PGRST202", "PGRST205", "42883", "42P01"):
+                text = f"the database lacks part of the schema ({exc.text}): {MIGRATE_HINT}"
+            elif exc.status == 404:
+                text = f"no Supabase REST API at {self.url} (HTTP 404): check SUPABASE_URL"
+            else:
+                code = f" {exc.code}" if exc.code else ""
+                text = f"HTTP {exc.status}{code}: {exc.text}"
+        elif isinstance(exc, httpx.TimeoutException):
+            text = f"no answer from {self.url} within {self.timeout:g} s"
+        elif isinstance(exc, httpx.TransportError):
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            text = f"cannot reach {self.url}: {reason}"
+        else:
+            text = " ".join(str(exc).split()) or type(exc).__name__
+        return self._safe(text, self.__key)
+
+    def _rows(self, what: str, request: Callable) -> list[dict]:
+        return self._call(what, request, idempotent=True).data
+
+    def _all_rows(self, what: str, request: Callable, key: str = "id") -> list[dict]:
+        """Every row, in pages of PAGE by increasing `key` (the server caps one answer)."""
+        rows: list[dict] = []
+        while True:
+            last = rows[-1][key] if rows else None
+
+            def page(last=last):
+                query = request().order(key).limit(PAGE)
+                return query.gt(key, last) if last is not None else query
+
+            batch = self._rows(what, page)
+            rows.extend(batch)
+            if len(batch) < PAGE:
+                return rows
+
+    # lifecycle
+    def initialize(self) -> None:
+        """Check URL, key and schema with two cheap requests; StoreError says what is wrong."""
+        try:
+            self._call("startup check", lambda: self.client.table("users").select("id").limit(1),
+                       idempotent=True)
+            version = self._call("startup check", lambda: self.client.rpc("jelly_api_version"),
+                                 idempotent=True).data
+        except StoreError as exc:
+            message = str(exc).replace("Supabase startup check failed: ", "")
+            raise StoreError(f"cannot use Supabase at {self.url}: {message}") from None
+        if not isinstance(version, int) or version < API_VERSION:
+            raise StoreError(f"the Supabase database has an older JellyChat schema: {MIGRATE_HINT}")
+        if self.role not in ("service_role", None):
+            self.logger.warning("SUPABASE_KEY has role %r, not service_role", self.role)
+        self.logger.info("using Supabase at %s", self.url)
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+        self._http = self._client = None
+
+    def ping(self) -> bool:
+        try:
+            self._call("ping", lambda: self.client.table("users").select("id").limit(1), idempotent=True)
+        except StoreError:
+            return False
+        return True
+
+    # chat
+    def get_or_create_user(self, token: str, greeting: str) -> User:
+        row = self._call(
+            "get_or_create_user",
+            lambda: self.client.rpc("jelly_get_or_create_user", {"p_token": token, "p_greeting": greeting}),
+            idempotent=True,
+        ).data[0]
+        return User(id=row["user_id"], token=token, created=row["created"])
+
+    def add_message(self, user_id, type, content, application=None) -> None:
+        self.check_type(type)
+        row = {"user_id": user_id, "type": type, "content": content, "application": application}
+        self._call(
+            "add_message",
+            lambda: self.client.table("chat_messages").insert(row, returning=ReturnMethod.minimal),
+            idempotent=False,
+        )
+
+    def add_answer(self, user_id, question, answer, application, sources, tool_messages=()) -> None:
+        params = {
+            "p_user_id": user_id,
+            "p_question": question,
+            "p_answer": answer,
+            "p_application": application,
+            "p_sources": list(sources),
+            "p_tool_messages": list(tool_messages),
+        }
+        self._call("add_answer", lambda: self.client.rpc("jelly_add_answer", params), idempotent=False)
+
+    def recent_messages(self, user_id, limit) -> list[Message]:
+        rows = self._rows(
+            "recent_messages",
+            lambda: self.client.table("chat_messages")
+            .select("type,content,created_at,application")
+            .eq("user_id", user_id)
+            .in_("type", ["human", "jelly"])
+            .order("id", desc=True)
+            .limit(limit),
+        )
+        return [self._message(r) for r in reversed(rows)]
+
+    def history(self, user_id) -> list[Message]:
+        rows = self._all_rows(
+            "history",
+            lambda: self.client.table("chat_messages")
+            .select("id,type,content,created_at,application")
+            .eq("user_id", user_id),
+        )
+        return [self._message(r) for r in rows]
+
+    def list_qa(self, limit, before: datetime | None = None) -> list[QA]:
+        def request():
+            query = self.client.table("qa").select("id,question,answer,application,created_at,sources")
+            if before is not None:
+                query = query.lt("created_at", before.isoformat())
+            return query.order("created_at", desc=True).order("id", desc=True).limit(limit)
+
+        return [
+            QA(r["id"], r["question"], r["answer"], r["application"], _when(r["created_at"]),
+               r["sources"])
+            for r in self._rows("list_qa", request)
+        ]
+
+    def count_human_messages(self) -> int:
+        response = self._call(
+            "count_human_messages",
+            lambda: self.client.table("chat_messages")
+            .select("id", count=CountMethod.exact, head=True)
+            .eq("type", "human"),
+            idempotent=True,
+        )
+        return response.count or 0
+
+    # knowledge
+    def knowledge_bases(self) -> dict[str, KnowledgeBaseInfo]:
+        rows = self._call("knowledge_bases", lambda: self.client.rpc("jelly_knowledge_bases"),
+                          idempotent=True).data
+        bases: dict[str, KnowledgeBaseInfo] = {}
+        for row in rows:
+            kb = row["kb"]
+            info = bases.get(kb) or KnowledgeBaseInfo(kb, 0, 0)
+            spaces = info.embedders
+            if row["embedder"]:
+                spaces = (*spaces, EmbeddingSpace(row["embedder"], row["dimension"]))
+            bases[kb] = KnowledgeBaseInfo(
+                kb, info.documents + row["documents"], info.chunks + int(row["chunks"] or 0), spaces
+            )
+        return bases
+
+    def document_hashes(self, kb: str) -> dict[str, str]:
+        rows = self._all_rows(
+            "document_hashes",
+            lambda: self.client.table("kb_documents").select("id,source,content_hash").eq("kb", kb),
+        )
+        return {r["source"]: r["content_hash"] for r in rows}
+
+    def replace_document(self, kb, document, chunks, embeddings=None, embedder=None) -> None:
+        self.check_chunks(chunks, embeddings, embedder)
+        vectors = embeddings if embeddings is not None else [None] * len(chunks)
+        if embeddings is not None and embedder.dimension not in INDEXED_DIMENSIONS:
+            self._warn_unindexed(embedder.dimension)
+        params = {
+            "p_kb": kb,
+            "p_source": document.source,
+            "p_title": document.title,
+            "p_content_hash": document.content_hash,
+            "p_updated_at": document.updated_at.isoformat() if document.updated_at else None,
+            "p_embedder": embedder.name if embeddings is not None else None,
+            "p_dimension": embedder.dimension if embeddings is not None else None,
+            "p_chunks": [
+                {"content": c.content, "metadata": c.metadata, "embedding": _vector_text(v)}
+                for c, v in zip(chunks, vectors, strict=True)
+            ],
+        }
+        # idempotent: a repeated call leaves the same document and chunks
+        self._call("replace_document", lambda: self.client.rpc("jelly_replace_document", params),
+                   idempotent=True)
+
+    def delete_documents(self, kb: str, sources: list[str]) -> int:
+        if not sources:
+            return 0
+        params = {"p_kb": kb, "p_sources": list(sources)}
+        return self._call("delete_documents", lambda: self.client.rpc("jelly_delete_documents", params),
+                          idempotent=True).data
+
+    def search(self, kb, query, embedding=None, k=5) -> list[Chunk]:
+        k = max(1, int(k))
+        if embedding is None:
+            function, params = "kb_text_search", {"query": query, "kb": kb, "k": k}
+        else:
+            function = "kb_hybrid_search"
+            params = {"query": query, "query_embedding": _vector_text(embedding), "kb": kb, "k": k,
+                      "candidates": max(40, 4 * k), "rrf_k": RRF_K}
+        rows = self._call("search", lambda: self.client.rpc(function, params), idempotent=True).data
+        return [Chunk(content=r["content"], metadata=r["metadata"], id=r["id"], score=float(r["score"]))
+                for r in rows]
+
+    def _warn_unindexed(self, dimension: int) -> None:
+        if dimension in self._warned_dimensions:
+            return
+        self._warned_dimensions.add(dimension)
+        self.logger.warning(
+            "no HNSW index for %d-dimensional vectors in the Supabase project, vector search scans "
+            "every chunk; in the SQL editor: create index on kb_chunks using hnsw "
+            "((embedding::vector(%d)) vector_cosine_ops) where vector_dims(embedding) = %d",
+            dimension, dimension, dimension,
+        )
+
+    @staticmethod
+    def _message(row: dict) -> Message:
+        return Message(row["type"], row["content"], _when(row["created_at"]), row["application"])
+
+
+def _vector_text(vector) -> str | None:
+    """pgvector's text form, '[0.1,0.2,...]' (what the Postgres store sends, digit for digit)."""
+    if vector is None:
+        return None
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
