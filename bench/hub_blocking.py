@@ -1,0 +1,75 @@
+"""Does I/O block the eventlet hub? Run N concurrent calls in green threads.
+
+Under eventlet monkey-patching (as in `python app.py`), N green threads each run
+one slow call: a PostgreSQL `pg_sleep(0.5)` through the store's pool, and a
+chat completion through the real langchain-openai client against a local
+OpenAI-compatible server taking 1 s. If the hub were blocked, the calls would
+serialize (wall ≈ N × call); if not, wall ≈ one call.
+
+Run: .venv/bin/python -m bench.hub_blocking [-n 10]
+"""
+
+import os
+
+os.environ.setdefault("PSYCOPG_IMPL", "python")
+import eventlet  # noqa: E402
+
+eventlet.monkey_patch()
+
+import argparse  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+
+def timed(n: int, call) -> float:
+    pool = eventlet.GreenPool(n)
+    started = time.perf_counter()
+    list(pool.imap(lambda _: call(), range(n)))
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=10)
+    args = parser.parse_args()
+
+    import psycopg
+
+    from agent.models import make_chat_model
+    from settings import Settings
+    from storage.embedded import start_embedded_postgres
+    from storage.postgres import PostgresStore
+    from tests.helpers import ROOT
+
+    with tempfile.TemporaryDirectory() as data:
+        store = PostgresStore(start_embedded_postgres(data), max_size=args.n)
+        store.initialize()
+
+        def pg_sleep():
+            with store.pool.connection() as conn:
+                conn.execute("select pg_sleep(0.5)")
+
+        pg_sleep()
+        pg_wall = timed(args.n, pg_sleep)
+        store.close()
+
+    llm = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server", "--delay", "1"],
+                           cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        url = llm.stdout.readline().split()[1]
+        model = make_chat_model(Settings(openai_base_url=url, openai_api_key="bench"))
+        model.invoke("warm up")
+        llm_wall = timed(args.n, lambda: model.invoke("Tell me something nice"))
+    finally:
+        llm.terminate()
+        llm.wait(10)
+    print(f"psycopg {psycopg.pq.__impl__} implementation: {args.n} x pg_sleep(0.5) in {pg_wall:.2f} s "
+          f"(serialized would be {0.5 * args.n:.1f} s; ratio to one call {pg_wall / 0.5:.2f})")
+    print(f"langchain-openai (httpx): {args.n} x 1 s completion in {llm_wall:.2f} s "
+          f"(serialized would be {1.0 * args.n:.1f} s; ratio to one call {llm_wall / 1.0:.2f})")
+
+
+if __name__ == "__main__":
+    main()
