@@ -8,6 +8,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HOST=0.0.0.0 \
     DATA_DIR=/app/data
 
+# libpq: psycopg's pure-Python implementation (which yields to eventlet) loads it with ctypes
+RUN apt-get update && apt-get install -y --no-install-recommends libpq5 \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 COPY requirements.txt .
 RUN pip install -r requirements.txt
