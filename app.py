@@ -33,7 +33,7 @@ from flask_cors import CORS  # noqa: E402
 from metrics import watch_hub_lag  # noqa: E402
 from settings import Settings  # noqa: E402
 from storage import StoreError  # noqa: E402
-from web import rest, sockets  # noqa: E402
+from web import db_cli, rest, sockets  # noqa: E402
 from web.services import get_chat  # noqa: E402
 
 log = logging.getLogger("jellychat")
@@ -58,6 +58,7 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:
     CORS(app, origins="*" if origins == "*" else [o.strip() for o in origins.split(",")])
     app.register_blueprint(rest.bp)
     sockets.init_app(app, settings)
+    db_cli.init_app(app)
     return app
 
 

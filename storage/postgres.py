@@ -35,9 +35,27 @@ INDEX_LOCK_ID = 7_324_002  # pg_advisory_xact_lock key for creating vector index
 
 
 def is_transaction_pooler(dsn: str) -> bool:
-    """Supabase's transaction pooler (port 6543) cannot keep prepared statements."""
-    parsed = urlparse(dsn)
-    return parsed.port == 6543 or "pooler.supabase.com" in (parsed.hostname or "")
+    """True when `dsn` may go through a transaction-mode pooler, which cannot keep
+    prepared statements (a later transaction may land on another server process).
+
+    Supabase's transaction poolers listen on port 6543 (Supavisor on
+    `*.pooler.supabase.com`, the dedicated PgBouncer on `db.<ref>.supabase.co`).
+    Supavisor hosts count whatever the port: in session mode (5432) disabling
+    prepared statements only costs a little speed. Parsed the way libpq does, so
+    key=value strings, multiple hosts and `?port=` work as well as URLs.
+    """
+    if psycopg is None:
+        return False
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return False
+    ports = [p.strip() for p in str(params.get("port") or "").split(",")]
+    hosts = [h.strip().lower().rstrip(".") for h in str(params.get("host") or "").split(",")]
+    return "6543" in ports or any(h == "pooler.supabase.com" or h.endswith(".pooler.supabase.com")
+                                  for h in hosts)
 
 
 def redact(dsn: str) -> str:
