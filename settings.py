@@ -48,7 +48,9 @@ class Settings:
     # knowledge
     embeddings: str = "auto"  # auto | openai | local | none
     openai_embedding_model: str = "text-embedding-3-small"
+    local_embedding_model: str = ""  # a sentence-transformers model folder; "" = bundled MiniLM
     knowledge_top_k: int = 4
+    knowledge_starter: bool = True  # ingest the bundled starter KB at startup (embedded DB)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
