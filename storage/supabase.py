@@ -135,6 +135,7 @@ class SupabaseStore(Store):
         timeout: float = 10.0,
         attempts: int = 3,
         retry_budget: float = 10.0,
+        backoff: float = 0.25,
     ):
         super().__init__()
         if supabase is None:
@@ -155,6 +156,7 @@ class SupabaseStore(Store):
         self.timeout = timeout
         self.attempts = attempts
         self.retry_budget = retry_budget
+        self.backoff = backoff
         self.__key = key
         self._http = None
         self._client = None
@@ -194,7 +196,7 @@ class SupabaseStore(Store):
         retrying = Retrying(
             retry=retry_if_exception(_transient(idempotent)),
             stop=stop_after_attempt(self.attempts) | stop_after_delay(self.retry_budget),
-            wait=wait_exponential_jitter(initial=0.2, max=2.0),
+            wait=wait_exponential_jitter(multiplier=self.backoff, max=2.0, jitter=self.backoff),
             before_sleep=lambda state: self.logger.warning(
                 "Supabase %s failed (%s), retrying", what, self._describe(state.outcome.exception())),
             reraise=True,
@@ -230,7 +232,8 @@ class SupabaseStore(Store):
         return self._call(what, request, idempotent=True).data
 
     def _all_rows(self, what: str, request: Callable, key: str = "id") -> list[dict]:
-        """Every row, in pages of PAGE by increasing `key` (the server caps one answer)."""
+        """Every row, page after page by increasing `key`: the server caps the rows of one
+        answer (1000 unless the project says otherwise), so read until a page comes back empty."""
         rows: list[dict] = []
         while True:
             last = rows[-1][key] if rows else None
@@ -240,9 +243,9 @@ class SupabaseStore(Store):
                 return query.gt(key, last) if last is not None else query
 
             batch = self._rows(what, page)
-            rows.extend(batch)
-            if len(batch) < PAGE:
+            if not batch:
                 return rows
+            rows.extend(batch)
 
     # lifecycle
     def initialize(self) -> None:

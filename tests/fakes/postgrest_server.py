@@ -17,6 +17,7 @@ checked against the catalog and quoted with `psycopg.sql`, values are always
 bind parameters. Results are rendered to JSON by PostgreSQL itself (`json_agg`),
 as PostgREST does, so timestamps and jsonb look exactly like the real thing.
 
+Like Supabase (db-max-rows) it returns at most `max_rows` rows per read.
 Like Supabase's gateway it rejects a request whose `apikey` header is not the
 key it was given (401). The JWT `role` claim of the bearer token selects the
 database role (`set local role`) when such a role exists, which lets tests see
@@ -73,6 +74,15 @@ def status_for(sqlstate: str | None) -> int:
     if not sqlstate:
         return 500
     return SQLSTATE_STATUS.get(sqlstate) or SQLSTATE_STATUS.get(sqlstate[:2], 400)
+
+
+def api_key(role: str, ref: str = "test") -> str:
+    """A Supabase-style legacy API key (an unsigned-looking JWT) for `role`."""
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    claims = {"iss": "supabase", "ref": ref, "role": role, "iat": 1700000000, "exp": 2000000000}
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
 
 
 def jwt_role(token: str) -> str | None:
@@ -183,10 +193,12 @@ class Catalog:
 class PostgrestServer:
     """Serve PostgREST's API for `dsn` on 127.0.0.1 (a free port) until `stop()`."""
 
-    def __init__(self, dsn: str, key: str, *, schema: str = "public", port: int = 0):
+    def __init__(self, dsn: str, key: str, *, schema: str = "public", port: int = 0,
+                 max_rows: int | None = 1000):
         self.dsn = dsn
         self.key = key
         self.schema = schema
+        self.max_rows = max_rows  # Supabase's default cap on the rows of one answer
         self.pool = ConnectionPool(dsn, min_size=1, max_size=8, kwargs={"autocommit": True},
                                    open=False)
         self.catalog = Catalog(self.pool, schema)
@@ -253,6 +265,7 @@ def _handler_for(server: PostgrestServer):
 class _Handler(BaseHTTPRequestHandler):
     api: PostgrestServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes
 
     def log_message(self, format, *args) -> None:  # noqa: A002 - quiet test output
         pass
@@ -490,6 +503,8 @@ class _Request:
         clauses, filter_args = self.filters(columns, where, "_s")
         selection = self.select_list(columns, where)
         limit, offset = self.int_param("limit"), self.int_param("offset") or 0
+        if self.api.max_rows is not None:
+            limit = self.api.max_rows if limit is None else min(limit, self.api.max_rows)
         rows_sql = sql.SQL("select {} from {} _s{}{}").format(
             selection, source, self.where(clauses), self.order_by(columns, where))
         page_args = []
