@@ -28,7 +28,7 @@ _SMALL_TALK = [
     ),
     (re.compile(r"\b(thanks|thank you|thx|danke)\b", re.I), "You're welcome! Happy to help 🪼"),
     (
-        re.compile(r"\b(who|what) are you\b|\byour name\b", re.I),
+        re.compile(r"\b(who|what) are you\b|\byour name\b|\bwhat can you do\b", re.I),
         "I'm Jelly 🪼, the DeFiChain mascot. I answer questions about DeFiChain, "
         "look up live on-chain data and do the math for you.",
     ),
@@ -39,6 +39,28 @@ _SMALL_TALK = [
     (re.compile(r"^\W*(bye|goodbye|see you|ciao)\b", re.I), "Bye for now! Come back any time 🪼"),
 ]
 _RECALL = re.compile(r"\bwhat (did|was) (i|my) (just |last |previous )?(ask|say|question)", re.I)
+# words that may surround small talk without making it a question for the tools
+_FILLER = set(
+    """hi hello hey hallo gm yo good morning afternoon evening thanks thank thx danke you your
+    so much very a lot for the help again all guys everyone there jelly how are am is i doing
+    today who what name bye goodbye see later soon ciao cheers nice great cool ok okay awesome
+    and it that this was me my to do can able with dear friend buddy mate""".split()
+)
+
+
+def small_talk(text: str) -> str | None:
+    """The reply when `text` is only small talk (greeting, thanks, who-are-you, bye), else None.
+
+    "Hi, how many DFI do I need?" is a question, not small talk: words outside
+    the small-talk vocabulary send it on to the tools.
+    """
+    words = re.findall(r"[a-zA-Z0-9']+", text.lower())
+    if any(w not in _FILLER for w in words):
+        return None
+    for pattern, reply in _SMALL_TALK:
+        if pattern.search(text):
+            return reply
+    return None
 
 
 def tokens_of(text: str) -> list[str]:
@@ -77,6 +99,9 @@ class OfflineChatModel(BaseChatModel):
         results = [m for m in messages[last_human + 1 :] if isinstance(m, ToolMessage)]
         if results:
             return AIMessage(content=self._compose(question, results))
+        direct = self._direct(question, history)
+        if direct is not None:  # small talk and memory come before any tool
+            return AIMessage(content=direct)
         call = self._route(question, history)
         if call is not None:
             name, args = call
@@ -95,12 +120,18 @@ class OfflineChatModel(BaseChatModel):
                 return tool.name, args
         return None
 
-    def _chat(self, question: str, history) -> str:
+    def _direct(self, question: str, history) -> str | None:
         if _RECALL.search(question):
             previous = [_text(m) for m in history if isinstance(m, HumanMessage)]
             if previous:
                 return f'You asked me: "{previous[-1]}"'
             return "This is the first thing you've asked me in this conversation 🪼"
+        return small_talk(question)
+
+    def _chat(self, question: str, history) -> str:
+        direct = self._direct(question, history)
+        if direct is not None:
+            return direct
         for pattern, reply in _SMALL_TALK:
             if pattern.search(question):
                 return reply

@@ -10,9 +10,11 @@ the tool's arguments), and for the offline model `offline_route(text, history)
 from __future__ import annotations
 
 from tools import calculator
+from tools import knowledge as knowledge_tools
 
 TOOL_FACTORIES = [
     calculator.make_tools,
+    knowledge_tools.make_tools,
 ]
 
 

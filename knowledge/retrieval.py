@@ -1,0 +1,81 @@
+"""Query side: hybrid search when the kb's vectors match the embedder, else full text.
+
+A kb whose vectors came from another embedder is searched by full text only,
+and the reason is logged once (with the command that fixes it), so a changed
+EMBEDDINGS setting never returns garbage and never stops the service.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from knowledge.embeddings import Embedder
+from knowledge.ingest import mismatch
+from storage.base import Chunk, KnowledgeBaseInfo
+
+log = logging.getLogger("jellychat.knowledge")
+
+
+class Retriever:
+    def __init__(self, store, embedder: Embedder | None, cache_seconds: float = 10.0):
+        self.store = store
+        self.embedder = embedder
+        self.cache_seconds = cache_seconds
+        self._bases: dict[str, KnowledgeBaseInfo] | None = None
+        self._fetched = 0.0
+        self._logged: set[str] = set()
+        self._lock = threading.Lock()
+
+    def bases(self) -> dict[str, KnowledgeBaseInfo]:
+        """`store.knowledge_bases()`, refreshed at most every `cache_seconds`."""
+        now = time.monotonic()
+        if self._bases is None or now - self._fetched > self.cache_seconds:
+            self._bases = self.store.knowledge_bases()
+            self._fetched = now
+        return self._bases
+
+    def first_available(self, kbs) -> str | None:
+        """The first of `kbs` that holds documents."""
+        bases = self.bases()
+        return next((kb for kb in kbs if kb in bases and bases[kb].documents), None)
+
+    def problems(self) -> list[str]:
+        """Every kb whose stored vectors the embedder cannot be compared with."""
+        space = self.embedder.space if self.embedder is not None else None
+        bases = self.bases()
+        return [p for kb in sorted(bases) if (p := mismatch(self.store, kb, space, bases))]
+
+    def warn_once(self, message: str, key: str | None = None) -> None:
+        with self._lock:
+            if (key or message) in self._logged:
+                return
+            self._logged.add(key or message)
+        log.error("%s", message)
+
+    def uses_vectors(self, kb: str) -> bool:
+        if self.embedder is None:
+            return False
+        bases = self.bases()
+        info = bases.get(kb)
+        if info is None or not info.embedders:
+            return False
+        problem = mismatch(self.store, kb, self.embedder.space, bases)
+        if problem:
+            self.warn_once(problem + " Until then it is searched by full text only.")
+            return False
+        return True
+
+    def search(self, kb: str, query: str, k: int = 4) -> list[Chunk]:
+        """The `k` best chunks of `kb`: hybrid when possible, else full text."""
+        embedding = None
+        if self.uses_vectors(kb):
+            try:
+                embedding = self.embedder.embed_query(query)
+            except Exception as exc:  # noqa: BLE001 - fall back to full text, say why once
+                self.warn_once(
+                    f"embedding a question failed ({exc}); searching by full text only",
+                    key="embedding failed",
+                )
+        return self.store.search(kb, query, embedding, k)
