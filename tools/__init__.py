@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from tools import calculator
 from tools import knowledge as knowledge_tools
+from tools import ocean as ocean_tools
 
 TOOL_FACTORIES = [
     calculator.make_tools,
     knowledge_tools.make_tools,
+    ocean_tools.make_tools,
 ]
 
 

@@ -1,0 +1,249 @@
+"""Offline routing: which Ocean tool answers a question, and how its result is phrased.
+
+Only questions with a live-data cue are routed (an address or id, or words
+like current/latest/price/height/balance next to what they ask about), so
+"How many DFI do I need to run a masternode?" or "what is a vault?" stay with
+the knowledge tools.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tools.ocean.validate import TOKEN_NAMES
+
+PRIORITY = 30  # after the calculator (10), before knowledge search (~90)
+INVALID = "Invalid input: "
+FAILED = "Ocean lookup failed: "
+
+_I = re.IGNORECASE
+_BECH32 = re.compile(r"\b(?:df|tf|bcrt)1[0-9a-z]{6,87}\b", _I)
+_BASE58 = re.compile(r"(?<![0-9A-Za-z])[78dt][1-9A-HJ-NP-Za-km-z]{32,34}(?![0-9A-Za-z])")
+_WIF = re.compile(r"(?<![0-9A-Za-z])[5KL][1-9A-HJ-NP-Za-km-z]{50,51}(?![0-9A-Za-z])")
+_EVM = re.compile(r"\b0x[0-9a-fA-F]{40}\b")
+_HEX = re.compile(r"(?<![0-9A-Za-z])(?:0x)?([0-9a-fA-F]{64})(?![0-9A-Za-z])")
+
+KNOWN_SYMBOLS = {
+    "DFI", "BTC", "ETH", "USDT", "USDC", "DUSD", "DOGE", "LTC", "BCH", "EUROC", "XCHF", "TSLA", "SPY", "QQQ",
+    "GLD", "SLV", "AAPL", "NVDA", "GOOGL", "AMZN", "MSFT", "COIN", "NFLX", "ARKK", "PDBC", "VNQ", "URTH",
+    "TLT", "GME", "AMD", "MSTR", "DIS", "BABA", "PLTR", "INTC", "SAP", "PYPL", "CS25", "CR50", "XOM",
+}
+
+
+_NOT_TOKENS = {"USD", "TVL", "APR", "APY", "DEX", "ID", "CFP", "VOC", "UTXO", "LP", "MN"}
+
+
+def _cue(pattern: str, text: str) -> bool:
+    return re.search(pattern, text, _I) is not None
+
+
+def _symbol(word: str) -> str | None:
+    """A token symbol if `word` names one we know (or is written like a ticker)."""
+    bare = word.strip().lstrip("$")
+    if re.fullmatch(r"d[A-Z0-9]{2,}", bare) and bare[1:] != "USD":
+        bare = bare[1:]
+    upper = TOKEN_NAMES.get(bare.upper(), bare.upper())
+    if upper in KNOWN_SYMBOLS:
+        return upper
+    if re.fullmatch(r"[A-Z]{2,6}", bare) and bare not in _NOT_TOKENS:
+        return bare
+    return None
+
+
+def find_address(text: str) -> str | None:
+    for pattern in (_WIF, _EVM, _BECH32, _BASE58):
+        match = pattern.search(text)
+        if match:
+            return match.group(0)
+    return None
+
+
+def find_hex(text: str) -> str | None:
+    match = _HEX.search(text)
+    return match.group(1) if match else None
+
+
+def _previous_address(history) -> str | None:
+    for message in reversed(history or []):
+        if getattr(message, "type", "") == "human":
+            found = find_address(str(message.content))
+            if found:
+                return found
+    return None
+
+
+# --- one route per tool ---------------------------------------------------------------------
+
+def route_address(text: str, history=None) -> dict | None:
+    address = find_address(text)
+    if address is None:
+        if not _cue(r"\b(its|that|this|the same) (address|wallet)\b|\b(and|what about) (its|it's)\b", text):
+            return None
+        address = _previous_address(history)
+        if address is None:
+            return None
+    if _cue(r"\bvaults?\b|\bloans?\b", text):
+        info = "vaults"
+    elif _cue(r"\btokens?\b", text):
+        info = "tokens"
+    elif _cue(r"\bunspent\b|\butxos\b|\boutputs\b", text):
+        info = "unspent"
+    elif _cue(r"\btransactions?\b|\bhistory\b|\bactivity\b|\btxs?\b|\btransfers?\b", text):
+        info = "transactions"
+    else:
+        info = "balance"
+    return {"address": address, "info": info}
+
+
+def route_blocks(text: str, history=None) -> dict | None:
+    number = re.search(r"\bblock\s*(?:number|no\.?|height|#)?\s*#?\s*(\d[\d,]*)\b", text, _I) or \
+        re.search(r"\bheight\s+(?:of\s+)?#?(\d[\d,]*)\b", text, _I)
+    hexid = find_hex(text)
+    wants_txs = _cue(r"\btransactions?\b|\btxs?\b", text)
+    if number or (hexid and _cue(r"\bblock\b", text)):
+        ref = number.group(1).replace(",", "") if number else hexid
+        return {"action": "transactions" if wants_txs else "get", "block": ref}
+    if _cue(r"\b(block ?height|current height|chain height|latest blocks?|last blocks?|newest blocks?|"
+            r"recent blocks|current block|block count|how many blocks)\b", text):
+        plural = _cue(r"\b(latest|last|newest|recent) blocks\b", text)
+        return {"action": "latest", "limit": 5 if plural else 1}
+    return None
+
+
+def route_governance(text: str, history=None) -> dict | None:
+    if not _cue(r"\b(proposals?|cfps?|vocs?|votes? of confidence)\b", text):
+        return None
+    hexid = find_hex(text)
+    if hexid:
+        return {"proposal_id": hexid}
+    if _cue(r"\brejected\b", text):
+        status = "rejected"
+    elif _cue(r"\b(completed|approved|passed|finished)\b", text):
+        status = "completed"
+    elif _cue(r"\b(voting|being voted|open|active|ongoing|running|current(ly)?)\b", text):
+        status = "voting"
+    elif _cue(r"\b(latest|recent|list|show|all|new|which|how many)\b", text):
+        status = "all"
+    else:
+        return None
+    return {"status": status}
+
+
+def route_vault(text: str, history=None) -> dict | None:
+    hexid = find_hex(text)
+    if hexid and _cue(r"\bvaults?\b", text):
+        return {"vault_id": hexid}
+    return None
+
+
+def route_masternode(text: str, history=None) -> dict | None:
+    hexid = find_hex(text)
+    if hexid and _cue(r"\bmaster ?nodes?\b|\bmn\b", text):
+        return {"masternode_id": hexid}
+    return None
+
+
+def route_price(text: str, history=None) -> dict | None:
+    if not _cue(r"\bprice\b|\bworth\b|\btrading at\b|\bquote\b", text):
+        return None
+    patterns = (
+        r"\bprice\s+(?:of|for)\s+(?:the\s+|a\s+|an\s+|one\s+|1\s+)?(?:token\s+)?(\$?[A-Za-z][A-Za-z0-9]{0,15})",
+        r"(\$?[A-Za-z][A-Za-z0-9]{1,15})(?:\s+(?:token|coin))?\s+price\b",
+        r"\b(?:is|are)\s+(?:one\s+|a\s+|1\s+)?(\$?[A-Za-z][A-Za-z0-9]{1,15})\s+(?:worth|trading at)\b",
+    )
+    for pattern in patterns:
+        for match in re.finditer(pattern, text, _I):
+            symbol = _symbol(match.group(1))
+            if symbol:
+                return {"symbol": symbol}
+    if _cue(r"\b(current|latest|today'?s|live)\s+price\b|\bprice\s+(now|today)\b", text) and \
+            not _cue(r"\b(master ?node|vault|pool|nft)\b", text):
+        return {"symbol": "DFI"}
+    return None
+
+
+def route_stats(text: str, history=None) -> dict | None:
+    if _cue(r"\bsupply\b", text) and _cue(
+            r"\b(dfi|circulating|total|max(imum)?|current(ly)?|how much|how many)\b", text):
+        return {"kind": "supply"}
+    if _cue(r"\bburn(ed|t|ing)?\b", text) and _cue(
+            r"\b(how much|how many|total|amount|current(ly)?|so far|to date|until now|stat(s|istics))\b",
+            text):
+        return {"kind": "burn"}
+    if _cue(r"\breward distribution\b|\bdistribution of (the )?(block )?rewards?\b|"
+            r"\bblock rewards? (split|distribution|currently|now|today)\b|"
+            r"\bhow (is|are) (the )?block rewards? (split|distributed)\b", text):
+        return {"kind": "rewards"}
+    if _cue(r"\btvl\b|\btotal value locked\b|"
+            r"\b(chain|network|blockchain|ocean|defichain|live) stat(s|istics)\b|"
+            r"\bhow many masternodes (are there|exist|are (currently |now )?(active|enabled|running))\b|"
+            r"\bnumber of masternodes\b|\bmasternode count\b|\bhow many (open )?vaults (are there|exist)\b",
+            text):
+        return {"kind": "general"}
+    return None
+
+
+def route_token(text: str, history=None) -> dict | None:
+    by_id = re.search(r"\btoken\s+(?:id\s*)?#\s*(\d{1,7})\b|\btoken id\s*(\d{1,7})\b", text, _I)
+    if by_id:
+        return {"token": by_id.group(1) or by_id.group(2)}
+    about = re.search(r"\b(?:token\s+(?:info(?:rmation)?|details)|details|info(?:rmation)?)"
+                      r"\s+(?:about|for|on|of)\s+(?:the\s+)?(?:token\s+)?(\$?[A-Za-z][A-Za-z0-9]{1,15})",
+                      text, _I)
+    minted = re.search(r"\bhow many\s+(\$?[A-Za-z][A-Za-z0-9]{1,15})\s+(?:have been|were|are)\s+minted\b",
+                       text, _I)
+    for match in (about, minted):
+        if match:
+            symbol = _symbol(match.group(1))
+            if symbol:
+                return {"token": symbol}
+    return None
+
+
+def route_transaction(text: str, history=None) -> dict | None:
+    hexid = find_hex(text)
+    if hexid is None:
+        return None
+    if _cue(r"\b(vaults?|master ?nodes?|mn|proposals?|cfps?|vocs?|blocks?)\b", text):
+        return None  # another tool's id
+    return {"txid": hexid}
+
+
+_PAIR_WORDS = r"\b(pools?|pairs?|liquidity|apr|apy|reserves?|dex)\b"
+
+
+def _pair_in(text: str) -> str | None:
+    for pattern in (r"(\$?[A-Za-z][A-Za-z0-9]{1,9})\s*[-/]\s*(\$?[A-Za-z][A-Za-z0-9]{1,9})",
+                    r"\b(?:of|for|between)\s+(\$?[A-Za-z][A-Za-z0-9]{1,9})\s+(?:and|&)\s+(\$?[A-Za-z][A-Za-z0-9]{1,9})",
+                    r"(\$?[A-Za-z][A-Za-z0-9]{1,9})\s+(\$?[A-Za-z][A-Za-z0-9]{1,9})\s+(?:pool|pair)"):
+        for match in re.finditer(pattern, text, _I):
+            a, b = _symbol(match.group(1)), _symbol(match.group(2))
+            if a and b and a != b:
+                return f"{a}-{b}"
+    return None
+
+
+def route_poolpairs(text: str, history=None) -> dict | None:
+    if not _cue(_PAIR_WORDS, text):
+        return None
+    pair = _pair_in(text)
+    if pair:
+        return {"action": "lookup" if _cue(r"\bid\b", text) else "get", "pair": pair}
+    if _cue(r"\b(list|show|all|top|biggest|largest|best|which|current|highest)\b", text) and \
+            _cue(r"\bpools\b|\bpool ?pairs\b|\bpairs\b", text):
+        return {"action": "list"}
+    return None
+
+
+# --- composing the answer -------------------------------------------------------------------
+
+def answer(question: str, result: str) -> str:
+    if result.startswith(INVALID):
+        return f"Hmm, I can't look that up: {result[len(INVALID):]} 🌊"
+    if result.startswith(FAILED):
+        reason = result[len(FAILED):]
+        if "doesn't know" in reason:
+            reason = reason.replace("Ocean doesn't", "it doesn't", 1)
+            return f"I asked the Ocean, but {reason} Please check and try again 🌊"
+        return f"Sorry, I couldn't get live data from the Ocean: {reason} Please try again in a moment 🌊"
+    return f"Here's what the Ocean says 🌊\n\n{result}"
