@@ -30,10 +30,11 @@ from dotenv import load_dotenv  # noqa: E402
 from flask import Flask  # noqa: E402
 from flask_cors import CORS  # noqa: E402
 
+from knowledge import cli as knowledge_cli  # noqa: E402
 from metrics import watch_hub_lag  # noqa: E402
 from settings import Settings  # noqa: E402
 from storage import StoreError  # noqa: E402
-from web import db_cli, rest, sockets  # noqa: E402
+from web import db_cli, kb, rest, sockets  # noqa: E402
 from web.services import get_chat  # noqa: E402
 
 log = logging.getLogger("jellychat")
@@ -59,6 +60,8 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:
     app.register_blueprint(rest.bp)
     sockets.init_app(app, settings)
     db_cli.init_app(app)
+    app.register_blueprint(kb.bp)
+    knowledge_cli.init_app(app)
     return app
 
 

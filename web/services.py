@@ -14,6 +14,7 @@ from agent.models import describe_model, make_chat_model
 from agent.persona import SYSTEM_PROMPT
 from agent.runner import ChatAgent
 from agent.turn import Chat
+from knowledge import prepare_knowledge
 from storage import make_store
 from tools import build_tools
 
@@ -24,6 +25,7 @@ _lock = threading.Lock()
 def build_chat(settings, store=None) -> Chat:
     store = store or make_store(settings)
     store.initialize()
+    prepare_knowledge(settings, store)  # starter kb, embedder checks
     tools = build_tools(settings, store)
     agent = ChatAgent(
         make_chat_model(settings),

@@ -1,0 +1,77 @@
+"""REST: `GET /kb/search?q=...&kb=wiki&k=5`, ranked chunks for references-only clients."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from agent.turn import InvalidInput
+from knowledge.embeddings import EmbedderError, get_embedder
+from knowledge.ingest import check_kb_name
+from knowledge.retrieval import Retriever
+from web.services import get_chat, get_settings
+
+bp = Blueprint("kb", __name__)
+
+MAX_K = 50
+MAX_QUERY_CHARS = 1000
+
+
+def _retriever() -> Retriever:
+    retriever = current_app.extensions.get("jellychat.kb_retriever")
+    if retriever is None:
+        try:
+            embedder = get_embedder(get_settings())
+        except EmbedderError:
+            embedder = None  # logged at startup; full text only
+        retriever = Retriever(get_chat().store, embedder)
+        current_app.extensions["jellychat.kb_retriever"] = retriever
+    return retriever
+
+
+def _params() -> tuple[str, str, int]:
+    query = (request.args.get("q") or "").strip()
+    if not query:
+        raise InvalidInput("q", "'q' (the search text) is required")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidInput("q", f"'q' is longer than {MAX_QUERY_CHARS} characters")
+    kb = request.args.get("kb", "wiki")
+    try:
+        check_kb_name(kb)
+    except ValueError as exc:
+        raise InvalidInput("kb", str(exc)) from None
+    try:
+        k = int(request.args.get("k", 5))
+    except ValueError:
+        raise InvalidInput("k", "'k' must be an integer") from None
+    if not 1 <= k <= MAX_K:
+        raise InvalidInput("k", f"'k' must be between 1 and {MAX_K}")
+    return query, kb, k
+
+
+@bp.get("/kb/search")
+def search():
+    query, kb, k = _params()
+    retriever = _retriever()
+    bases = retriever.bases()
+    if kb not in bases:
+        known = ", ".join(sorted(bases)) or "none yet"
+        return jsonify({"error": f"knowledge base '{kb}' does not exist (known: {known})"}), 404
+    mode = "hybrid" if retriever.uses_vectors(kb) else "full-text"
+    chunks = retriever.search(kb, query, k)
+    return jsonify({
+        "query": query,
+        "kb": kb,
+        "mode": mode,
+        "results": [
+            {
+                "rank": rank,
+                "score": round(chunk.score, 6),
+                "title": chunk.title,
+                "source": chunk.source,
+                "url": chunk.url,
+                "section": chunk.metadata.get("section"),
+                "snippet": chunk.snippet(),
+            }
+            for rank, chunk in enumerate(chunks, 1)
+        ],
+    })
