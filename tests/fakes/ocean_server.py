@@ -14,6 +14,8 @@ Modes (`server.mode`):
 - "error": every request gets HTTP 500 with an Ocean error body
 - "hang": accept the connection, read the request, never answer (until `close()`
   or `release()`)
+- "trickle": send the status line and headers, then one byte of body every
+  `trickle_interval` seconds, never finishing (until released)
 
 `requests` records every path asked for; `request_seen` is set on each one.
 """
@@ -278,6 +280,7 @@ class OceanServer:
         self.data = data or OceanData()
         self.network = network
         self.mode = "ok"
+        self.trickle_interval = 0.2
         self.requests: list[str] = []
         self.request_seen = threading.Event()
         self._release = threading.Event()
@@ -432,6 +435,20 @@ class OceanServer:
                 self._send(status, {"error": {"code": status, "type": kind, "at": int(time.time() * 1000),
                                               "message": message, "url": self.path}})
 
+            def _trickle(self, release: threading.Event) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                self.close_connection = True
+                try:
+                    # paced output is the behaviour under test, not synchronisation
+                    while not release.wait(server.trickle_interval):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                except OSError:
+                    pass
+
             def do_GET(self):
                 split = urlsplit(self.path)
                 with server._lock:
@@ -440,7 +457,13 @@ class OceanServer:
                 if server.mode == "hang":
                     server._release.wait()
                     self.close_connection = True
-                    return self._error(503, "ServiceUnavailable", "released")
+                    try:
+                        self._error(503, "ServiceUnavailable", "released")
+                    except OSError:
+                        pass  # the client gave up long ago
+                    return None
+                if server.mode == "trickle":
+                    return self._trickle(server._release)
                 if server.mode == "error":
                     return self._error(500, "InternalServerError", "scripted failure")
                 try:

@@ -55,6 +55,12 @@ def count(value) -> str:
     return f"{int(number):,}" if number == number.to_integral_value() else f"{number:,}"
 
 
+def plain(value) -> str:
+    """A whole number without separators (block heights: 3512345)."""
+    number = decimal(value)
+    return str(int(number)) if number is not None else "unknown"
+
+
 def percent(value, ratio: bool = False) -> str:
     """'12.34%'; with `ratio`, the value is a fraction (0.1234)."""
     number = decimal(value)

@@ -9,7 +9,18 @@ from __future__ import annotations
 from decimal import Decimal
 
 from tools.ocean.client import OceanError, OceanNotFound
-from tools.ocean.formatting import amount, count, decimal, get, listing, percent, plural, usd, when
+from tools.ocean.formatting import (
+    amount,
+    count,
+    decimal,
+    get,
+    listing,
+    percent,
+    plain,
+    plural,
+    usd,
+    when,
+)
 
 PAGE = 200  # Ocean's largest page
 MAX_PAGES = 5
@@ -98,7 +109,7 @@ def address_transactions(client, address: str, limit: int) -> str:
     for a in found[:limit]:
         direction = "received" if a.get("type") == "vout" else "spent"
         lines.append(
-            f"block {count(get(a, 'block', 'height'))} ({when(get(a, 'block', 'time'))}): "
+            f"block {plain(get(a, 'block', 'height'))} ({when(get(a, 'block', 'time'))}): "
             f"{direction} {amount(a.get('value'))} in tx {a.get('txid')}"
         )
     return listing(f"Recent UTXO transactions of {address}", lines,
@@ -109,7 +120,7 @@ def address_unspent(client, address: str, limit: int) -> str:
     found, more = items(client.address.listTransactionUnspent(address, size=limit))
     lines = [
         f"{amount(get(u, 'vout', 'value'))} in output {get(u, 'vout', 'txid')}:{get(u, 'vout', 'n')} "
-        f"(block {count(get(u, 'block', 'height'))})"
+        f"(block {plain(get(u, 'block', 'height'))})"
         for u in found[:limit]
     ]
     return listing(f"Unspent outputs of {address}", lines, more=more)
@@ -119,7 +130,7 @@ def _vault_line(v: dict) -> str:
     scheme = v.get("loanScheme") or {}
     if v.get("state") == "IN_LIQUIDATION":
         return (
-            f"vault {v.get('vaultId')}: IN LIQUIDATION since block {count(v.get('liquidationHeight'))}, "
+            f"vault {v.get('vaultId')}: IN LIQUIDATION since block {plain(v.get('liquidationHeight'))}, "
             f"{v.get('batchCount', 0)} auction batches"
         )
     return (
@@ -138,7 +149,7 @@ def address_vaults(client, address: str, limit: int) -> str:
 
 def _block_line(b: dict) -> str:
     return (
-        f"#{count(b.get('height'))} at {when(b.get('time'))}: "
+        f"#{plain(b.get('height'))} at {when(b.get('time'))}: "
         f"{plural(b.get('transactionCount'), 'transaction')}, hash {b.get('hash')}"
     )
 
@@ -150,7 +161,7 @@ def latest_blocks(client, limit: int) -> str:
     if limit == 1:
         b = found[0]
         return (
-            f"Current block height: {count(b.get('height'))} (latest block mined {when(b.get('time'))}, "
+            f"Current block height: {plain(b.get('height'))} (latest block mined {when(b.get('time'))}, "
             f"{plural(b.get('transactionCount'), 'transaction')}, hash {b.get('hash')})"
         )
     return listing("Latest blocks", [_block_line(b) for b in found[:limit]], more=True)
@@ -159,7 +170,7 @@ def latest_blocks(client, limit: int) -> str:
 def block(client, ref: str) -> str:
     b = data(client.blocks.get(ref), "that block")
     return (
-        f"Block #{count(b.get('height'))}\n"
+        f"Block #{plain(b.get('height'))}\n"
         f"- hash: {b.get('hash')}\n"
         f"- mined: {when(b.get('time'))} by masternode {b.get('masternode') or 'unknown'}\n"
         f"- transactions: {count(b.get('transactionCount'))}\n"
@@ -178,7 +189,7 @@ def block_transactions(client, ref: str, limit: int) -> str:
         for t in found[:limit]
     ]
     total = b.get("transactionCount")
-    return listing(f"Transactions in block #{count(b.get('height'))}", lines,
+    return listing(f"Transactions in block #{plain(b.get('height'))}", lines,
                    total=total if isinstance(total, int) else None, more=more)
 
 
@@ -186,7 +197,7 @@ def transaction(client, txid: str) -> str:
     t = data(client.transactions.get(txid), "that transaction")
     return (
         f"Transaction {t.get('txid') or txid}\n"
-        f"- block: #{count(get(t, 'block', 'height'))} ({when(get(t, 'block', 'time'))})\n"
+        f"- block: #{plain(get(t, 'block', 'height'))} ({when(get(t, 'block', 'time'))})\n"
         f"- inputs: {t.get('vinCount')}, outputs: {t.get('voutCount')}\n"
         f"- total output: {amount(t.get('totalVoutValue'))}\n"
         f"- size: {count(t.get('size'))} bytes"
@@ -203,7 +214,7 @@ def _proposal_line(p: dict) -> str:
     asked = f", asks {amount(p.get('amount'))}" if p.get("amount") and what == "CFP" else ""
     return (
         f"{p.get('title')!r} ({what}, {p.get('status')}{asked}), cycle {p.get('currentCycle')}/"
-        f"{p.get('totalCycles')}, voting ends at block {count(p.get('cycleEndHeight'))}, "
+        f"{p.get('totalCycles')}, voting ends at block {plain(p.get('cycleEndHeight'))}, "
         f"id {p.get('proposalId')}"
     )
 
@@ -225,7 +236,7 @@ def proposal(client, proposal_id: str) -> str:
         lines.append(f"- amount: {amount(p.get('amount'))} per cycle to {payee}")
     lines.append(
         f"- cycle {p.get('currentCycle')} of {p.get('totalCycles')}; this cycle's voting ends at block "
-        f"{count(p.get('cycleEndHeight'))}, the proposal ends at block {count(p.get('proposalEndHeight'))}"
+        f"{plain(p.get('cycleEndHeight'))}, the proposal ends at block {plain(p.get('proposalEndHeight'))}"
     )
     if p.get("votesPossible") is not None:
         lines.append(
@@ -249,7 +260,7 @@ def vault(client, vault_id: str) -> str:
     )
     if v.get("state") == "IN_LIQUIDATION":
         lines.append(
-            f"- state: IN LIQUIDATION since block {count(v.get('liquidationHeight'))}, "
+            f"- state: IN LIQUIDATION since block {plain(v.get('liquidationHeight'))}, "
             f"{v.get('batchCount', 0)} auction batches, penalty {percent(v.get('liquidationPenalty'))}"
         )
         return "\n".join(lines)
@@ -274,13 +285,13 @@ def masternode(client, masternode_id: str) -> str:
         f"- minted blocks: {count(m.get('mintedBlocks'))}",
         f"- owner: {get(m, 'owner', 'address')}",
         f"- operator: {get(m, 'operator', 'address')}",
-        f"- created at block {count(get(m, 'creation', 'height'))}",
+        f"- created at block {plain(get(m, 'creation', 'height'))}",
         f"- timelock: {lock}",
     ]
     if m.get("collateral"):
         lines.append(f"- collateral: {amount(m.get('collateral'))}")
     if m.get("resign"):
-        lines.append(f"- resigned at block {count(get(m, 'resign', 'height'))}")
+        lines.append(f"- resigned at block {plain(get(m, 'resign', 'height'))}")
     return "\n".join(lines)
 
 
@@ -300,7 +311,7 @@ def price(client, symbol: str) -> str:
     return (
         f"Price of {feed.get('token') or symbol}: "
         f"{amount(aggregated.get('amount'), feed.get('currency') or 'USD')} "
-        f"(oracle price at block {count(get(feed, 'block', 'height'))}, {when(get(feed, 'block', 'time'))}; "
+        f"(oracle price at block {plain(get(feed, 'block', 'height'))}, {when(get(feed, 'block', 'time'))}; "
         f"{get(aggregated, 'oracles', 'active', default='?')} of "
         f"{get(aggregated, 'oracles', 'total', default='?')} oracles active)"
     )
@@ -379,7 +390,7 @@ def token(client, ref: str) -> str:
         f"- minted: {amount(t.get('minted'), t.get('symbol') or '')}\n"
         f"- mintable: {'yes' if t.get('mintable') else 'no'}, "
         f"tradeable: {'yes' if t.get('tradeable') else 'no'}\n"
-        f"- created at block {count(get(t, 'creation', 'height'))}"
+        f"- created at block {plain(get(t, 'creation', 'height'))}"
     )
 
 
