@@ -344,7 +344,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         except psycopg.Error as exc:
             diag = exc.diag
-            self._send_error(ApiError(status_for(exc.sqlstate), exc.sqlstate or "",
+            status = status_for(exc.sqlstate)
+            if exc.sqlstate == "42501" and role == "anon":
+                status = 401  # PostgREST: insufficient privilege of an anonymous request
+            self._send_error(ApiError(status, exc.sqlstate or "",
                                       diag.message_primary or str(exc), diag.message_detail,
                                       diag.message_hint))
             return
