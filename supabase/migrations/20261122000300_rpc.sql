@@ -169,3 +169,7 @@ alter table if exists public.qa enable row level security;
 alter table if exists public.kb_documents enable row level security;
 alter table if exists public.kb_chunks enable row level security;
 alter table if exists public.jelly_schema_migrations enable row level security;
+
+-- Make a running PostgREST (Supabase's API) see the new functions at once.
+-- Harmless without one: nobody listens on the channel.
+notify pgrst, 'reload schema';
