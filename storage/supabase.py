@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -97,6 +98,12 @@ class HTTPStatusError(Exception):
         super().__init__(f"HTTP {status}: {self.text}")
 
 
+# what a request can end with once its retries are over
+FAILURES: tuple[type[Exception], ...] = (
+    (HTTPStatusError, httpx.HTTPError, supabase.PostgrestAPIError) if supabase else (HTTPStatusError,)
+)
+
+
 def _raise_for_status(response) -> None:
     if response.status_code < 400:
         return
@@ -160,6 +167,7 @@ class SupabaseStore(Store):
         self.__key = key
         self._http = None
         self._client = None
+        self._lock = threading.Lock()
         self._warned_dimensions: set[int] = set()
 
     def __repr__(self) -> str:
@@ -172,44 +180,54 @@ class SupabaseStore(Store):
     # plumbing
     @property
     def client(self):
+        """The supabase-py client, made on first use (one per store, shared by all threads)."""
         if self._client is None:
-            self._http = httpx.Client(
-                timeout=httpx.Timeout(self.timeout),
-                follow_redirects=True,
-                event_hooks={"response": [_raise_for_status]},
-            )
-            options = supabase.ClientOptions(
-                httpx_client=self._http,
-                postgrest_client_retry=False,  # we retry, bounded, with tenacity
-                auto_refresh_token=False,
-                persist_session=False,
-            )
-            try:
-                self._client = supabase.create_client(self.url, self.__key, options)
-            except supabase.SupabaseException as exc:
-                raise StoreError(f"cannot create the Supabase client: {self._safe(exc.message, self.__key)}"
-                                 ) from None
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make_client()
         return self._client
 
-    def _call(self, what: str, request: Callable, *, idempotent: bool):
-        """Execute `request()` (a postgrest builder), retried; failures become StoreError."""
+    def _make_client(self):
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(self.timeout),
+            follow_redirects=True,
+            event_hooks={"response": [_raise_for_status]},
+        )
+        options = supabase.ClientOptions(
+            httpx_client=self._http,
+            postgrest_client_retry=False,  # we retry, bounded, with tenacity
+            auto_refresh_token=False,
+            persist_session=False,
+        )
+        try:
+            return supabase.create_client(self.url, self.__key, options)
+        except supabase.SupabaseException as exc:
+            raise StoreError(f"cannot create the Supabase client: {self._safe(exc.message, self.__key)}"
+                             ) from None
+
+    def _execute(self, what: str, request: Callable, *, idempotent: bool, attempts: int | None = None):
+        """Execute `request()` (a postgrest builder), retrying transient failures (bounded)."""
         retrying = Retrying(
             retry=retry_if_exception(_transient(idempotent)),
-            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.retry_budget),
+            stop=stop_after_attempt(attempts or self.attempts) | stop_after_delay(self.retry_budget),
             wait=wait_exponential_jitter(multiplier=self.backoff, max=2.0, jitter=self.backoff),
             before_sleep=lambda state: self.logger.warning(
                 "Supabase %s failed (%s), retrying", what, self._describe(state.outcome.exception())),
             reraise=True,
         )
+        return retrying(lambda: request().execute())
+
+    def _call(self, what: str, request: Callable, *, idempotent: bool):
+        """`_execute`, with what still fails turned into a one-line StoreError."""
         try:
-            return retrying(lambda: request().execute())
-        except (HTTPStatusError, httpx.HTTPError, supabase.PostgrestAPIError) as exc:
+            return self._execute(what, request, idempotent=idempotent)
+        except FAILURES as exc:
             raise StoreError(f"Supabase {what} failed: {self._describe(exc)}") from exc
 
     def _describe(self, exc: BaseException) -> str:
         """One line about `exc`, that never contains the key."""
         if isinstance(exc, HTTPStatusError):
-            if exc.status in (401, 403) and not exc.code.startswith(("42", "PGRST")):
+            if exc.status in (401, 403) and not exc.code.startswith("42"):
                 text = (f"the key was rejected (HTTP {exc.status}: {exc.text}); SUPABASE_KEY must be "
                         "the project's service-role (secret) key")
             elif exc.code in ("PGRST202", "PGRST205", "42883", "42P01"):
@@ -251,13 +269,12 @@ class SupabaseStore(Store):
     def initialize(self) -> None:
         """Check URL, key and schema with two cheap requests; StoreError says what is wrong."""
         try:
-            self._call("startup check", lambda: self.client.table("users").select("id").limit(1),
-                       idempotent=True)
-            version = self._call("startup check", lambda: self.client.rpc("jelly_api_version"),
-                                 idempotent=True).data
-        except StoreError as exc:
-            message = str(exc).replace("Supabase startup check failed: ", "")
-            raise StoreError(f"cannot use Supabase at {self.url}: {message}") from None
+            self._execute("startup check", lambda: self.client.table("users").select("id").limit(1),
+                          idempotent=True)
+            version = self._execute("startup check", lambda: self.client.rpc("jelly_api_version"),
+                                    idempotent=True).data
+        except FAILURES as exc:
+            raise StoreError(f"cannot use Supabase at {self.url}: {self._describe(exc)}") from None
         if not isinstance(version, int) or version < API_VERSION:
             raise StoreError(f"the Supabase database has an older JellyChat schema: {MIGRATE_HINT}")
         if self.role not in ("service_role", None):
@@ -270,9 +287,11 @@ class SupabaseStore(Store):
         self._http = self._client = None
 
     def ping(self) -> bool:
+        """One request, no retries: a health check must answer within its own timeout."""
         try:
-            self._call("ping", lambda: self.client.table("users").select("id").limit(1), idempotent=True)
-        except StoreError:
+            self._execute("ping", lambda: self.client.table("users").select("id").limit(1),
+                          idempotent=True, attempts=1)
+        except (*FAILURES, StoreError):
             return False
         return True
 

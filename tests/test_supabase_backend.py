@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -309,6 +310,30 @@ def test_retries_are_bounded(server, store, caplog):
     assert time.monotonic() - started < 5
     assert requests_to(server, "/chat_messages") == 3  # attempts=3, then the error
     assert "HTTP 502" in str(failed.value) and SERVICE_KEY not in str(failed.value) + caplog.text
+
+
+def test_silent_server_is_bounded_by_the_timeout():
+    """A server that takes the connection but never answers: each try ends at `timeout`."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes handshakes; nobody ever reads or answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        st = SupabaseStore(url, SERVICE_KEY, timeout=0.5, attempts=2, backoff=0.01)
+        started = time.monotonic()
+        with pytest.raises(StoreError) as failed:
+            st.initialize()
+        elapsed = time.monotonic() - started
+    assert 1.0 <= elapsed < 4, elapsed  # two tries of 0.5 s each, then the error
+    assert f"no answer from {url} within 0.5 s" in str(failed.value)
+
+
+def test_ping_tries_once(server, store):
+    assert store.ping() is True
+    server.clear_log()
+    server.fail_next(1, 503)
+    assert store.ping() is False
+    assert requests_to(server, "/users") == 1
+    assert store.ping() is True
 
 
 def test_writes_are_repeated_only_when_they_cannot_have_run(server, store, migrated_dsn):
