@@ -114,6 +114,13 @@ def test_the_numbers_come_from_the_server(tools, fake):
     assert f"Current block height: {TIP + 7}" in tools["ocean_blocks"].invoke({"limit": 1})
 
 
+def test_gzip_answers_are_decoded(tools, fake):
+    fake.gzip = True
+    fake.data.balances[ADDRESS] = "77.70000000"
+    assert "77.70000000 DFI" in tools["ocean_address"].invoke({"address": ADDRESS})
+    assert "Pool pair dBTC-DFI (id 5)" in tools["ocean_poolpairs"].invoke({"action": "get", "pair": "5"})
+
+
 def test_pagination_is_followed_with_next(tools, fake):
     fake.data.tokens = fake.data.tokens + [
         {**fake.data.tokens[1], "id": str(1000 + i), "symbol": f"T{i}", "symbolKey": f"T{i}",

@@ -22,6 +22,7 @@ Modes (`server.mode`):
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import threading
@@ -281,6 +282,7 @@ class OceanServer:
         self.network = network
         self.mode = "ok"
         self.trickle_interval = 0.2
+        self.gzip = False  # compress answers for clients that accept gzip, as the public Ocean does
         self.requests: list[str] = []
         self.request_seen = threading.Event()
         self._release = threading.Event()
@@ -308,6 +310,7 @@ class OceanServer:
     def reset(self) -> None:
         self.release()
         self.mode = "ok"
+        self.gzip = False
         with self._lock:
             self.requests.clear()
         self.request_seen.clear()
@@ -426,6 +429,9 @@ class OceanServer:
             def _send(self, status: int, body: dict) -> None:
                 raw = json.dumps(body).encode()
                 self.send_response(status)
+                if server.gzip and "gzip" in self.headers.get("Accept-Encoding", ""):
+                    raw = gzip.compress(raw)
+                    self.send_header("Content-Encoding", "gzip")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()
