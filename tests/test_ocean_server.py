@@ -22,8 +22,10 @@ def ocean():
 
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory, ocean):
+    # no starter knowledge base: these tests only need the Ocean tools, and it starts faster
     srv = ServerProcess(tmp_path_factory.mktemp("ocean-app"),
-                        env={"OCEAN_URL": ocean.url, "OCEAN_TIMEOUT": str(OCEAN_TIMEOUT)})
+                        env={"OCEAN_URL": ocean.url, "OCEAN_TIMEOUT": str(OCEAN_TIMEOUT),
+                             "KNOWLEDGE_STARTER": "false", "EMBEDDINGS": "none"})
     srv.start()
     yield srv
     srv.stop()
