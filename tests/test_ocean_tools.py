@@ -191,9 +191,12 @@ def test_connection_refused_is_reported_at_once():
     assert time.monotonic() - started < 2
 
 
-@pytest.mark.parametrize("mode", ["hang", "trickle"])
+@pytest.mark.parametrize("mode", ["hang", "trickle", "stall"])
 def test_a_server_that_never_finishes_is_cut_off_at_the_timeout(fake, mode):
-    fake.mode = mode
+    """hang: no answer at all; trickle: a byte every 0.2 s; stall: headers, then silence."""
+    fake.mode = "trickle" if mode == "stall" else mode
+    if mode == "stall":
+        fake.trickle_interval = 60
     tool = _tools(fake.url, timeout=1)["ocean_address"]
     started = time.monotonic()
     result = tool.invoke({"address": ADDRESS})

@@ -310,6 +310,7 @@ class OceanServer:
     def reset(self) -> None:
         self.release()
         self.mode = "ok"
+        self.trickle_interval = 0.2
         self.gzip = False
         with self._lock:
             self.requests.clear()

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 import requests
+import urllib3
 
 from tools.ocean import package
 
@@ -121,12 +122,10 @@ def _bounded_connection_class():
                     response.close()
             except OceanError:
                 raise
-            except requests.exceptions.Timeout:
+            # the body is read from urllib3 directly, so its exceptions arrive unwrapped
+            except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
                 raise OceanUnavailable(not_answering(self._timeout)) from None
-            except requests.exceptions.ConnectionError as exc:
-                log.info("Ocean connection failed for %s: %s", url, exc)
-                raise OceanUnavailable("Ocean is not reachable right now") from None
-            except requests.exceptions.RequestException as exc:
+            except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                 log.info("Ocean request failed for %s: %s", url, exc)
                 raise OceanUnavailable("Ocean is not reachable right now") from None
             return _decode(response.status_code, body)
