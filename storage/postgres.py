@@ -287,12 +287,18 @@ class PostgresStore(Store):
             dim = int(dimension)
             with self.pool.connection() as conn, conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", (INDEX_LOCK_ID,))
-                conn.execute(
-                    f"create index if not exists kb_chunks_embedding_{dim}_idx on kb_chunks"
-                    f" using hnsw ((embedding::vector({dim})) vector_cosine_ops)"
-                    f" where vector_dims(embedding) = {dim}"
-                )
+                conn.execute(vector_index_sql(dim))
         self._vector_indexes.add(dimension)
+
+
+def vector_index_sql(dimension: int) -> str:
+    """The partial HNSW index for one dimension, as the knowledge migration makes it."""
+    dim = int(dimension)
+    return (
+        f"create index if not exists kb_chunks_embedding_{dim}_idx on kb_chunks"
+        f" using hnsw ((embedding::vector({dim})) vector_cosine_ops)"
+        f" with (m = 24, ef_construction = 128) where vector_dims(embedding) = {dim}"
+    )
 
 
 def _vector_text(vector) -> str | None:
