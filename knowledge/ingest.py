@@ -172,6 +172,8 @@ def ingest(
         keep = seen | {source for source, _ in loaded.failures}
         gone = sorted(set(stored) - keep)
         report.removed = store.delete_documents(kb, gone) if gone else 0
+    if report.added or report.changed or report.removed:
+        store.ingest_finished(kb)
     report.seconds = time.perf_counter() - started
     log.info(report.summary())
     return report

@@ -229,6 +229,13 @@ class Store(ABC):
         only vectors of the embedding's dimension take part.
         """
 
+    def ingest_finished(self, kb: str) -> None:  # noqa: B027 - optional hook
+        """Called after an ingest run that changed `kb`: refresh search statistics.
+
+        Full-text scores weigh words by rarity, taken from the database's
+        statistics; a backend that can refresh them (ANALYZE) does it here.
+        """
+
     @staticmethod
     def check_chunks(chunks, embeddings, embedder) -> None:
         """Shared rules for `replace_document` arguments."""

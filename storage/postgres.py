@@ -274,6 +274,10 @@ class PostgresStore(Store):
                 ).fetchall()
         return [Chunk(content=c, metadata=m, id=i, score=float(s)) for i, c, m, s in rows]
 
+    def ingest_finished(self, kb: str) -> None:
+        with self.pool.connection() as conn:
+            conn.execute("analyze kb_chunks")
+
     def _ensure_vector_index(self, dimension: int) -> None:
         """A partial HNSW index for vectors of `dimension`, made once per database."""
         if dimension in self._vector_indexes:

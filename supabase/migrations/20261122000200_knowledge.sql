@@ -101,30 +101,54 @@ as $$
 $$;
 
 
--- Full-text search within one knowledge base: candidates are the chunks with
--- any selective word or with all the words, ranked by ts_rank over all words.
+-- Full-text search within one knowledge base. Candidates: chunks with any
+-- selective word, or with all the words. Score: ts_rank over all the words
+-- (title > section > text, length-normalised) times the summed inverse
+-- document frequency of the words the chunk contains, so rare words count
+-- more than common ones ("testnet" over "get" and "DFI").
 create or replace function public.kb_text_search(query text, kb text, k int default 5)
 returns table (id bigint, content text, metadata jsonb, score double precision)
 language plpgsql stable
 as $$
+declare
+    n double precision;
+    terms tsquery[];
+    weights double precision[];
 begin
     if to_tsvector('english'::regconfig, query) = ''::tsvector then
         return;  -- only stop words: nothing to look for
     end if;
+    select coalesce(sum(d.chunks), 0) into n from public.kb_documents d where d.kb = kb_text_search.kb;
+    with lexemes as (
+        select distinct lexeme
+        from unnest(tsvector_to_array(to_tsvector('english'::regconfig, query))) as lexeme
+    ),
+    frequencies as (
+        select e.elem, e.freq
+        from pg_stats s,
+             unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) as e(elem, freq)
+        where s.schemaname = 'public' and s.tablename = 'kb_chunks' and s.attname = 'tsv'
+    )
+    select array_agg(('''' || replace(replace(l.lexeme, '\', '\\'), '''', '''''') || '''')::tsquery),
+           array_agg(ln((n + 1) / (coalesce(f.freq * n, 1) + 0.5)))
+    into terms, weights
+    from lexemes l left join frequencies f on f.elem = l.lexeme;
     return query execute $sql$
         with candidates as (
-            select c.id, c.content, c.metadata, c.tsv
+            select c.id, c.content, c.metadata, c.tsv,
+                   (select coalesce(sum(t.w), 0) from unnest($6, $7) as t(q, w)
+                    where c.tsv @@ t.q) as idf
             from public.kb_chunks c
             where c.kb = $1 and (c.tsv @@ $2 or c.tsv @@ $3)
             limit 5000  -- bounds the ranking work when every word is common
         )
-        select c.id, c.content, c.metadata, ts_rank(c.tsv, $4, 1)::double precision as score
+        select c.id, c.content, c.metadata, (ts_rank(c.tsv, $4, 1) * c.idf)::double precision as score
         from candidates c
         order by score desc, c.id
         limit $5
     $sql$
     using kb, public.kb_selective_words(query, kb), plainto_tsquery('english'::regconfig, query),
-          public.kb_any_words(query), k;
+          public.kb_any_words(query), k, terms, weights;
 end
 $$;
 
