@@ -69,7 +69,7 @@ $$;
 -- first, while their estimated matches (ANALYZE's element frequencies times the
 -- kb's size) stay within `budget` rows. On a small kb that is every word; on a
 -- large one the most common words are left to the ranking (and to the vectors).
-create or replace function public.kb_selective_words(query text, kb text, budget int default 2000)
+create or replace function public.kb_selective_words(query text, kb text, budget int default 1000)
 returns tsquery
 language sql stable
 as $$
