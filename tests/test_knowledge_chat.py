@@ -86,6 +86,14 @@ def test_small_talk_is_not_sent_to_the_wiki(wiki_server):
         assert result.final["sources"] == []
 
 
+def test_off_topic_question_cites_nothing(wiki_server):
+    body = wiki_server.post("/user_message", {
+        "user_token": token(), "message": "What is the weather like in Paris?",
+    }).json()
+    assert body["sources"] == []
+    assert "couldn't find" in body["response"]
+
+
 def test_kb_search_ranks_chunks(wiki_server):
     response = wiki_server.get("/kb/search", params={"q": "masternode collateral 20000 DFI", "k": 3})
     assert response.status_code == 200

@@ -32,7 +32,8 @@ _STOPWORDS = set(
     """a an and are as at be been but by can could do does did for from get got has have how i if in
     into is it its me my of on or our please should so than that the their them then there these
     this to us was we what when where which who why will with would you your about tell explain
-    much many one any some way does doing done want know need needed""".split()
+    much many one any some way does doing done want know need needed like also just use using
+    get make go there here""".split()
 )
 # kept for scoring even though they are stop-ish: they carry the question's topic
 _KEEP = {"need", "many", "much"}
@@ -63,6 +64,7 @@ def _plain(text: str) -> str:
 
 
 def _sentences(text: str) -> list[str]:
+    text = re.sub(r"^\s*#{1,6}\s.*$", "", text, flags=re.M)  # headings inside a chunk
     parts = []
     for block in re.split(r"\n\s*\n|\n(?=\s*[-*+]\s)|\n(?=\s*\d+\.\s)", text):
         parts.extend(re.split(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])", block.strip()))
@@ -103,23 +105,43 @@ def parse_results(text: str) -> list[tuple[str, str | None, str]]:
     return passages
 
 
+_WHAT_IS = re.compile(r"^\s*what(?:'s|\s+is|\s+are)\s+(?:an?\s+|the\s+)?(.+?)[\s?.!]*$", re.I)
+
+
+def _definition(question: str):
+    """For "what is X?", a pattern for sentences that define X ("X is ...", "The X are ...")."""
+    match = _WHAT_IS.match(question)
+    if not match:
+        return None
+    subject = r"\W+".join(re.escape(w) for w in re.findall(r"\w+", match.group(1)))
+    if not subject:
+        return None
+    return re.compile(rf"^\W*(?:the\s+|an?\s+)?\W*{subject}s?\W*(?:\([^)]*\)\s*)?"
+                      rf"(?:is|are|means|refers to|describes)\b", re.I)
+
+
 def best_quote(question: str, passages) -> tuple[str, str | None, str] | None:
-    """(heading, link, quote): the sentence(s) that share most words with the question,
-    favouring higher-ranked passages, and numbers for "how many/much" questions."""
+    """(heading, link, quote): the sentence(s) that share most words with the question
+    (and whose heading does), favouring higher-ranked passages, definitions for
+    "what is" questions and numbers for "how many/much" questions."""
     wanted = _words(question)
     if not wanted:
         return None
     wants_number = bool(re.search(r"\bhow (many|much)\b|\bminimum\b|\bamount\b|\bcost", question, re.I))
+    defines = _definition(question)
     best = None
     for rank, (heading, link, body) in enumerate(passages):
         sentences = _sentences(body)
+        in_heading = len(wanted & _words(heading))
         for i, sentence in enumerate(sentences):
             overlap = len(wanted & _words(sentence))
             if not overlap:
                 continue
-            score = overlap * (1.0 - 0.12 * rank)
-            if wants_number and re.search(r"\d", sentence):
-                score += 0.75
+            score = (overlap + 0.3 * in_heading) * (1.0 - 0.12 * rank) - 0.01 * i
+            if wants_number:  # "how many ...?" wants a sentence with a number
+                score = score + 1.0 if re.search(r"\d", sentence) else score * 0.5
+            if defines and defines.search(sentence):
+                score += 2.0
             if best is None or score > best[0]:
                 quote = sentence
                 if len(quote) < 90 and i + 1 < len(sentences):
@@ -158,6 +180,13 @@ def _route_python(text: str, history) -> dict | None:
     return {"question": text.strip()} if _is_python_question(text) else None
 
 
+def _relevant(question: str, chunk) -> bool:
+    """A chunk shares at least one meaningful word with the question (in its text,
+    title or section), so off-topic questions get no sources."""
+    text = " ".join((chunk.title, chunk.metadata.get("section") or "", chunk.content))
+    return bool(_words(question) & _words(text))
+
+
 def _sources(chunks) -> list[dict]:
     """Page-level sources, deduplicated, in rank order."""
     seen, sources = set(), []
@@ -177,7 +206,7 @@ def make_knowledge_tool(retriever: Retriever, *, name: str, label: str, kbs: tup
         if kb is None:
             return (f"{NOTHING_FOUND} in the {label}: it has not been ingested yet "
                     f"(flask --app app ingest SOURCE --kb {kbs[0]})."), {"sources": []}
-        chunks = retriever.search(kb, question, k)
+        chunks = [c for c in retriever.search(kb, question, k) if _relevant(question, c)]
         label_used = label if kb == kbs[0] else f"{label} (starter knowledge base)"
         return format_results(label_used, question, chunks), {"sources": _sources(chunks), "kb": kb}
 
