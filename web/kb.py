@@ -8,6 +8,7 @@ from agent.turn import InvalidInput
 from knowledge.embeddings import EmbedderError, get_embedder
 from knowledge.ingest import check_kb_name
 from knowledge.retrieval import Retriever
+from web.rest import int_arg
 from web.services import get_chat, get_settings
 
 bp = Blueprint("kb", __name__)
@@ -39,13 +40,7 @@ def _params() -> tuple[str, str, int]:
         check_kb_name(kb)
     except ValueError as exc:
         raise InvalidInput("kb", str(exc)) from None
-    try:
-        k = int(request.args.get("k", 5))
-    except ValueError:
-        raise InvalidInput("k", "'k' must be an integer") from None
-    if not 1 <= k <= MAX_K:
-        raise InvalidInput("k", f"'k' must be between 1 and {MAX_K}")
-    return query, kb, k
+    return query, kb, int_arg("k", 5, 1, MAX_K)
 
 
 @bp.get("/kb/search")

@@ -54,6 +54,17 @@ def history():
     return jsonify([m.to_json() for m in store.history(user.id)])
 
 
+def int_arg(name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high], or InvalidInput naming it."""
+    try:
+        value = int(request.args.get(name, default))
+    except ValueError:
+        raise InvalidInput(name, f"'{name}' must be an integer") from None
+    if not low <= value <= high:
+        raise InvalidInput(name, f"'{name}' must be between {low} and {high}")
+    return value
+
+
 def _require_admin():
     key = get_settings().admin_api_key
     if not key:
@@ -74,12 +85,7 @@ def messages():
     denied = _require_admin()
     if denied:
         return denied
-    try:
-        limit = int(request.args.get("limit", 50))
-    except ValueError:
-        raise InvalidInput("limit", "'limit' must be an integer") from None
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput("limit", f"'limit' must be between 1 and {MAX_PAGE}")
+    limit = int_arg("limit", 50, 1, MAX_PAGE)
     before = request.args.get("before")
     if before:
         try:

@@ -65,12 +65,11 @@ as $$
 $$;
 
 
--- The question's words that are rare enough in `kb` to look up cheaply: rarest
--- first, while their estimated matches (ANALYZE's element frequencies times the
--- kb's size) stay within `budget` rows. On a small kb that is every word; on a
--- large one the most common words are left to the ranking (and to the vectors).
-create or replace function public.kb_selective_words(query text, kb text, budget int default 1000)
-returns tsquery
+-- The distinct lexemes of a question, each with the share of chunks that hold
+-- it according to ANALYZE's element statistics (null when it is not among the
+-- most common elements, i.e. rare).
+create or replace function public.kb_query_lexemes(query text)
+returns table (lexeme text, freq double precision)
 language sql stable
 as $$
     with lexemes as (
@@ -82,16 +81,28 @@ as $$
         from pg_stats s,
              unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) as e(elem, freq)
         where s.schemaname = 'public' and s.tablename = 'kb_chunks' and s.attname = 'tsv'
-    ),
-    size as (
+    )
+    select l.lexeme, f.freq::double precision
+    from lexemes l left join frequencies f on f.elem = l.lexeme
+$$;
+
+-- The question's words that are rare enough in `kb` to look up cheaply: rarest
+-- first, while their estimated matches (ANALYZE's element frequencies times the
+-- kb's size) stay within `budget` rows. On a small kb that is every word; on a
+-- large one the most common words are left to the ranking (and to the vectors).
+create or replace function public.kb_selective_words(query text, kb text, budget int default 1000)
+returns tsquery
+language sql stable
+as $$
+    with size as (
         select coalesce(sum(d.chunks), 0) as n from public.kb_documents d
         where d.kb = kb_selective_words.kb
     ),
     ranked as (
         select l.lexeme,
-               sum(coalesce(f.freq, 0) * size.n)
-                   over (order by coalesce(f.freq, 0), l.lexeme) as expected
-        from lexemes l left join frequencies f on f.elem = l.lexeme, size
+               sum(coalesce(l.freq, 0) * size.n)
+                   over (order by coalesce(l.freq, 0), l.lexeme) as expected
+        from public.kb_query_lexemes(query) l, size
     )
     select string_agg(
         '''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''', ' | '
@@ -119,20 +130,10 @@ begin
         return;  -- only stop words: nothing to look for
     end if;
     select coalesce(sum(d.chunks), 0) into n from public.kb_documents d where d.kb = kb_text_search.kb;
-    with lexemes as (
-        select distinct lexeme
-        from unnest(tsvector_to_array(to_tsvector('english'::regconfig, query))) as lexeme
-    ),
-    frequencies as (
-        select e.elem, e.freq
-        from pg_stats s,
-             unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) as e(elem, freq)
-        where s.schemaname = 'public' and s.tablename = 'kb_chunks' and s.attname = 'tsv'
-    )
     select array_agg(('''' || replace(replace(l.lexeme, '\', '\\'), '''', '''''') || '''')::tsquery),
-           array_agg(ln((n + 1) / (coalesce(f.freq * n, 1) + 0.5)))
+           array_agg(ln((n + 1) / (coalesce(l.freq * n, 1) + 0.5)))
     into terms, weights
-    from lexemes l left join frequencies f on f.elem = l.lexeme;
+    from public.kb_query_lexemes(query) l;
     return query execute $sql$
         with candidates as (
             select c.id, c.content, c.metadata, c.tsv,

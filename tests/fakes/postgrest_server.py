@@ -28,7 +28,6 @@ failures (an HTTP status, or a dropped connection) for retry tests.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 import threading
@@ -39,6 +38,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
+
+from storage.supabase import key_role
 
 REST_PREFIX = "/rest/v1/"
 RESERVED_PARAMS = {"select", "order", "limit", "offset", "columns", "on_conflict"}
@@ -83,17 +84,6 @@ def api_key(role: str, ref: str = "test") -> str:
 
     claims = {"iss": "supabase", "ref": ref, "role": role, "iat": 1700000000, "exp": 2000000000}
     return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
-
-
-def jwt_role(token: str) -> str | None:
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, binascii.Error):
-        return None
-    return claims.get("role") if isinstance(claims, dict) else None
 
 
 def split_list(text: str) -> list[str]:
@@ -334,7 +324,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(ApiError(400, "PGRST102", "Empty or invalid json"))
             return
         auth = self.headers.get("Authorization", "")
-        role = jwt_role(auth[7:]) if auth.startswith("Bearer ") else None
+        role = key_role(auth[7:]) if auth.startswith("Bearer ") else None
         request = _Request(self.api, method, unquote(parts.path[len(REST_PREFIX):]),
                            parse_qsl(parts.query, keep_blank_values=True), self.headers, body, role)
         try:
