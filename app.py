@@ -33,6 +33,7 @@ if __name__ == "__main__":
         monkey.patch_all()
 
 import logging  # noqa: E402
+import socket  # noqa: E402
 import sys  # noqa: E402
 
 from dotenv import load_dotenv  # noqa: E402
@@ -84,10 +85,18 @@ def main() -> None:
         log.error("cannot start: %s", exc)
         sys.exit(1)
     def announce():
-        # runs once the server loop has started, i.e. after the port is bound
+        # READY once the port accepts connections (immediately under eventlet,
+        # where this runs after the listener is bound; a moment later for threading)
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        for _ in range(600):
+            try:
+                socket.create_connection((host, settings.port), timeout=1).close()
+                break
+            except OSError:
+                sockets.socketio.sleep(0.05)
         log.info("serving on http://%s:%s (async mode: %s)", settings.host, settings.port,
                  sockets.socketio.async_mode)
-        print(f"READY http://127.0.0.1:{settings.port}", flush=True)
+        print(f"READY http://{host}:{settings.port}", flush=True)
 
     sockets.socketio.start_background_task(announce)
     sockets.socketio.start_background_task(watch_hub_lag, sockets.socketio.sleep)

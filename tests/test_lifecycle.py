@@ -5,7 +5,7 @@ import subprocess
 import sys
 import uuid
 
-from tests.helpers import ROOT, ServerProcess
+from tests.helpers import ROOT, ChatClient, ServerProcess
 
 
 def test_history_survives_restart(tmp_path):
@@ -43,3 +43,18 @@ def test_create_app_starts_no_database(tmp_path):
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert not (tmp_path / "postgres").exists()
+
+
+def test_threading_async_mode_is_a_configuration_change(tmp_path):
+    srv = ServerProcess(tmp_path, env={"SOCKETIO_ASYNC_MODE": "threading", "KNOWLEDGE_STARTER": "0"}).start()
+    client = None
+    try:
+        assert "async mode: threading" in srv.log()
+        client = ChatClient(srv.url)
+        result = client.ask(f"thr-{uuid.uuid4().hex[:8]}", "What is 20000 divided by 33.3?")
+        assert result.names()[0] == "tool_start"
+        assert "600.6" in result.final["message"] and result.tokens == result.final["message"]
+    finally:
+        if client:
+            client.close()
+        srv.stop()
