@@ -66,8 +66,7 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:
     app.extensions["jellychat.settings"] = settings
     if store is not None:
         app.extensions["jellychat.store"] = store
-    origins = settings.cors_origins
-    CORS(app, origins="*" if origins == "*" else [o.strip() for o in origins.split(",")])
+    CORS(app, origins=settings.cors_origin_list)
     app.register_blueprint(rest.bp)
     sockets.init_app(app, settings)
     db_cli.init_app(app)

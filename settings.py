@@ -77,6 +77,13 @@ class Settings:
         return bool(self.openai_api_key or self.openai_base_url)
 
     @property
+    def cors_origin_list(self) -> str | list[str]:
+        """CORS_ORIGINS as Flask-CORS and Socket.IO take it: "*" or a list of origins."""
+        if self.cors_origins == "*":
+            return "*"
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
     def data_path(self) -> Path:
         return Path(self.data_dir).resolve()
 

@@ -55,9 +55,8 @@ class ChatAgent:
         clients see the final answer, not the reasoning between tool calls.
         """
         deadline = time.monotonic() + self.timeout
-        step_tokens: dict[int, list[str]] = {}
         tool_steps: set[int] = set()
-        final_step = None
+        final = None
         stream = self.graph.stream(
             {"messages": messages},
             {"recursion_limit": self.recursion_limit},
@@ -75,11 +74,10 @@ class ChatAgent:
                     tool_steps.add(step)
                 text = chunk.text
                 if text and step not in tool_steps:
-                    step_tokens.setdefault(step, []).append(text)
                     events.token(text)
                     result.streamed += text
                 continue
-            for node, update in (data or {}).items():
+            for update in (data or {}).values():
                 for message in (update or {}).get("messages", []) if isinstance(update, dict) else []:
                     if isinstance(message, AIMessage) and message.tool_calls:
                         for call in message.tool_calls:
@@ -88,13 +86,13 @@ class ChatAgent:
                             label = friendly_name(tool, call.get("args")) if tool else call["name"]
                             events.tool_start(label)
                     elif isinstance(message, AIMessage):
-                        final_step = node, message
+                        final = message
                     elif isinstance(message, ToolMessage):
                         text = message.text
                         result.tool_messages.append(f"{message.name}: {text[:MAX_TOOL_MESSAGE]}")
                         artifact = message.artifact if isinstance(message.artifact, dict) else {}
                         merge_sources(result.sources, artifact.get("sources", []))
-        answer = final_step[1].text if final_step else ""
+        answer = final.text if final else ""
         if answer and not result.streamed.endswith(answer):
             # a model that did not stream: send the answer as one token
             events.token(answer)

@@ -36,3 +36,21 @@ def pg_store(pg_dsn):
     store.initialize()
     yield store
     store.close()
+
+
+@pytest.fixture(scope="module")
+def ocean():
+    """A local Ocean-compatible HTTP server (tests/fakes/ocean_server.py) for one test module."""
+    from tests.fakes.ocean_server import OceanServer
+
+    server = OceanServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fake(ocean):
+    """The module's Ocean server, reset to its default data before and after the test."""
+    ocean.reset()
+    yield ocean
+    ocean.reset()

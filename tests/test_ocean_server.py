@@ -7,17 +7,10 @@ import uuid
 
 import pytest
 
-from tests.fakes.ocean_server import ADDRESS, TIP, OceanServer
+from tests.fakes.ocean_server import ADDRESS, TIP
 from tests.helpers import ChatClient, ServerProcess
 
 OCEAN_TIMEOUT = 2
-
-
-@pytest.fixture(scope="module")
-def ocean():
-    server = OceanServer().start()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +22,6 @@ def app_server(tmp_path_factory, ocean):
     srv.start()
     yield srv
     srv.stop()
-
-
-@pytest.fixture
-def fake(ocean):
-    ocean.reset()
-    yield ocean
-    ocean.reset()
 
 
 def _user() -> str:

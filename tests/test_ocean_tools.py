@@ -16,25 +16,10 @@ from tests.fakes.ocean_server import (
     TIP,
     TXID,
     VAULT_ID,
-    OceanServer,
     hexid,
 )
 from tests.helpers import ROOT, free_port
 from tools.ocean import make_tools
-
-
-@pytest.fixture(scope="module")
-def ocean():
-    server = OceanServer().start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def fake(ocean):
-    ocean.reset()
-    yield ocean
-    ocean.reset()
 
 
 def _tools(url: str, timeout: float = 5, network: str = "mainnet") -> dict:

@@ -70,10 +70,9 @@ def on_error(exc):
 
 
 def init_app(app, settings) -> None:
-    origins = settings.cors_origins
     socketio.init_app(
         app,
         async_mode=settings.socketio_async_mode,
-        cors_allowed_origins="*" if origins == "*" else [o.strip() for o in origins.split(",")],
+        cors_allowed_origins=settings.cors_origin_list,
         max_http_buffer_size=256 * 1024,
     )
