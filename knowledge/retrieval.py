@@ -7,11 +7,12 @@ EMBEDDINGS setting never returns garbage and never stops the service.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 
-from knowledge.embeddings import Embedder
+from knowledge.embeddings import Embedder, EmbedderError, get_embedder
 from knowledge.ingest import mismatch
 from storage.base import Chunk, KnowledgeBaseInfo
 
@@ -79,3 +80,15 @@ class Retriever:
                     key="embedding failed",
                 )
         return self.store.search(kb, query, embedding, k)
+
+
+@functools.lru_cache(maxsize=8)
+def get_retriever(settings, store) -> Retriever:
+    """One retriever per (settings, store): startup, the knowledge tools and /kb/search
+    share its knowledge-base cache and its once-only warnings."""
+    try:
+        embedder = get_embedder(settings)
+    except EmbedderError as exc:
+        log.error("%s; knowledge search uses full text only", exc)
+        embedder = None
+    return Retriever(store, embedder)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from knowledge.embeddings import EmbedderError, describe, get_embedder
+from knowledge.embeddings import EmbedderError, describe
 from knowledge.ingest import ingest, mismatch
-from knowledge.retrieval import Retriever
+from knowledge.retrieval import get_retriever
 
 log = logging.getLogger("jellychat.knowledge")
 
@@ -37,17 +37,13 @@ def prepare_knowledge(settings, store) -> None:
 
     Never raises: a problem here is logged and knowledge search falls back to full text.
     """
-    try:
-        embedder = get_embedder(settings)
-    except EmbedderError as exc:
-        log.error("%s; knowledge search uses full text only", exc)
-        embedder = None
+    retriever = get_retriever(settings, store)
+    embedder = retriever.embedder
     try:
         if settings.knowledge_starter and settings.store_kind() == "embedded":
             report = ingest_starter(store, embedder)
             if report.added or report.changed or report.removed:
                 log.info("starter knowledge base: %s", report.summary())
-        retriever = Retriever(store, embedder)
         for problem in retriever.problems():
             retriever.warn_once(problem + " Until then it is searched by full text only.")
         if embedder is not None and any(retriever.uses_vectors(kb) for kb in retriever.bases()):

@@ -13,8 +13,7 @@ import re
 
 from langchain_core.tools import StructuredTool
 
-from knowledge.embeddings import EmbedderError, get_embedder
-from knowledge.retrieval import Retriever
+from knowledge.retrieval import Retriever, get_retriever
 
 log = logging.getLogger("jellychat.tools.knowledge")
 
@@ -225,12 +224,7 @@ def make_knowledge_tool(retriever: Retriever, *, name: str, label: str, kbs: tup
 
 
 def make_tools(settings, store) -> list:
-    try:
-        embedder = get_embedder(settings)
-    except EmbedderError as exc:
-        log.error("%s; knowledge search uses full text only", exc)
-        embedder = None
-    retriever = Retriever(store, embedder)
+    retriever = get_retriever(settings, store)
     k = settings.knowledge_top_k
     wiki = make_knowledge_tool(
         retriever,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from agent.turn import InvalidInput
-from knowledge.embeddings import EmbedderError, get_embedder
 from knowledge.ingest import check_kb_name
-from knowledge.retrieval import Retriever
+from knowledge.retrieval import get_retriever
 from web.rest import int_arg
 from web.services import get_chat, get_settings
 
@@ -15,18 +14,6 @@ bp = Blueprint("kb", __name__)
 
 MAX_K = 50
 MAX_QUERY_CHARS = 1000
-
-
-def _retriever() -> Retriever:
-    retriever = current_app.extensions.get("jellychat.kb_retriever")
-    if retriever is None:
-        try:
-            embedder = get_embedder(get_settings())
-        except EmbedderError:
-            embedder = None  # logged at startup; full text only
-        retriever = Retriever(get_chat().store, embedder)
-        current_app.extensions["jellychat.kb_retriever"] = retriever
-    return retriever
 
 
 def _params() -> tuple[str, str, int]:
@@ -46,7 +33,7 @@ def _params() -> tuple[str, str, int]:
 @bp.get("/kb/search")
 def search():
     query, kb, k = _params()
-    retriever = _retriever()
+    retriever = get_retriever(get_settings(), get_chat().store)
     bases = retriever.bases()
     if kb not in bases:
         known = ", ".join(sorted(bases)) or "none yet"
