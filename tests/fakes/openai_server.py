@@ -16,6 +16,8 @@ Misbehaviours real models show, asked for by directives in the user message:
 - `[silent N]`  say nothing at all for N seconds before answering (no headers either)
 - `[slow S]`    S seconds between streamed tokens
 - `[long N]`    answer with N words ("word0 word1 ...")
+- `[stamp]`     each word carries the wall-clock time it was sent ("word0@1700000000.123456"),
+                so a client can measure what a relay adds per token (benchmarks)
 
 `delay` seconds pass before each completion starts (simulated model latency).
 Every request body is kept in `requests`; `closed` records each streamed
@@ -53,14 +55,16 @@ def script(messages: list[dict]) -> dict:
     question = users[-1] if users else ""
     directives = dict(
         (name, float(value) if value else True)
-        for name, value in re.findall(r"\[(preamble|silent|slow|long)\s*([\d.]*)\]", question)
+        for name, value in re.findall(r"\[(preamble|silent|slow|long|stamp)\s*([\d.]*)\]", question)
     )
     if question.startswith("Give a title"):
         return {"text": "Scripted title"}
     if "explode" in question:
         return {"status": 500}
     if "long" in directives:
-        return {"text": " ".join(f"word{i}" for i in range(int(directives["long"]))), **directives}
+        mark = "@T" if "stamp" in directives else ""
+        return {"text": " ".join(f"word{i}{mark}" for i in range(int(directives["long"]))),
+                **directives}
     if re.search(r"what did i (just )?ask", question, re.I):
         earlier = users[-2] if len(users) > 1 else "nothing yet"
         return {"text": f"You asked: {earlier}"}
@@ -75,7 +79,7 @@ def script(messages: list[dict]) -> dict:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 256  # the listen backlog: 50 clients connect at once in the benchmark
+    request_queue_size = 1024  # the listen backlog: hundreds of clients connect at once in benchmarks
 
 
 class OpenAIServer:
@@ -130,7 +134,10 @@ class OpenAIServer:
                 for n, chunk in enumerate(chunks):
                     if reply.get("slow") and n:
                         time.sleep(reply["slow"])  # the model's pace between tokens
-                    if not self._send(f"data: {json.dumps(chunk)}\n\n".encode()):
+                    data = json.dumps(chunk)
+                    if reply.get("stamp"):
+                        data = data.replace("@T", f"@{time.time():.6f}")
+                    if not self._send(f"data: {data}\n\n".encode()):
                         return outer._record_close(len(chunks) - n)
                 if not self._send(b"data: [DONE]\n\n"):
                     outer._record_close(0)

@@ -1,0 +1,269 @@
+"""The project's cost per streamed turn against a bare relay, side by side (issue 12).
+
+Starts one OpenAI-compatible stub (tests/fakes/openai_server.py, its own
+process), the project (`python app.py`: eventlet, embedded PostgreSQL, every
+tool) and baseline A (bench/bare_relay.py: Flask-SocketIO + eventlet + the
+`openai` client, emitting each token; no agent, no database). Both stream from
+the same stub; the figures of the two are taken in the same run, alternately.
+
+The streamed turn: 50 tokens 20 ms apart, the first after 200 ms (stub floor
+1.2 s per turn). The fixed-cost turn: 5 tokens, no delay. Prints, for each server:
+
+- server CPU per streamed turn, N at once (user + system time of the server
+  process; the project's PostgreSQL processes separately)
+- fixed CPU per turn (5 tokens, no delay; 20 connections x 10 turns)
+- time to first token added over the stub's 220 ms: one conversation (p50 of
+  `--single` turns) and 50 at once (p50)
+- relay delay per token, one conversation: arrival minus the time the stub
+  sent the word (the stub stamps each word), p50 / p99
+- wall time of the N-at-once batch over the stub's own 1.2 s floor
+- REST `POST /user_message` (fixed-cost turn) at 200 concurrent: req/s and p99
+
+Run: .venv/bin/python -m bench.relay [--n 400] [--single 20] [--rest 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import httpx
+import psutil
+
+from bench.sio_client import Connection, percentile
+from tests.helpers import ROOT, ServerProcess, free_port
+
+STREAMED = "[silent 0.2] [long 50] [slow 0.02] [stamp] tell me a story"
+FIXED = "[long 5] hi"
+FIRST_TOKEN_FLOOR = 0.22  # silent 0.2 s, then the first word after one 20 ms gap
+STREAM_FLOOR = 0.2 + 50 * 0.02
+
+
+def start_stub() -> tuple[subprocess.Popen, str]:
+    stub = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server"], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    return stub, stub.stdout.readline().split()[1]
+
+
+class Bare:
+    """Baseline A in its own process."""
+
+    name = "bare relay (A)"
+
+    def __init__(self, llm_url: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.bare_relay", "--port", str(self.port), "--llm", llm_url],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc.stdout.readline()
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)  # waiting for the port to be bound
+        self.pid = self.proc.pid
+
+    def db_cpu(self) -> float:
+        return 0.0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+class Project:
+    name = "project"
+
+    def __init__(self, llm_url: str, data_dir: str, env: dict | None = None):
+        self.server = ServerProcess(data_dir, env={
+            "OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", "LOG_LEVEL": "WARNING",
+            **(env or {})}).start()
+        self.url = self.server.url
+        self.pid = self.server.proc.pid
+        self.data_dir = data_dir
+
+    def db_cpu(self) -> float:
+        """CPU seconds of the PostgreSQL server of this data dir and its backends."""
+        total = 0.0
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            if proc.info["name"] != "postgres" or self.data_dir not in " ".join(
+                    proc.info["cmdline"] or []):
+                continue
+            for p in [proc, *proc.children(recursive=True)]:
+                try:
+                    times = p.cpu_times()
+                    total += times.user + times.system
+                except psutil.NoSuchProcess:
+                    continue
+        return total
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def cpu(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+async def batch(url: str, clients: int, message: str, turns_each: int = 1) -> dict:
+    """`clients` connections each send `turns_each` turns, all starting together."""
+    conns = await asyncio.gather(*(Connection.open(url) for _ in range(clients)))
+    tokens = [f"bench-{uuid.uuid4().hex[:10]}" for _ in conns]
+    start = time.perf_counter()
+
+    async def one(conn, token):
+        return [await conn.turn(token, message) for _ in range(turns_each)]
+
+    results = await asyncio.gather(*(one(c, t) for c, t in zip(conns, tokens, strict=True)))
+    wall = time.perf_counter() - start
+    await asyncio.gather(*(c.close() for c in conns))
+    turns = [t for r in results for t in r]
+    return {"wall": wall, "turns": turns,
+            "answered": sum(t.end == "final_message" for t in turns)}
+
+
+async def sequential(url: str, count: int, message: str) -> list:
+    conn = await Connection.open(url)
+    token = f"bench-{uuid.uuid4().hex[:10]}"
+    turns = [await conn.turn(token, message) for _ in range(count)]
+    await conn.close()
+    return turns
+
+
+async def rest(url: str, total: int, concurrency: int) -> dict:
+    latencies: list[float] = []
+    failures = 0
+    remaining = iter(range(total))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+        async def worker():
+            nonlocal failures
+            token = f"bench-{uuid.uuid4().hex[:10]}"
+            for _ in remaining:
+                t = time.perf_counter()
+                response = await client.post(url + "/user_message", json={
+                    "user_token": token, "message": FIXED, "application": "bench"})
+                latencies.append(time.perf_counter() - t)
+                failures += response.status_code != 200
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    return {"rps": total / wall, "p50": percentile(latencies, 50),
+            "p99": percentile(latencies, 99), "failures": failures}
+
+
+def measure(server, args) -> dict:
+    url = server.url
+    out: dict = {}
+    asyncio.run(batch(url, 5, STREAMED))  # warm-up: imports, pools, first connections
+    asyncio.run(batch(url, 5, FIXED, 2))
+
+    single = asyncio.run(sequential(url, args.single, STREAMED))
+    out["ttft1"] = percentile([t.first_token for t in single], 50) - FIRST_TOKEN_FLOOR
+    delays = [d for t in single for d in t.token_delays()]
+    out["delay_p50"], out["delay_p99"] = percentile(delays, 50), percentile(delays, 99)
+
+    fifty = asyncio.run(batch(url, 50, STREAMED))
+    out["ttft50"] = percentile([t.first_token for t in fifty["turns"]], 50) - FIRST_TOKEN_FLOOR
+
+    cpu0, db0 = cpu(server.pid), server.db_cpu()
+    fixed = asyncio.run(batch(url, 20, FIXED, 10))
+    out["fixed_cpu"] = (cpu(server.pid) - cpu0) / len(fixed["turns"])
+    out["fixed_db"] = (server.db_cpu() - db0) / len(fixed["turns"])
+
+    cpu0, db0 = cpu(server.pid), server.db_cpu()
+    many = asyncio.run(batch(url, args.n, STREAMED))
+    out["cpu_n"] = (cpu(server.pid) - cpu0) / args.n
+    out["db_n"] = (server.db_cpu() - db0) / args.n
+    out["wall_ratio"] = many["wall"] / STREAM_FLOOR
+    out["answered"] = many["answered"] + fifty["answered"] + fixed["answered"]
+    out["asked"] = len(many["turns"]) + len(fifty["turns"]) + len(fixed["turns"])
+    out["ttft_n_p99"] = percentile([t.first_token for t in many["turns"]
+                                    if t.first_token is not None], 99)
+    if args.rest:
+        out["rest"] = rest_result = asyncio.run(rest(url, args.rest, 200))
+        out["answered"] += args.rest - rest_result["failures"]
+        out["asked"] += args.rest
+    return out
+
+
+def report(results: dict, args) -> None:
+    names = list(results)
+    rows = [
+        (f"server CPU per streamed turn, {args.n} at once",
+         lambda r: f"{1000 * r['cpu_n']:.1f} ms" + (f" (+{1000 * r['db_n']:.1f} ms PostgreSQL)"
+                                                    if r["db_n"] else "")),
+        ("fixed CPU per turn (5 tokens, no delay)",
+         lambda r: f"{1000 * r['fixed_cpu']:.1f} ms" + (f" (+{1000 * r['fixed_db']:.1f} ms PostgreSQL)"
+                                                        if r["fixed_db"] else "")),
+        ("time to first token added, one conversation, p50", lambda r: f"+{1000 * r['ttft1']:.1f} ms"),
+        ("time to first token added, 50 at once, p50", lambda r: f"+{1000 * r['ttft50']:.0f} ms"),
+        ("relay delay per token, one conversation, p50 / p99",
+         lambda r: f"{1000 * r['delay_p50']:.1f} / {1000 * r['delay_p99']:.1f} ms"),
+        (f"wall time, {args.n} at once / stub floor {STREAM_FLOOR:.1f} s",
+         lambda r: f"{r['wall_ratio']:.2f}x"),
+        (f"time to first token, {args.n} at once, p99", lambda r: f"{r['ttft_n_p99']:.2f} s"),
+    ]
+    if args.rest:
+        rows.append((f"REST POST /user_message, 200 concurrent ({args.rest} requests)",
+                     lambda r: f"{r['rest']['rps']:.0f} req/s, p99 {r['rest']['p99']:.2f} s"))
+    rows.append(("answered / asked", lambda r: f"{r['answered']}/{r['asked']}"))
+    print("| figure | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for label, cell in rows:
+        print(f"| {label} | " + " | ".join(cell(results[n]) for n in names) + " |")
+    p, a = results.get("project"), results.get(Bare.name)
+    if p and a:
+        print(f"\nratios project / A: CPU per streamed turn {p['cpu_n'] / a['cpu_n']:.2f} "
+              f"(target <= 1.3), TTFT added at 50 {p['ttft50'] / max(a['ttft50'], 1e-4):.2f} "
+              f"(target <= 1.5); fixed CPU {1000 * p['fixed_cpu']:.1f} ms (target <= 5), "
+              f"TTFT added alone {1000 * p['ttft1']:.1f} ms (target <= 5), "
+              f"relay delay p99 {1000 * p['delay_p99']:.1f} ms (target <= 6)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=400, help="streamed turns at once")
+    parser.add_argument("--single", type=int, default=20, help="turns of the one conversation")
+    parser.add_argument("--rest", type=int, default=1000, help="REST requests (0: skip)")
+    parser.add_argument("--only", choices=["project", "bare"], help="measure one server")
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the servers inherit it
+
+    stub, llm_url = start_stub()
+    results: dict = {}
+    try:
+        with tempfile.TemporaryDirectory() as data:
+            if args.only != "bare":
+                project = Project(llm_url, data)
+                try:
+                    results["project"] = measure(project, args)
+                finally:
+                    project.stop()
+            if args.only != "project":
+                bare = Bare(llm_url)
+                try:
+                    results[Bare.name] = measure(bare, args)
+                finally:
+                    bare.stop()
+    finally:
+        stub.terminate()
+        stub.wait(10)
+    report(results, args)
+
+
+if __name__ == "__main__":
+    main()
