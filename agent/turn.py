@@ -201,9 +201,11 @@ class Chat:
         """
         data = validate(user_token, message, application, self.max_message_chars,
                         conversation_id)
-        ticket = self.store.create_run(
+        # one database call when the conversation is idle (the usual case)
+        ticket = self.store.start_run(
             data.user_token, GREETING, data.conversation_id, data.application, self.multitask,
-            self.registry.owner, self.agent.model_name,
+            self.registry.owner, self.agent.model_name, data.message, self.memory_messages,
+            self.turn_timeout,
         )
         run = ActiveRun(ticket["run_id"], data.user_token, ticket["conversation_id"], origin,
                         CancelHandle())
@@ -213,13 +215,14 @@ class Chat:
                       if r.run_id != run.run_id]
             self.registry.cancel(others, "stopped")
         try:
-            return self._serve(run, data, sink)
+            return self._serve(run, data, sink, ticket if ticket.get("ready") else None)
         finally:
             run.cancel.close()
             self.registry.remove(run.run_id)
 
-    def _serve(self, run: ActiveRun, data: TurnInput, sink: ev.EventSink) -> dict:
-        begun = self._wait_turn(run, data.message)
+    def _serve(self, run: ActiveRun, data: TurnInput, sink: ev.EventSink,
+               begun: dict | None = None) -> dict:
+        begun = begun or self._wait_turn(run, data.message)
         if not begun.get("ready"):
             # stopped while it waited behind another run: nothing was asked yet
             outcome = self.store.finish_run(run.run_id, "stopped")

@@ -168,6 +168,18 @@ class Store(ABC):
             "p_model": model,
         }, idempotent=False)
 
+    def start_run(self, token: str, greeting: str, conversation_id: str | None,
+                  application: str | None, multitask: str, owner: str, model: str | None,
+                  message: str, memory: int, timeout: float) -> dict:
+        """`create_run` and, when the conversation is idle, `begin_run` in one call:
+        the ticket with `ready` (and when ready, begin_run's message_id, memory, titled)."""
+        return self._fn("jelly_start_run", {
+            "p_token": token, "p_greeting": greeting, "p_conversation_id": conversation_id,
+            "p_application": application, "p_multitask": multitask, "p_owner": owner,
+            "p_model": model, "p_message": message, "p_memory": memory,
+            "p_timeout": float(timeout),
+        }, idempotent=False)
+
     def begin_run(self, run_id: str, message: str, memory: int, timeout: float) -> dict:
         """{ready: true, message_id, memory: [{type, content}]} once the run may start,
         {ready: false} while an earlier run of its conversation is active,

@@ -161,6 +161,26 @@ def case_runs_of_a_conversation_queue_in_order(b: Backend):
     return normal(begun)
 
 
+def case_start_run_begins_an_idle_conversation_in_one_call(b: Backend):
+    store = b.store
+    first = store.start_run("starter", GREETING, None, "web", "enqueue", OWNER, "m", "one?", 10, 60)
+    assert first["ready"] is True and first["queued"] is False and first["user_created"] is True
+    assert first["memory"] == [{"type": "jelly", "content": GREETING}]
+    second = store.start_run("starter", GREETING, None, "web", "enqueue", OWNER, "m", "two?", 10, 60)
+    assert second["ready"] is False and second["queued"] is True  # behind the first: not begun
+    assert messages(store, "starter") == [("jelly", GREETING, None), ("human", "one?", "web")]
+    store.finish_run(first["run_id"], "succeeded", question="one?", answer="1")
+    begun = store.begin_run(second["run_id"], "two?", 10, 60)
+    assert begun["ready"] and begun["memory"][-2:] == [
+        {"type": "human", "content": "one?"}, {"type": "jelly", "content": "1"}]
+    with pytest.raises(Busy):
+        store.start_run("starter", GREETING, None, "web", "reject", OWNER, "m", "three?", 10, 60)
+    with pytest.raises(NotFound):
+        store.start_run("other", GREETING, first["conversation_id"], None, "enqueue", OWNER, None,
+                        "mine?", 10, 60)
+    return normal([first, second, begun])
+
+
 def case_multitask_reject_interrupt_and_stop(b: Backend):
     store = b.store
     first = store.create_run("multi", GREETING, None, None, "enqueue", OWNER)
@@ -369,6 +389,7 @@ def case_knowledge_search(b: Backend):
 
 
 CASES = [case_run_stores_question_tools_answer_and_title, case_runs_of_a_conversation_queue_in_order,
+         case_start_run_begins_an_idle_conversation_in_one_call,
          case_multitask_reject_interrupt_and_stop, case_conversations,
          case_recovery_answers_questions_of_dead_processes, case_finish_is_atomic,
          case_qa_newest_first_with_paging, case_counts, case_history_longer_than_one_page,

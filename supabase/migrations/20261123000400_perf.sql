@@ -1,0 +1,109 @@
+-- Fewer, cheaper database steps before a run's first LLM byte (issue 12).
+-- Idempotent. Both backends call these functions (`select fn(...)` / `rpc()`).
+
+-- Create a run and, when its conversation is idle, begin it in the same call:
+-- jelly_create_run's result, plus jelly_begin_run's when it could begin
+-- ({ready: true, message_id, memory, titled}); {ready: false} when an earlier
+-- run of the conversation is active (the caller then waits with jelly_begin_run).
+-- One round trip and one commit instead of two.
+--
+-- The commit does not wait for the WAL flush (synchronous_commit off, for this
+-- transaction only): a crash of the database host could lose at most the last
+-- fraction of a second of started runs, whose turns die with it anyway; the
+-- run's end (jelly_finish_run, the answer) is still committed durably, and
+-- flushing it flushes everything before it.
+create or replace function public.jelly_start_run(
+    p_token text,
+    p_greeting text,
+    p_conversation_id uuid default null,
+    p_application text default null,
+    p_multitask text default 'enqueue',
+    p_owner text default null,
+    p_model text default null,
+    p_message text default null,
+    p_memory integer default 10,
+    p_timeout double precision default 120
+)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_ticket jsonb;
+begin
+    perform set_config('synchronous_commit', 'off', true);
+    v_ticket := public.jelly_create_run(p_token, p_greeting, p_conversation_id,
+                                        p_application, p_multitask, p_owner, p_model);
+    if (v_ticket ->> 'queued')::boolean then
+        return v_ticket || jsonb_build_object('ready', false);
+    end if;
+    return v_ticket || public.jelly_begin_run((v_ticket ->> 'run_id')::uuid, p_message,
+                                              p_memory, p_timeout);
+end;
+$$;
+
+-- The user of a token without a write when it exists (the common case): the
+-- insert-on-conflict of jelly_user only for new tokens.
+create or replace function public.jelly_user(p_token text, p_greeting text)
+returns table (user_id bigint, created boolean, default_conversation uuid)
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+    v_id bigint;
+    v_conv uuid;
+    v_created boolean := false;
+begin
+    select u.id, c.id into v_id, v_conv from public.users u
+    left join public.conversations c on c.user_id = u.id and c.is_default
+    where u.token = p_token;
+    if v_conv is not null then
+        return query select v_id, false, v_conv;
+        return;
+    end if;
+    if v_id is null then
+        insert into public.users (token) values (p_token)
+        on conflict (token) do nothing
+        returning id into v_id;
+        if v_id is null then
+            select u.id into v_id from public.users u where u.token = p_token;
+        else
+            v_created := true;
+        end if;
+    end if;
+    select c.id into v_conv from public.conversations c where c.user_id = v_id and c.is_default;
+    if v_conv is null then
+        insert into public.conversations (user_id, is_default) values (v_id, true)
+        on conflict do nothing
+        returning id into v_conv;
+        if v_conv is null then
+            select c.id into v_conv from public.conversations c
+            where c.user_id = v_id and c.is_default;
+        elsif v_created then
+            insert into public.chat_messages (user_id, conversation_id, type, content)
+            values (v_id, v_conv, 'jelly', p_greeting);
+        end if;
+    end if;
+    return query select v_id, v_created, v_conv;
+end;
+$$;
+
+do $$
+declare
+    f text := 'public.jelly_start_run(text, text, uuid, text, text, text, text, text, integer, double precision)';
+begin
+    execute format('revoke execute on function %s from public', f);
+    if exists (select 1 from pg_roles where rolname = 'anon') then
+        execute format('revoke execute on function %s from anon', f);
+    end if;
+    if exists (select 1 from pg_roles where rolname = 'authenticated') then
+        execute format('revoke execute on function %s from authenticated', f);
+    end if;
+    if exists (select 1 from pg_roles where rolname = 'service_role') then
+        execute format('grant execute on function %s to service_role', f);
+    end if;
+end
+$$;
+
+notify pgrst, 'reload schema';
