@@ -5,32 +5,39 @@ from __future__ import annotations
 from agent.offline import OfflineChatModel
 
 
-def _lean_chat_openai():
-    """ChatOpenAI that hands messages and tool schemas to the SDK as they are.
+class RawStreamingCompletions:
+    """`chat.completions` for ChatOpenAI's streaming requests: the body goes out
+    as LangChain built it and the chunks come back as the JSON dicts they arrive as.
 
     The `openai` SDK walks every request parameter through its typed-dict
-    transform (aliases, dates, file inputs) before sending: for each message
-    and each tool schema it tries every member of the parameter's union type.
-    LangChain has already built both as plain JSON in the API's format, on
-    which the transform changes nothing, and walking them was the largest CPU
-    cost of a turn (13 tool schemas, 8 KB). Passed as `extra_body` they go out
-    unchanged in the same JSON body (the SDK merges `extra_body` over the
-    transformed parameters, so `messages` there replaces the empty list).
+    transform (for each message and tool schema it tries every member of a
+    union type) and builds a pydantic model per streamed chunk, which LangChain
+    then dumps back to a dict. On plain JSON that LangChain already built in
+    the API's format, both are work with no effect, and together they were the
+    largest CPU cost of a turn (13 tool schemas, 8 KB per request; 50 chunks
+    per answer). Everything else (auth, retries, timeouts, errors) is the SDK's
+    own request path. Other calls go to the SDK unchanged.
     """
-    from langchain_openai import ChatOpenAI
 
-    class LeanChatOpenAI(ChatOpenAI):
-        def _get_request_payload(self, input_, *, stop=None, **kwargs):
-            payload = super()._get_request_payload(input_, stop=stop, **kwargs)
-            if "messages" in payload and "response_format" not in payload:
-                raw = {"messages": payload["messages"]}
-                payload["messages"] = []
-                if payload.get("tools"):
-                    raw["tools"] = payload.pop("tools")
-                payload["extra_body"] = {**(payload.get("extra_body") or {}), **raw}
-            return payload
+    def __init__(self, completions):
+        self._completions = completions
 
-    return LeanChatOpenAI
+    def create(self, **params):
+        if not params.get("stream") or "response_format" in params:
+            return self._completions.create(**params)
+        from openai import Stream
+        from openai._base_client import make_request_options
+
+        options = {key: params.pop(key) for key in
+                   ("extra_headers", "extra_query", "extra_body", "timeout") if key in params}
+        return self._completions._post(
+            "/chat/completions", body=params,
+            options=make_request_options(**options, security={"bearer_auth": True}),
+            cast_to=object, stream=True, stream_cls=Stream[object],
+        )
+
+    def __getattr__(self, name):
+        return getattr(self._completions, name)
 
 
 def make_chat_model(settings):
@@ -38,7 +45,9 @@ def make_chat_model(settings):
     if not settings.uses_openai:
         return OfflineChatModel()
 
-    return _lean_chat_openai()(
+    from langchain_openai import ChatOpenAI
+
+    model = ChatOpenAI(
         model=settings.openai_model,
         api_key=settings.openai_api_key or "not-needed",
         base_url=settings.openai_base_url or None,
@@ -48,6 +57,8 @@ def make_chat_model(settings):
         max_retries=settings.llm_max_retries,
         temperature=0.2,
     )
+    model.client = RawStreamingCompletions(model.client)
+    return model
 
 
 def make_title_model(settings):
