@@ -10,6 +10,7 @@ from flask_socketio import SocketIO, emit
 
 from agent.turn import InvalidInput
 from storage import StoreError
+from web.input import check_payload
 from web.services import get_chat
 
 log = logging.getLogger("jellychat.sockets")
@@ -49,6 +50,7 @@ def _arguments(args) -> tuple:
 @socketio.on("user_message")
 def on_user_message(*args):
     try:
+        check_payload(args[0] if len(args) == 1 else list(args))  # lone surrogates and absurd nesting: refused before any write
         user_token, message, application = _arguments(args)
         get_chat().turn(user_token, message, application, SocketEvents(request.sid))
     except InvalidInput as exc:
