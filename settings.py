@@ -168,7 +168,10 @@ def describe_errors(exc: ValidationError, overrides: Mapping | None = None) -> s
         if error["type"] == "extra_forbidden":
             lines.append(f"unknown setting {name!r}")
             continue
-        lines.append(f"invalid setting {shown}={value!r}: {error['msg']}")
+        message = error["msg"]
+        if error["type"] == "bool_parsing":
+            message += " (use 1/0, true/false, yes/no or on/off)"
+        lines.append(f"invalid setting {shown}={value!r}: {message}")
     return "; ".join(lines)
 
 

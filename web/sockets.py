@@ -50,7 +50,8 @@ def _arguments(args) -> tuple:
 @socketio.on("user_message")
 def on_user_message(*args):
     try:
-        check_payload(args[0] if len(args) == 1 else list(args))  # lone surrogates and absurd nesting: refused before any write
+        # lone surrogates and absurd nesting: refused before anything is written
+        check_payload(args[0] if len(args) == 1 else list(args))
         user_token, message, application = _arguments(args)
         get_chat().turn(user_token, message, application, SocketEvents(request.sid))
     except InvalidInput as exc:
