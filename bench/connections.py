@@ -230,6 +230,8 @@ def project(args) -> None:
             loaded = chat_turns(server.url, args.turns)
             time.sleep(args.header_timeout + 2)  # let the header timeout drop a round of slow clients
             loaded2 = chat_turns(server.url, args.turns)
+            time.sleep(args.hold)  # past the Socket.IO ping interval (25 s): pings answered, sockets kept
+            loaded3 = chat_turns(server.url, args.turns)
             lag = lag_summary(lag_before, hub_lag_buckets(server))
             rss_loaded = proc.memory_info().rss
             slow_stats = (slow.load.slow_open, slow.load.slow_dropped, slow.load.slow_refused)
@@ -245,6 +247,7 @@ def project(args) -> None:
           f"+ {args.slow} slow HTTP clients:")
     print(f"  under load:          {fmt(loaded)}")
     print(f"  {args.header_timeout + 2:.0f} s later:         {fmt(loaded2)}")
+    print(f"  {args.hold:.0f} s later again:   {fmt(loaded3)}")
     print(f"  RSS {rss_before / 2**20:.1f} MB -> {rss_idle / 2**20:.1f} MB with the idle websockets "
           f"({(rss_idle - rss_before) / max(held, 1) / 1024:.1f} KiB per idle connection); "
           f"{rss_loaded / 2**20:.1f} MB with the slow clients too")
@@ -313,6 +316,7 @@ def main() -> None:
     parser.add_argument("--slow", type=int, default=1000)
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--header-timeout", type=float, default=5.0)
+    parser.add_argument("--hold", type=float, default=30.0, help="seconds the load is held at the end")
     parser.add_argument("--baseline", action="store_true")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
