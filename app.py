@@ -121,16 +121,18 @@ def _stop_store(app: Flask, settings) -> None:
         stop_embedded_postgres(settings.data_path)
 
 
-def _track_turns(app: Flask, drain: Drain) -> None:
-    """Count running turns for the graceful stop (until the run registry counts them)."""
-    chat = app.extensions["jellychat.chat"]
-    turn = chat.turn
+def _count_runs(app: Flask, drain: Drain) -> None:
+    """The graceful stop waits on the run registry (every turn is a run in it)."""
+    registry = app.extensions["jellychat.chat"].registry
+    drain.count_running = lambda: len(registry)
 
-    def tracked_turn(*args, **kwargs):
-        with drain.track():
-            return turn(*args, **kwargs)
 
-    chat.turn = tracked_turn
+def _cancel_runs(app: Flask) -> int:
+    """Runs still going after SHUTDOWN_GRACE: stopped, so each stores its final row."""
+    chat = app.extensions.get("jellychat.chat")
+    if chat is None or not len(chat.registry):
+        return 0
+    return chat.registry.cancel(chat.registry.ids(), "stopped")
 
 
 def main() -> None:
@@ -160,7 +162,7 @@ def main() -> None:
         log.error("cannot start: %s", exc)
         _stop_store(app, settings)
         sys.exit(1)
-    _track_turns(app, drain)
+    _count_runs(app, drain)
     if settings.store_kind() == "embedded":
         from storage.embedded import watch
 
@@ -172,6 +174,7 @@ def main() -> None:
             stopped=lambda: drain.is_draining,
         )
     sockets.socketio.start_background_task(watch_hub_lag, sockets.socketio.sleep)
+    sockets.socketio.start_background_task(sockets.watch_runs, app, sockets.socketio.sleep)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     log.info("serving on http://%s:%s (async mode: %s)", settings.host, settings.port,
              sockets.socketio.async_mode)
@@ -214,7 +217,9 @@ def _serve_eventlet(app, settings, drain: Drain, listener, host: str) -> None:
     )
     left = drain.wait(settings.shutdown_grace)
     if left:
-        log.warning("%d turn(s) still running after SHUTDOWN_GRACE; stopping anyway", left)
+        log.warning("%d run(s) still going after SHUTDOWN_GRACE; stopping them", left)
+        _cancel_runs(app)
+        drain.wait(3)  # a stopped run writes its final row, then ends
     closed = serving.close_connections()
     log.info("closed %d open connection(s); stopping the database", closed)
     _stop_store(app, settings)
@@ -250,7 +255,9 @@ def _serve_other(app, settings, drain: Drain, host: str) -> None:
     except KeyboardInterrupt:
         pass
     drain.is_draining = True
-    drain.wait(settings.shutdown_grace, sleep=sockets.socketio.sleep)
+    if drain.wait(settings.shutdown_grace, sleep=sockets.socketio.sleep):
+        _cancel_runs(app)
+        drain.wait(3, sleep=sockets.socketio.sleep)
     _stop_store(app, settings)
     log.info("stopped")
 

@@ -85,7 +85,10 @@ class Settings(BaseSettings):
     memory_messages: int = Field(10, ge=0)
     max_tool_iterations: int = Field(6, ge=0)
     turn_timeout: float = Field(120.0, gt=0)
-    max_message_chars: int = Field(4000, ge=1)
+    max_message_chars: int = Field(10000, ge=1)  # a Telegram message (4096) with a quoted reply fits
+    # a message while a run is active: queue it, refuse it (409) or stop the running one
+    multitask: Literal["enqueue", "reject", "interrupt"] = "enqueue"
+    stop_on_disconnect: bool = True  # a client that disconnects stops its runs
     # tools
     ocean_url: str = "https://ocean.defichain.com"
     ocean_network: str = "mainnet"  # checked by the Ocean client (tools/ocean/client.py)
@@ -102,7 +105,7 @@ class Settings(BaseSettings):
     def _upper(cls, value):
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("socketio_async_mode", "embeddings", "log_format", mode="before")
+    @field_validator("socketio_async_mode", "embeddings", "log_format", "multitask", mode="before")
     @classmethod
     def _lower(cls, value):
         return value.strip().lower() if isinstance(value, str) else value
