@@ -145,6 +145,9 @@ def main() -> None:
     drain: Drain = app.extensions["jellychat.shutdown"]
     from web import serving
 
+    # until serving starts: a stop signal exits through atexit (the embedded PostgreSQL stops)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
     eventlet_mode = sockets.socketio.async_mode == "eventlet"
     listener = None
     try:

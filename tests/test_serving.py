@@ -222,3 +222,21 @@ def test_killed_server_does_not_stop_later_ones_stopping_postgres_and_port_is_ch
     records = [json.loads(line) for line in lines]
     assert {"time", "level", "logger", "message", "request_id", "run_id"} <= set(records[0])
     assert any("forgot 1 embedded PostgreSQL handle" in r["message"] for r in records)
+
+
+def test_accepted_sockets_have_nagle_off():
+    """TCP_NODELAY set by the protocol's setup (in process: the option is not visible from outside)."""
+    from web.serving import GuardedProtocol
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+    try:
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        protocol = GuardedProtocol.__new__(GuardedProtocol)
+        protocol.request = accepted
+        protocol.setup()
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        for s in (client, accepted, listener):
+            s.close()
