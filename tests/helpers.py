@@ -75,14 +75,17 @@ class ServerProcess:
                 self._ready.set()
         self._ready.set()  # process ended: wake start() so it can report
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> int | None:
+        """Send `sig` (SIGINT by default; SIGTERM is what docker and Fly send), wait, and
+        return the exit code (killed after `timeout`)."""
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(sig)
             try:
-                self.proc.wait(20)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        return self.proc.returncode if self.proc else None
 
     def restart(self) -> ServerProcess:
         self.stop()

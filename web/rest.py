@@ -8,12 +8,13 @@ from datetime import datetime
 
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from werkzeug.exceptions import HTTPException, UnsupportedMediaType
+from werkzeug.exceptions import HTTPException
 
 from agent.events import CollectingSink
 from agent.persona import GREETING
 from agent.turn import InvalidInput, validate_id, validate_title, validate_token
 from storage import Busy, NotFound, StoreError
+from web.input import parse_json_body
 from web.services import get_chat, get_settings
 
 log = logging.getLogger("jellychat.rest")
@@ -28,14 +29,7 @@ def _error(message: str, status: int, **extra):
 
 
 def _json_body() -> dict:
-    if not request.is_json:
-        raise UnsupportedMediaType("send a JSON object with Content-Type: application/json")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise InvalidInput("body", "the request body is not valid JSON")
-    if not isinstance(data, dict):
-        raise InvalidInput("body", "the request body must be a JSON object")
-    return data
+    return parse_json_body()  # 415 / 413 / 400 (bad JSON, too deep, lone surrogates)
 
 
 def user_token(data: dict | None = None) -> str:

@@ -12,6 +12,7 @@ from flask_socketio import SocketIO, emit
 from agent.events import ERROR
 from agent.turn import InvalidInput
 from storage import Busy, NotFound, StoreError
+from web.input import check_payload
 from web.services import get_chat, get_settings
 
 log = logging.getLogger("jellychat.sockets")
@@ -60,6 +61,8 @@ def error_payload(exc: Exception) -> dict:
 @socketio.on("user_message")
 def on_user_message(*args):
     try:
+        # lone surrogates and absurd nesting: refused before anything is written
+        check_payload(args[0] if len(args) == 1 else list(args))
         data = _arguments(args)
         get_chat().turn(
             data.get("user_token"), data.get("message"), data.get("application"),
