@@ -44,7 +44,7 @@ from knowledge import cli as knowledge_cli  # noqa: E402
 from metrics import watch_hub_lag  # noqa: E402
 from settings import Settings  # noqa: E402
 from storage import StoreError  # noqa: E402
-from web import db_cli, kb, rest, sockets  # noqa: E402
+from web import db_cli, kb, page, rest, sockets  # noqa: E402
 from web.services import get_chat  # noqa: E402
 
 log = logging.getLogger("jellychat")
@@ -71,6 +71,7 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:
     sockets.init_app(app, settings)
     db_cli.init_app(app)
     app.register_blueprint(kb.bp)
+    app.register_blueprint(page.bp)  # the chat page, /widget.js, /static
     knowledge_cli.init_app(app)
     return app
 

@@ -10,6 +10,7 @@ from flask_socketio import SocketIO, emit
 
 from agent.turn import InvalidInput
 from storage import StoreError
+from web.page import socket_origins
 from web.services import get_chat
 
 log = logging.getLogger("jellychat.sockets")
@@ -73,6 +74,6 @@ def init_app(app, settings) -> None:
     socketio.init_app(
         app,
         async_mode=settings.socketio_async_mode,
-        cors_allowed_origins=settings.cors_origin_list,
+        cors_allowed_origins=socket_origins(settings),
         max_http_buffer_size=256 * 1024,
     )
