@@ -436,6 +436,7 @@
   const socket = io({ transports: ["websocket", "polling"], reconnectionDelayMax: 5000 });
   let everConnected = false;
   socket.on("connect", () => {
+    document.documentElement.dataset.connected = "true";
     hideBanner();
     if (everConnected) {
       say("Reconnected");
@@ -445,6 +446,7 @@
     everConnected = true;
   });
   socket.on("disconnect", (reason) => {
+    document.documentElement.dataset.connected = "false";
     if (reason === "io client disconnect") return;
     showBanner("Lost the connection to the JellyChat server. Reconnecting…");
   });
@@ -604,5 +606,5 @@
     if (!known) currentId = conversations.length ? conversations[0].id : null;
     await switchTo(currentId);
     if (!embed) els.input.focus();
-  })();
+  })().finally(() => { document.documentElement.dataset.ready = "true"; });
 })();
