@@ -1,6 +1,7 @@
 """The chat page and the widget in a real browser: Debian's Chromium driven by Playwright,
 against the real server process, whose model is the scripted OpenAI-compatible server
-(tests/fakes/openai_server.py: tool calls, echoes, and a slow stream for "slowly").
+(tests/fakes/openai_server.py: tool calls, echoes, and slow streams by its `[slow S]`
+and `[long N]` directives).
 
 Set SCREENSHOT_DIR (e.g. docs/screenshots) to also save the README's screenshots.
 """
@@ -19,6 +20,7 @@ import pytest
 from tests.fakes.openai_server import OpenAIServer
 from tests.helpers import ServerProcess, free_port
 
+SLOW = "[slow 0.05] [long 150] Please count for me"  # ~7 s of streaming, one word at a time
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCREENSHOT_DIR = os.environ.get("SCREENSHOT_DIR")
 TIMEOUT_MS = 20_000
@@ -173,17 +175,17 @@ def test_page_loads_without_console_errors_under_strict_csp(context, web):
 
 def test_answer_streams_token_by_token(context, web):
     page, console = open_chat(context, web.url)
-    ask(page, "Please count slowly")
+    ask(page, SLOW)
     bubble = last_answer(page).locator(".bubble")
     page.wait_for_function(
-        "() => [...document.querySelectorAll('.msg.jelly .bubble')].pop().textContent.includes('jelly3')")
+        "() => [...document.querySelectorAll('.msg.jelly .bubble')].pop().textContent.includes('word3')")
     first = len(bubble.text_content())
     page.wait_for_function(
         f"() => [...document.querySelectorAll('.msg.jelly .bubble')].pop().textContent.length > {first + 20}")
-    assert "jelly120" not in bubble.text_content()  # still streaming
+    assert "word149" not in bubble.text_content()  # still streaming
     assert page.locator("#stop").is_visible()
     wait_answer_done(page)
-    assert "jelly120" in bubble.text_content()
+    assert "word149" in bubble.text_content()
     assert console.errors == []
 
 
@@ -202,14 +204,14 @@ def test_tool_line_for_a_calculator_question(context, web):
 
 def test_stop_ends_a_slow_run(context, web):
     page, console = open_chat(context, web.url)
-    ask(page, "Count slowly please")
+    ask(page, SLOW)
     page.wait_for_function(
-        "() => [...document.querySelectorAll('.msg.jelly .bubble')].pop().textContent.includes('jelly2')")
+        "() => [...document.querySelectorAll('.msg.jelly .bubble')].pop().textContent.includes('word2')")
     page.click("#stop")
     wait_answer_done(page)
     answer = last_answer(page)
     assert "Stopped" in answer.locator(".run-note").text_content()
-    assert "jelly120" not in answer.locator(".bubble").text_content()
+    assert "word149" not in answer.locator(".bubble").text_content()
     # the next question is answered normally
     ask(page, "What is 2 + 3?")
     wait_answer_done(page)

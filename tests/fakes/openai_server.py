@@ -8,7 +8,6 @@ over HTTP. Its replies are scripted from the request it receives:
 - user asks "what did I ask"           -> stream the previous user message it was sent
 - user message with arithmetic         -> a `calculator` tool call
 - user message containing "explode"    -> HTTP 500
-- user message containing "slowly"     -> a long answer, one word every `SLOW_TOKEN_DELAY` s
 - anything else                        -> stream "Hello from the scripted model!"
 
 `delay` seconds pass before each completion starts (simulated model latency).
@@ -25,8 +24,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ARITHMETIC = re.compile(r"\d[\d.\s]*(?:[-+*/%]|\*\*)[\s(]*\d[\d.\s()+\-*/%]*")
 WORD = re.compile(r"\S+\s*")
-SLOW_TOKEN_DELAY = 0.05
-SLOW_TEXT = "Counting slowly for you: " + " ".join(f"jelly{i}" for i in range(1, 121)) + "."
 
 
 def _text(message: dict) -> str:
@@ -45,8 +42,6 @@ def script(messages: list[dict]) -> dict:
     question = users[-1] if users else ""
     if "explode" in question:
         return {"status": 500}
-    if "slowly" in question.lower():
-        return {"text": SLOW_TEXT, "token_delay": SLOW_TOKEN_DELAY}
     if re.search(r"what did i (just )?ask", question, re.I):
         earlier = users[-2] if len(users) > 1 else "nothing yet"
         return {"text": f"You asked: {earlier}"}
@@ -104,16 +99,11 @@ class OpenAIServer:
                 self.send_header("Cache-Control", "no-cache")
                 self.send_header("Connection", "close")
                 self.end_headers()
-                try:
-                    for chunk in outer.chunks(body, reply):
-                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                        self.wfile.flush()
-                        if reply.get("token_delay"):
-                            time.sleep(reply["token_delay"])  # a slow model, not synchronisation
-                    self.wfile.write(b"data: [DONE]\n\n")
+                for chunk in outer.chunks(body, reply):
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client stopped reading (a stopped run): what a real server sees too
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
                 self.close_connection = True
 
         self.httpd = _Server((host, port), Handler)
