@@ -8,6 +8,7 @@ Set SCREENSHOT_DIR (e.g. docs/screenshots) to also save the README's screenshots
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -158,6 +159,32 @@ def shot(page, name: str):
     if SCREENSHOT_DIR:
         Path(SCREENSHOT_DIR).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(SCREENSHOT_DIR) / f"{name}.png"))
+
+
+def test_page_widget_and_embed_check_over_http(web, allowed_port):
+    """Needs no browser: the headers and answers the page and the widget rely on."""
+    page = web.get("/")
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "frame-ancestors 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    widget = web.get("/widget.js")
+    assert widget.status_code == 200 and "javascript" in widget.headers["Content-Type"]
+    allowed = f"http://127.0.0.1:{allowed_port}"
+    ok = web.get("/embed/check", params={"origin": allowed}, headers={"Origin": "http://elsewhere.example"})
+    assert ok.json() == {"origin": allowed, "allowed": True}
+    assert ok.headers["Access-Control-Allow-Origin"] == "*"  # the widget asks from any site
+    refused = web.get("/embed/check", params={"origin": "http://elsewhere.example"}).json()
+    assert refused["allowed"] is False and "CORS_ORIGINS" in refused["reason"]
+    assert web.get("/embed/check").json()["allowed"] is False
+    for name in ("socket.io.min.js", "marked.umd.js", "purify.min.js"):
+        assert web.get(f"/assets/vendor/{name}").status_code == 200
+
+
+def test_vendored_libraries_match_their_pins():
+    root = Path(__file__).resolve().parent.parent / "web"
+    pins = json.loads((root / "client" / "package.json").read_text())["dependencies"]
+    vendored = json.loads((root / "static" / "vendor" / "VERSIONS.json").read_text())
+    assert vendored == pins, "run `make vendor` after changing web/client/package.json"
 
 
 def test_page_loads_without_console_errors_under_strict_csp(context, web):

@@ -198,9 +198,12 @@
       box.append(ul);
       view.article.append(box);
     }
-    if (status && status !== "succeeded") {
-      const notes = { stopped: "Stopped.", failed: "This answer failed.", timed_out: "This answer took too long and was cut short." };
-      view.article.append(el("p", `run-note ${status === "stopped" ? "" : "failed"}`, notes[status] || status));
+    const notes = {
+      stopped: "Stopped.", failed: "This answer failed.",
+      timed_out: "This answer took too long and was cut short.",
+    };
+    if (notes[status]) {
+      view.article.append(el("p", `run-note ${status === "stopped" ? "" : "failed"}`, notes[status]));
     }
     for (const line of view.tools.querySelectorAll(".tool.running")) endTool(line, !status || status === "succeeded" ? "ok" : "error");
     addActions(view, messageId, rating);
