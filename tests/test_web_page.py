@@ -321,7 +321,7 @@ def test_widget_opens_on_another_origin(browser, web, allowed_port):
         assert frame.locator("#title-text").text_content() == "Ask Jelly"
         frame.locator("#input").fill("What is 12 * 12?")
         frame.locator("#input").press("Enter")
-        frame.locator(".msg.jelly .actions").nth(1).wait_for()
+        frame.locator(".msg.jelly").last.locator(".actions").wait_for()
         assert "144" in frame.locator(".msg.jelly .bubble").last.text_content()
         shot(page, "widget")
         assert console.errors == []
@@ -378,6 +378,9 @@ def test_phone_width_dark_mode_and_keyboard(browser, web):
         page.keyboard.press("Enter")
         assert page.locator("#menu").get_attribute("aria-expanded") == "true"
         page.wait_for_selector("#sidebar", state="visible")
+        page.wait_for_function(
+            "() => getComputedStyle(document.getElementById('sidebar')).transform === 'none'")
+        assert page.evaluate("document.activeElement.closest('#sidebar') !== null")  # focus moved in
         shot(page, "phone-sidebar")
         page.keyboard.press("Escape")
         page.wait_for_selector("#sidebar", state="hidden")
