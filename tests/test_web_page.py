@@ -225,7 +225,6 @@ def test_tool_line_for_a_calculator_question(context, web):
     assert "math" in tool.text_content().lower()
     assert "ok" in tool.get_attribute("class").split()
     assert "600.6" in last_answer(page).locator(".bubble").text_content()
-    shot(page, "light")
     assert console.errors == []
 
 
@@ -302,6 +301,44 @@ def test_html_in_an_answer_renders_as_text(context, web):
     assert page.locator("#messages img, #messages script").count() == 0
     assert page.evaluate("window.__xss") is None
     assert console.errors == []
+
+
+@pytest.fixture(scope="module")
+def offline(tmp_path_factory):
+    """The server as `make run` starts it: the built-in offline model, CORS_ORIGINS=*."""
+    srv = ServerProcess(tmp_path_factory.mktemp("web-offline-data")).start()
+    yield srv
+    srv.stop()
+
+
+def test_sources_markdown_and_feedback_with_the_offline_model(context, offline):
+    page, _ = open_chat(context, offline.url)
+    ask(page, "What is a masternode?")
+    wait_answer_done(page)
+    answer = last_answer(page)
+    assert answer.locator(".tool").count() == 1
+    assert answer.locator(".bubble blockquote").count() == 1  # Markdown rendered
+    link = answer.locator(".sources a").first
+    assert link.get_attribute("href").startswith("https://www.defichainwiki.com/")
+    assert link.get_attribute("target") == "_blank" and "noopener" in link.get_attribute("rel")
+    ask(page, "What is 20000 divided by 33.3?")
+    wait_answer_done(page)
+    shot(page, "light")
+    # copy puts the answer's Markdown on the clipboard
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    last_answer(page).locator(".copy").click()
+    page.wait_for_selector(".copy:text('Copied')")
+    assert "600.6" in page.evaluate("navigator.clipboard.readText()")
+    # thumbs: rated when the server has the feedback endpoint, disabled with a reason when not
+    up = last_answer(page).locator(".thumb.up")
+    up.click()
+    page.wait_for_function(
+        "() => { const b = [...document.querySelectorAll('.thumb.up')].pop();"
+        " return b.disabled || b.getAttribute('aria-pressed') === 'true'; }")
+    if up.is_disabled():
+        assert "isn't available" in up.get_attribute("title")
+    else:
+        assert up.get_attribute("aria-pressed") == "true"
 
 
 def test_widget_opens_on_another_origin(browser, web, allowed_port):

@@ -170,7 +170,11 @@
     line.classList.remove("running");
     line.classList.add(status === "ok" ? "ok" : "error");
     const bits = [];
-    if (summary) bits.push(summary);
+    if (summary) {
+      const oneLine = String(summary).replace(/\s+/g, " ").trim();
+      bits.push(oneLine.length > 80 ? `${oneLine.slice(0, 79)}…` : oneLine);
+      line.title = oneLine;
+    }
     if (typeof durationMs === "number") bits.push(durationMs < 1000 ? `${Math.round(durationMs)} ms` : `${(durationMs / 1000).toFixed(1)} s`);
     line.querySelector(".summary").textContent = bits.length ? ` — ${bits.join(" · ")}` : "";
   }
