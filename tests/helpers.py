@@ -150,3 +150,25 @@ class ChatClient:
 
     def close(self) -> None:
         self.sio.disconnect()
+
+
+class RunClient(ChatClient):
+    """A client of today's protocol: every event, `conversation_id`, `stop`."""
+
+    EVENTS = ("run_started", "tool_start", "tool_end", "final_answer_token", "final_message",
+              "error")
+
+    def start(self, payload: dict) -> None:
+        self.sio.emit("user_message", payload)
+
+    def next_event(self, timeout: float = 30) -> tuple[str, dict]:
+        return self.inbox.get(timeout=timeout)
+
+    def until(self, name: str, timeout: float = 30, into: TurnEvents | None = None) -> TurnEvents:
+        """Collect events until one named `name` arrives (or final_message/error)."""
+        into = into or TurnEvents()
+        while True:
+            event, data = self.inbox.get(timeout=timeout)
+            into.events.append((event, data))
+            if event == name or event in ("final_message", "error"):
+                return into
