@@ -303,16 +303,9 @@ def test_html_in_an_answer_renders_as_text(context, web):
     assert console.errors == []
 
 
-@pytest.fixture(scope="module")
-def offline(tmp_path_factory):
-    """The server as `make run` starts it: the built-in offline model, CORS_ORIGINS=*."""
-    srv = ServerProcess(tmp_path_factory.mktemp("web-offline-data")).start()
-    yield srv
-    srv.stop()
-
-
-def test_sources_markdown_and_feedback_with_the_offline_model(context, offline):
-    page, _ = open_chat(context, offline.url)
+def test_sources_markdown_and_feedback_with_the_offline_model(context, server):
+    """On the suite's shared server: the offline model, CORS_ORIGINS=*, as `make run` starts it."""
+    page, _ = open_chat(context, server.url)
     ask(page, "What is a masternode?")
     wait_answer_done(page)
     answer = last_answer(page)
@@ -324,6 +317,9 @@ def test_sources_markdown_and_feedback_with_the_offline_model(context, offline):
     ask(page, "What is 20000 divided by 33.3?")
     wait_answer_done(page)
     shot(page, "light")
+    page.emulate_media(color_scheme="dark")
+    shot(page, "dark")
+    page.emulate_media(color_scheme="light")
     # copy puts the answer's Markdown on the clipboard
     context.grant_permissions(["clipboard-read", "clipboard-write"])
     last_answer(page).locator(".copy").click()
