@@ -175,7 +175,11 @@ def test_page_widget_and_embed_check_over_http(web, allowed_port):
     assert ok.headers["Access-Control-Allow-Origin"] == "*"  # the widget asks from any site
     refused = web.get("/embed/check", params={"origin": "http://elsewhere.example"}).json()
     assert refused["allowed"] is False and "CORS_ORIGINS" in refused["reason"]
-    assert web.get("/embed/check").json()["allowed"] is False
+    assert web.get("/embed/check").json()["allowed"] is False  # no origin: not on the list
+    # Socket.IO accepts the listed origin and the server's own page, refuses the rest
+    handshake = "/socket.io/?EIO=4&transport=polling"
+    for origin, status in ((allowed, 200), (web.url, 200), ("http://elsewhere.example", 400)):
+        assert web.get(handshake, headers={"Origin": origin}).status_code == status, origin
     for name in ("socket.io.min.js", "marked.umd.js", "purify.min.js"):
         assert web.get(f"/assets/vendor/{name}").status_code == 200
 
@@ -264,7 +268,8 @@ def test_a_second_conversation_is_listed_and_switches(context, web):
     page.wait_for_selector("#conversations li")
     page.click("#new-chat")
     page.wait_for_function("() => document.querySelectorAll('#conversations li').length === 2")
-    assert page.locator(".msg.human").count() == 0
+    page.wait_for_function(  # the new conversation's greeting alone
+        "() => document.querySelectorAll('.msg').length === 1 && document.querySelector('.msg.jelly')")
     ask(page, "What is 3 * 3?")
     wait_answer_done(page)
     items = page.locator("#conversations li")
@@ -305,6 +310,8 @@ def test_html_in_an_answer_renders_as_text(context, web):
 
 def test_sources_markdown_and_feedback_with_the_offline_model(context, server):
     """On the suite's shared server: the offline model, CORS_ORIGINS=*, as `make run` starts it."""
+    assert server.get("/embed/check", params={"origin": "https://any.example"}).json()["allowed"]
+    assert "frame-ancestors *" in server.get("/?embed=1").headers["Content-Security-Policy"]
     page, _ = open_chat(context, server.url)
     ask(page, "What is a masternode?")
     wait_answer_done(page)

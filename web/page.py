@@ -81,7 +81,8 @@ def embed_check():
     Readable from any origin on purpose: it reveals only a yes/no for the origin asked.
     """
     origin = (request.args.get("origin") or "").strip()
-    allowed = bool(origin) and origin_allowed(origin, get_settings().cors_origin_list)
+    origins = get_settings().cors_origin_list
+    allowed = origins == "*" or (bool(origin) and origin_allowed(origin, origins))
     body = {"origin": origin, "allowed": allowed}
     if not allowed:
         body["reason"] = (

@@ -347,7 +347,8 @@
     currentId = id;
     if (id) store.set(CONVERSATION_KEY, id); else store.remove(CONVERSATION_KEY);
     renderList();
-    if (!id) { els.messages.textContent = ""; greeting(); return; }
+    els.messages.textContent = ""; // never show one conversation's messages under another's name
+    if (!id) { greeting(); return; }
     try {
       const data = await api("GET", `/conversations/${encodeURIComponent(id)}`);
       if (currentId !== id) return;
