@@ -14,7 +14,7 @@
     messages: $("messages"), input: $("input"), send: $("send"), stop: $("stop"),
     composer: $("composer"), banner: $("banner"), list: $("conversations"),
     newChat: $("new-chat"), menu: $("menu"), closeSidebar: $("close-sidebar"),
-    scrim: $("scrim"), sidebarNote: $("sidebar-note"), status: $("status"),
+    scrim: $("scrim"), status: $("status"),
     title: $("title-text"),
   };
 
@@ -48,7 +48,6 @@
   // ---- state
   let conversations = [];
   let currentId = store.get(CONVERSATION_KEY);
-  let legacy = false; // a server without the conversations API: one history, no sidebar
   let feedbackAvailable = true;
   let run = null; // the run in flight: {runId, conversationId, view, text, tools, frame}
 
@@ -327,20 +326,12 @@
     }
   }
   async function loadList() {
-    if (legacy) return;
     try {
       const data = await api("GET", "/conversations?limit=50");
       conversations = data.conversations || [];
       renderList();
     } catch (e) {
-      if (e.status === 404 || e.status === 405) {
-        legacy = true;
-        els.sidebarNote.textContent = "This server keeps one conversation per user.";
-        els.sidebarNote.hidden = false;
-        els.newChat.disabled = true;
-      } else if (e.status) {
-        say(`Couldn't list conversations: ${e.message}`);
-      }
+      if (e.status) say(`Couldn't list conversations: ${e.message}`);
     }
   }
   async function switchTo(id) {
@@ -361,14 +352,7 @@
       }
     }
   }
-  async function loadLegacyHistory() {
-    try {
-      const rows = await api("POST", "/history", { user_token: userToken });
-      showTranscript(rows || []);
-    } catch (e) { /* the banner says what happened */ }
-  }
   async function newChat() {
-    if (legacy) return;
     try {
       const c = await api("POST", "/conversations", {});
       conversations.unshift(c);
@@ -464,8 +448,8 @@
       : "Can't reach the JellyChat server. Is it running? Retrying…");
   });
   function reloadCurrent() {
-    if (legacy) loadLegacyHistory();
-    else { loadList(); if (currentId) switchTo(currentId); }
+    loadList();
+    if (currentId) switchTo(currentId);
   }
 
   function setBusy(busy) {
@@ -486,7 +470,7 @@
   socket.on("run_started", (data) => {
     if (!run || run.runId) return;
     run.runId = data.run_id;
-    if (data.conversation_id && data.conversation_id !== currentId && !legacy) {
+    if (data.conversation_id && data.conversation_id !== currentId) {
       currentId = data.conversation_id;
       store.set(CONVERSATION_KEY, currentId);
     }
@@ -514,7 +498,7 @@
     finishJelly(current.view, data.message, data.sources, data.status, data.message_id, null);
     setBusy(false);
     say(data.status === "stopped" ? "Stopped" : "");
-    if (data.conversation_id && !legacy) {
+    if (data.conversation_id) {
       if (!currentId) { currentId = data.conversation_id; store.set(CONVERSATION_KEY, currentId); }
       loadList();
     }
@@ -550,7 +534,7 @@
     setBusy(true);
     say("Jelly is answering…");
     const payload = { user_token: userToken, message: text, application };
-    if (currentId && !legacy) payload.conversation_id = currentId;
+    if (currentId) payload.conversation_id = currentId;
     socket.emit("user_message", payload);
   }
   function stop() {
@@ -609,7 +593,6 @@
   (async function start() {
     if (!(await embedAllowed())) return;
     await loadList();
-    if (legacy) { await loadLegacyHistory(); return; }
     const known = conversations.some((c) => c.id === currentId);
     if (!known) currentId = conversations.length ? conversations[0].id : null;
     await switchTo(currentId);
