@@ -305,6 +305,16 @@ def test_html_in_an_answer_renders_as_text(context, web):
     assert "<script>" in answer.text_content()
     assert page.locator("#messages img, #messages script").count() == 0
     assert page.evaluate("window.__xss") is None
+    # Markdown cannot smuggle a script link or load a remote image (a tracking pixel)
+    ask(page, "[click me](javascript:window.__xss=3) ![pixel](http://127.0.0.1:9/pixel.png)")
+    wait_answer_done(page)
+    ask(page, "What did I ask?")
+    wait_answer_done(page)
+    links = last_answer(page).locator(".bubble a")
+    assert links.count() == 2
+    assert links.nth(0).text_content() == "click me" and links.nth(0).get_attribute("href") is None
+    assert links.nth(1).get_attribute("href") == "http://127.0.0.1:9/pixel.png"  # a link, not an <img>
+    assert page.locator("#messages img").count() == 0
     assert console.errors == []
 
 
