@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-dev install-local lint clean
+.PHONY: run test install install-dev install-local install-browser vendor lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ run: install
 test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# the browser the page tests drive (tests/test_web_page.py): Debian's chromium, as root
+install-browser:
+	@command -v chromium >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-noto-color-emoji; }
+
+# refresh the page's client libraries (web/client/package.json pins them) in web/static/vendor/
+vendor:
+	cd web/client && npm ci && npm run vendor
 
 lint: install-dev
 	$(BIN)/ruff check .

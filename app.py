@@ -48,7 +48,7 @@ from logs import REQUEST_ID, configure_logging  # noqa: E402
 from metrics import watch_hub_lag  # noqa: E402
 from settings import SECRET_FIELDS, Settings, SettingsError, unknown_variables  # noqa: E402
 from storage import StoreError  # noqa: E402
-from web import db_cli, kb, rest, sockets  # noqa: E402
+from web import db_cli, kb, page, rest, sockets  # noqa: E402
 from web.services import get_chat  # noqa: E402
 from web.serving import Drain  # noqa: E402
 
@@ -78,6 +78,7 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:
     sockets.init_app(app, settings)
     db_cli.init_app(app)
     app.register_blueprint(kb.bp)
+    app.register_blueprint(page.bp)  # the chat page, /widget.js, /static
     knowledge_cli.init_app(app)
     return app
 

@@ -13,6 +13,7 @@ from agent.events import ERROR
 from agent.turn import InvalidInput
 from storage import Busy, NotFound, StoreError
 from web.input import check_payload
+from web.page import socket_origins
 from web.services import get_chat, get_settings
 
 log = logging.getLogger("jellychat.sockets")
@@ -136,6 +137,6 @@ def init_app(app, settings) -> None:
     socketio.init_app(
         app,
         async_mode=settings.socketio_async_mode,
-        cors_allowed_origins=settings.cors_origin_list,
+        cors_allowed_origins=socket_origins(settings),
         max_http_buffer_size=256 * 1024,
     )
