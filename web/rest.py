@@ -15,7 +15,7 @@ from agent.persona import GREETING
 from agent.turn import InvalidInput, validate_id, validate_title, validate_token
 from storage import Busy, NotFound, StoreError
 from web.input import parse_json_body
-from web.services import get_chat, get_settings
+from web.services import Draining, get_chat, get_settings, refuse_if_draining
 
 log = logging.getLogger("jellychat.rest")
 
@@ -45,6 +45,7 @@ def user_token(data: dict | None = None) -> str:
 @bp.post("/user_message")
 def user_message():
     data = _json_body()
+    refuse_if_draining()
     sink = CollectingSink()
     final = get_chat().turn(
         user_token(data), data.get("message"), data.get("application"), sink,
@@ -214,6 +215,13 @@ def not_found(exc: NotFound):
 def busy(exc: Busy):
     return _error(f"the conversation is busy with run {exc.run_id}; wait for it or stop it", 409,
                   run_id=exc.run_id)
+
+
+@bp.app_errorhandler(Draining)
+def draining(exc: Draining):
+    response, status = _error(str(exc), 503)
+    response.headers["Retry-After"] = "5"
+    return response, status
 
 
 @bp.app_errorhandler(StoreError)

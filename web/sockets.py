@@ -14,7 +14,7 @@ from agent.turn import InvalidInput
 from storage import Busy, NotFound, StoreError
 from web.input import check_payload
 from web.page import socket_origins
-from web.services import get_chat, get_settings
+from web.services import Draining, get_chat, get_settings, refuse_if_draining
 
 log = logging.getLogger("jellychat.sockets")
 
@@ -55,6 +55,8 @@ def error_payload(exc: Exception) -> dict:
     if isinstance(exc, Busy):
         return {"error": f"the conversation is busy with run {exc.run_id}; wait for it or stop it",
                 "run_id": exc.run_id}
+    if isinstance(exc, Draining):
+        return {"error": str(exc)}
     log.error("storage unavailable: %s", exc)
     return {"error": "the chat storage is unavailable, please try again later"}
 
@@ -65,12 +67,13 @@ def on_user_message(*args):
         # lone surrogates and absurd nesting: refused before anything is written
         check_payload(args[0] if len(args) == 1 else list(args))
         data = _arguments(args)
+        refuse_if_draining()
         get_chat().turn(
             data.get("user_token"), data.get("message"), data.get("application"),
             SocketSink(request.sid), conversation_id=data.get("conversation_id"),
             origin=request.sid,
         )
-    except (InvalidInput, NotFound, Busy, StoreError) as exc:
+    except (InvalidInput, NotFound, Busy, StoreError, Draining) as exc:
         emit(ERROR, error_payload(exc))
 
 
