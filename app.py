@@ -44,16 +44,31 @@ from knowledge import cli as knowledge_cli  # noqa: E402
 from metrics import watch_hub_lag  # noqa: E402
 from settings import Settings  # noqa: E402
 from storage import StoreError  # noqa: E402
+from version import __version__  # noqa: E402
 from web import db_cli, kb, rest, sockets  # noqa: E402
 from web.services import get_chat  # noqa: E402
 
 log = logging.getLogger("jellychat")
 
 
+def _refuse_flask_run(settings) -> None:
+    """`flask run` serves with Werkzeug, where eventlet/gevent websockets cannot work:
+    stop at once with one line instead of serving REST with broken websockets."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.info_name == "run" and settings.socketio_async_mode != "threading":
+        raise click.ClickException(
+            f"`flask run` cannot serve Socket.IO with {settings.socketio_async_mode}: start the server with "
+            "`make run` or `.venv/bin/python app.py`"
+        )
+
+
 def create_app(test_config: dict | None = None, store=None) -> Flask:
     """Build the app. `test_config` overrides settings (lower-case field names)."""
     load_dotenv()
     settings = Settings.from_env(**(test_config or {}))
+    _refuse_flask_run(settings)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -66,7 +81,8 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:
     app.extensions["jellychat.settings"] = settings
     if store is not None:
         app.extensions["jellychat.store"] = store
-    CORS(app, origins=settings.cors_origin_list)
+    # a browser admin page pages through GET /messages with X-Next-Before
+    CORS(app, origins=settings.cors_origin_list, expose_headers=["X-Next-Before"])
     app.register_blueprint(rest.bp)
     sockets.init_app(app, settings)
     db_cli.init_app(app)
@@ -93,8 +109,8 @@ def main() -> None:
                 break
             except OSError:
                 sockets.socketio.sleep(0.05)
-        log.info("serving on http://%s:%s (async mode: %s)", settings.host, settings.port,
-                 sockets.socketio.async_mode)
+        log.info("JellyChat %s serving on http://%s:%s (async mode: %s)", __version__,
+                 settings.host, settings.port, sockets.socketio.async_mode)
         print(f"READY http://{host}:{settings.port}", flush=True)
 
     sockets.socketio.start_background_task(announce)

@@ -14,6 +14,7 @@ from agent.events import CollectingEvents
 from agent.persona import GREETING
 from agent.turn import InvalidInput, validate_token
 from storage import StoreError
+from version import __version__
 from web.services import get_chat, get_settings
 
 log = logging.getLogger("jellychat.rest")
@@ -108,8 +109,8 @@ def human_message_count():
 @bp.get("/healthz")
 def healthz():
     if get_chat().store.ping():
-        return jsonify({"status": "ok"})
-    return _error("the database does not answer", 503)
+        return jsonify({"status": "ok", "version": __version__})
+    return _error("the database does not answer", 503, version=__version__)
 
 
 @bp.get("/metrics")

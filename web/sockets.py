@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 from flask import request
 from flask_socketio import SocketIO, emit
@@ -70,9 +71,13 @@ def on_error(exc):
 
 
 def init_app(app, settings) -> None:
-    socketio.init_app(
-        app,
-        async_mode=settings.socketio_async_mode,
-        cors_allowed_origins=settings.cors_origin_list,
-        max_http_buffer_size=256 * 1024,
-    )
+    with warnings.catch_warnings():
+        # importing eventlet warns that it is in maintenance mode: a known, accepted
+        # choice (see README, Concurrency), and noise on every `flask` CLI command
+        warnings.filterwarnings("ignore", message=r"(?s)\s*Eventlet is deprecated")
+        socketio.init_app(
+            app,
+            async_mode=settings.socketio_async_mode,
+            cors_allowed_origins=settings.cors_origin_list,
+            max_http_buffer_size=256 * 1024,
+        )
