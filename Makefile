@@ -44,7 +44,7 @@ ingest: install
 	@test -n "$(SOURCE)" -a -n "$(KB)" || { echo "usage: make ingest SOURCE=folder-or-url KB=name [ARGS=...]"; exit 2; }
 	$(BIN)/flask --app app ingest "$(SOURCE)" --kb "$(KB)" $(ARGS)
 
-test: install-dev
+test: install-dev $(if $(shell command -v npm),install-examples)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
