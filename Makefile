@@ -1,4 +1,5 @@
 # Two commands on a fresh clone: `make run` and `make test`.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -57,13 +58,15 @@ lock: install-dev
 	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) requirements.in -o requirements.txt
 	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) requirements-dev.in -o requirements-dev.txt
 
-# fails when a .in file changed without `make lock`
+# fails when a .in file changed without `make lock` (compares the pinned versions, not the
+# hashes, which grow when a project uploads one more wheel for a version)
+PINS = grep -oE '^[A-Za-z0-9_.-]+==[^ ;]+'
 lock-check: install-dev
 	@tmp=$$(mktemp -d) && for name in requirements requirements-dev; do \
 		cp $$name.txt $$tmp/$$name.txt && \
-		$(UV_COMPILE) $$name.in -o $$tmp/$$name.txt && \
-		{ cmp -s $$name.txt $$tmp/$$name.txt || { diff -u $$name.txt $$tmp/$$name.txt | head -40; \
-		  echo "$$name.txt is not the lock of $$name.in: run make lock"; rm -rf $$tmp; exit 1; }; }; \
+		$(UV_COMPILE) $$name.in -o $$tmp/$$name.txt || { rm -rf $$tmp; exit 1; }; \
+		if ! diff -u <($(PINS) $$name.txt) <($(PINS) $$tmp/$$name.txt); then \
+			echo "$$name.txt is not the lock of $$name.in: run make lock"; rm -rf $$tmp; exit 1; fi; \
 	done; rm -rf $$tmp; echo "lock: up to date"
 
 lint: install-dev
