@@ -115,6 +115,7 @@ def main() -> None:
 
     sockets.socketio.start_background_task(announce)
     sockets.socketio.start_background_task(watch_hub_lag, sockets.socketio.sleep)
+    sockets.socketio.start_background_task(sockets.watch_runs, app, sockets.socketio.sleep)
     sockets.socketio.run(
         app, host=settings.host, port=settings.port, allow_unsafe_werkzeug=True,
         log_output=settings.log_level.upper() == "DEBUG",

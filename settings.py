@@ -40,7 +40,9 @@ class Settings:
     memory_messages: int = 10
     max_tool_iterations: int = 6
     turn_timeout: float = 120.0
-    max_message_chars: int = 4000
+    max_message_chars: int = 10000  # a Telegram message (4096) with a quoted reply fits
+    multitask: str = "enqueue"  # enqueue | reject | interrupt: a message while a run is active
+    stop_on_disconnect: bool = True  # a client that disconnects stops its runs
     # tools
     ocean_url: str = "https://ocean.defichain.com"
     ocean_network: str = "mainnet"

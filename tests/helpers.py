@@ -43,7 +43,9 @@ class ServerProcess:
     Readiness: the server prints `READY <url>` once its port is bound.
     """
 
-    def __init__(self, data_dir: Path, env: dict | None = None, port: int | None = None):
+    def __init__(self, data_dir: Path, env: dict | None = None, port: int | None = None,
+                 root: Path = ROOT):
+        self.root = Path(root)
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.extra_env = dict(env or {})
@@ -68,7 +70,7 @@ class ServerProcess:
         self._ready.clear()
         self._serving = False
         self.proc = subprocess.Popen(
-            [sys.executable, "app.py"], cwd=ROOT, env=self.env(), text=True,
+            [sys.executable, "app.py"], cwd=self.root, env=self.env(), text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
@@ -162,3 +164,25 @@ class ChatClient:
 
     def close(self) -> None:
         self.sio.disconnect()
+
+
+class RunClient(ChatClient):
+    """A client of today's protocol: every event, `conversation_id`, `stop`."""
+
+    EVENTS = ("run_started", "tool_start", "tool_end", "final_answer_token", "final_message",
+              "error")
+
+    def start(self, payload: dict) -> None:
+        self.sio.emit("user_message", payload)
+
+    def next_event(self, timeout: float = 30) -> tuple[str, dict]:
+        return self.inbox.get(timeout=timeout)
+
+    def until(self, name: str, timeout: float = 30, into: TurnEvents | None = None) -> TurnEvents:
+        """Collect events until one named `name` arrives (or final_message/error)."""
+        into = into or TurnEvents()
+        while True:
+            event, data = self.inbox.get(timeout=timeout)
+            into.events.append((event, data))
+            if event == name or event in ("final_message", "error"):
+                return into

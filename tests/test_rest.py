@@ -61,7 +61,7 @@ def test_two_users_are_isolated(server):
         ({"user_token": "u", "message": ""}, "message"),
         ({"user_token": 5, "message": "hi"}, "user_token"),
         ({"user_token": "u", "message": {"a": 1}}, "message"),
-        ({"user_token": "u", "message": "y" * 4001}, "message"),
+        ({"user_token": "u", "message": "y" * 10001}, "message"),
         ({"user_token": "u" * 201, "message": "hi"}, "user_token"),
         ({"user_token": "u", "message": "hi", "application": ["x"]}, "application"),
         ({"user_token": "u", "message": "a\x00b"}, "message"),

@@ -10,7 +10,7 @@ import threading
 
 from flask import Flask, current_app
 
-from agent.models import describe_model, make_chat_model
+from agent.models import describe_model, make_chat_model, make_title_model
 from agent.persona import SYSTEM_PROMPT
 from agent.runner import ChatAgent
 from agent.turn import Chat
@@ -32,18 +32,23 @@ def build_chat(settings, store=None) -> Chat:
         tools,
         SYSTEM_PROMPT,
         max_tool_iterations=settings.max_tool_iterations,
-        timeout=settings.turn_timeout,
+        model_name=settings.openai_model if settings.uses_openai else "offline",
     )
     log.info(
         "chat ready: store=%s, model=%s, tools=%s",
         store.name, describe_model(settings), ", ".join(t.name for t in tools),
     )
-    return Chat(
+    chat = Chat(
         store,
         agent,
         memory_messages=settings.memory_messages,
         max_message_chars=settings.max_message_chars,
+        turn_timeout=settings.turn_timeout,
+        multitask=settings.multitask,
+        title_model=make_title_model(settings),
     )
+    chat.recover()
+    return chat
 
 
 def get_chat(app: Flask | None = None) -> Chat:
