@@ -14,6 +14,7 @@ from agent.events import CollectingSink
 from agent.persona import GREETING
 from agent.turn import InvalidInput, validate_id, validate_title, validate_token
 from storage import Busy, NotFound, StoreError
+from version import __version__
 from web.input import parse_json_body
 from web.services import Draining, get_chat, get_settings, refuse_if_draining
 
@@ -192,8 +193,8 @@ def human_message_count():
 @bp.get("/healthz")
 def healthz():
     if get_chat().store.ping():
-        return jsonify({"status": "ok"})
-    return _error("the database does not answer", 503)
+        return jsonify({"status": "ok", "version": __version__})
+    return _error("the database does not answer", 503, version=__version__)
 
 
 @bp.get("/metrics")

@@ -5,6 +5,7 @@ final_message, error)."""
 from __future__ import annotations
 
 import logging
+import warnings
 
 from flask import current_app, request
 from flask_socketio import SocketIO, emit
@@ -137,9 +138,13 @@ def watch_runs(app, sleep, interval: float = 0.25, sweep_every: float = 30.0) ->
 
 
 def init_app(app, settings) -> None:
-    socketio.init_app(
-        app,
-        async_mode=settings.socketio_async_mode,
-        cors_allowed_origins=socket_origins(settings),
-        max_http_buffer_size=256 * 1024,
-    )
+    with warnings.catch_warnings():
+        # importing eventlet warns that it is in maintenance mode: a known, accepted
+        # choice (see README, Concurrency), and noise on every `flask` CLI command
+        warnings.filterwarnings("ignore", message=r"(?s)\s*Eventlet is deprecated")
+        socketio.init_app(
+            app,
+            async_mode=settings.socketio_async_mode,
+            cors_allowed_origins=socket_origins(settings),
+            max_http_buffer_size=256 * 1024,
+        )
