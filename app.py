@@ -194,7 +194,8 @@ def main() -> None:
             stopped=lambda: drain.is_draining,
         )
     sockets.socketio.start_background_task(watch_hub_lag, sockets.socketio.sleep)
-    sockets.socketio.start_background_task(sockets.watch_runs, app, sockets.socketio.sleep)
+    sockets.socketio.start_background_task(sockets.watch_runs, app, sockets.socketio.sleep,
+                                           sweep_every=settings.run_sweep_interval)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     log.info("JellyChat %s serving on http://%s:%s (async mode: %s)", __version__, settings.host,
              settings.port, sockets.socketio.async_mode)

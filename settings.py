@@ -28,7 +28,7 @@ _ENVIRON: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.Context
 KNOWN_PREFIXES = (
     "JELLY", "OPENAI_", "SUPABASE_", "OCEAN_", "KNOWLEDGE_", "SOCKETIO_", "LLM_", "TURN_",
     "MAX_", "LOG_", "SHUTDOWN_", "HEADER_", "IDLE_", "DATABASE_", "EMBEDDING", "LOCAL_EMBEDDING",
-    "ADMIN_", "CORS_", "MEMORY_", "MULTITASK", "STOP_ON",
+    "ADMIN_", "CORS_", "MEMORY_", "MULTITASK", "STOP_ON", "RUN_SWEEP",
 )
 # read by libraries themselves, not by us: never "unknown"
 FOREIGN_VARIABLES = {
@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     idle_timeout: float = Field(75.0, gt=0)  # seconds a keep-alive or silent socket is kept
     max_content_length: int = Field(1_048_576, ge=1024)  # bytes of a request body
     shutdown_grace: float = Field(20.0, ge=0)  # seconds running turns get on SIGTERM/SIGINT
+    # scale-out: several processes share Socket.IO events through this queue (redis://...)
+    socketio_message_queue: str = Field("", repr=False)
+    run_sweep_interval: float = Field(30.0, gt=0)  # seconds between checks for runs of dead processes
     # storage
     database_url: str = Field("", repr=False)
     supabase_url: str = ""
@@ -156,7 +159,8 @@ class Settings(BaseSettings):
         return "embedded"
 
 
-SECRET_FIELDS = ("openai_api_key", "supabase_key", "admin_api_key", "database_url")
+SECRET_FIELDS = ("openai_api_key", "supabase_key", "admin_api_key", "database_url",
+                 "socketio_message_queue")
 
 
 def describe_errors(exc: ValidationError, overrides: Mapping | None = None) -> str:

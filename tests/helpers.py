@@ -99,6 +99,12 @@ class ServerProcess:
                 self.proc.wait(10)
         return self.proc.returncode if self.proc else None
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would; reaped, so its pid is gone."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
     def restart(self) -> ServerProcess:
         self.stop()
         return self.start()
@@ -189,3 +195,105 @@ class RunClient(ChatClient):
             into.events.append((event, data))
             if event == name or event in ("final_message", "error"):
                 return into
+
+
+class RoundRobinProxy:
+    """A TCP load balancer for tests: each new connection goes to the next backend
+    that accepts it (a dead one is skipped), bytes copied both ways unchanged.
+
+    Like a layer-4 balancer without sticky sessions, so Socket.IO clients must use
+    the websocket transport. `routes` lists the backend port of each connection.
+    """
+
+    def __init__(self, ports: list[int]):
+        self.ports = list(ports)
+        self.routes: list[int] = []
+        self._next = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._route, args=(client,), daemon=True).start()
+
+    def _route(self, client: socket.socket) -> None:
+        for _ in range(len(self.ports)):
+            port = self.ports[self._next % len(self.ports)]
+            self._next += 1
+            try:
+                upstream = socket.create_connection(("127.0.0.1", port), timeout=5)
+            except OSError:
+                continue  # that backend is down: the next one
+            upstream.settimeout(None)
+            self.routes.append(port)
+            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+            self._pipe(client, upstream)
+            return
+        client.close()
+
+    @staticmethod
+    def _pipe(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, target):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+
+
+class RedisServer:
+    """Debian's `redis-server` on a free port, no persistence, for one test module."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 20) -> RedisServer:
+        import time
+
+        import redis
+
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client.ping()
+                return self
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)  # polling for the port, not test synchronisation
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)

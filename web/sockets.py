@@ -8,10 +8,10 @@ import logging
 import warnings
 
 from flask import current_app, request
-from flask_socketio import SocketIO, emit
+from flask_socketio import SocketIO, emit, join_room, leave_room
 
-from agent.events import ERROR
-from agent.turn import InvalidInput
+from agent.events import ERROR, FINAL
+from agent.turn import InvalidInput, validate_id
 from storage import Busy, NotFound, StoreError
 from web.input import check_payload
 from web.page import socket_origins
@@ -22,14 +22,28 @@ log = logging.getLogger("jellychat.sockets")
 socketio = SocketIO()
 
 
+def run_room(run_id: str) -> str:
+    """The room of clients that stopped a run from elsewhere: they get its final_message."""
+    return f"run:{run_id}"
+
+
 class SocketSink:
-    """A run's events emitted to one client (its sid)."""
+    """A run's events emitted to one client (its sid).
+
+    The client is connected to this process, so its events skip the message
+    queue (one Redis publish per token, read by every other process, for
+    nothing). The run's final_message also goes to its room, through the queue:
+    clients that stopped the run from another connection, maybe of another
+    process, learn that it ended.
+    """
 
     def __init__(self, sid: str):
         self.sid = sid
 
     def emit(self, event: str, data: dict) -> None:
-        socketio.emit(event, data, to=self.sid)
+        socketio.emit(event, data, to=self.sid, ignore_queue=True)
+        if event == FINAL and data.get("run_id"):
+            socketio.emit(event, data, to=run_room(data["run_id"]), skip_sid=self.sid)
 
 
 def _arguments(args) -> dict:
@@ -88,13 +102,28 @@ def on_stop(data=None):
             # a run of this user served elsewhere (another tab, process or transport)
             token = data.get("user_token") if isinstance(data, dict) else None
             if token:
-                get_chat().stop(token, run_id)
+                _stop_elsewhere(token, validate_id(run_id, "run_id"))
             else:
                 emit(ERROR, {"error": "no running run with this id on this connection",
                              "field": "run_id", "run_id": run_id})
     except (InvalidInput, NotFound, StoreError) as exc:
         emit(ERROR, {**error_payload(exc), "field": "run_id"} if isinstance(exc, NotFound)
              else error_payload(exc))
+
+
+def _stop_elsewhere(token: str, run_id: str) -> None:
+    """Ask the process serving the run to stop it; its final_message comes back here."""
+    room = run_room(run_id)
+    join_room(room)  # first, so that a run ending at once still reaches this client
+    try:
+        outcome = get_chat().stop(token, run_id)
+    except Exception:
+        leave_room(room)
+        raise
+    if outcome.get("status") not in ("pending", "running"):
+        leave_room(room)
+        emit(ERROR, {"error": "the run has already ended", "field": "run_id",
+                     "run_id": run_id, "status": outcome.get("status")})
 
 
 @socketio.on("disconnect")
@@ -147,4 +176,5 @@ def init_app(app, settings) -> None:
             async_mode=settings.socketio_async_mode,
             cors_allowed_origins=socket_origins(settings),
             max_http_buffer_size=256 * 1024,
+            message_queue=settings.socketio_message_queue or None,
         )
