@@ -86,6 +86,7 @@ class Project:
     def __init__(self, llm_url: str, data_dir: str, env: dict | None = None):
         self.server = ServerProcess(data_dir, env={
             "OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", "LOG_LEVEL": "WARNING",
+            "MAX_CONNECTIONS_PER_IP": "0",  # every client comes from 127.0.0.1
             **(env or {})}).start()
         self.url = self.server.url
         self.pid = self.server.proc.pid

@@ -32,7 +32,8 @@ def make_store(settings) -> Store:
     from storage.postgres import PostgresStore
 
     if kind == "postgres":
-        return PostgresStore(settings.database_url)
+        return PostgresStore(settings.database_url, max_size=settings.database_pool_size)
     from storage.embedded import start_embedded_postgres
 
-    return PostgresStore(start_embedded_postgres(settings.data_path))
+    return PostgresStore(start_embedded_postgres(settings.data_path),
+                         max_size=settings.database_pool_size)
