@@ -74,9 +74,9 @@ class Settings(BaseSettings):
     run_sweep_interval: float = Field(30.0, gt=0)  # seconds between checks for runs of dead processes
     # storage
     database_url: str = Field("", repr=False)
-    # connections one process keeps to PostgreSQL (DATABASE_URL or embedded); hundreds of
-    # turns at once queue for them, each holding one only for a call
-    database_pool_size: int = Field(20, ge=1)
+    # connections one process keeps to PostgreSQL (DATABASE_URL or embedded); turns queue
+    # for them, each holding one only for a call (mind the server's limit times processes)
+    database_pool_size: int = Field(10, ge=1)
     supabase_url: str = ""
     supabase_key: str = Field("", repr=False)
     supabase_allow_anon: bool = False
