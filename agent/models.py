@@ -40,14 +40,39 @@ class RawStreamingCompletions:
         return getattr(self._completions, name)
 
 
+def _chat_openai_class():
+    """ChatOpenAI that converts the agent's tool schemas once, not on every model call.
+
+    The agent binds its tools before each model step; converting 13 tools to the
+    API's JSON schemas (pydantic schema generation, reference resolution) cost
+    about a millisecond of CPU per turn. The tools are built once per process, so
+    the binding is kept per tool list and options (a few entries at most).
+    """
+    from langchain_openai import ChatOpenAI
+    from pydantic import PrivateAttr
+
+    class ChatOpenAIBoundOnce(ChatOpenAI):
+        _bound: dict = PrivateAttr(default_factory=dict)
+
+        def bind_tools(self, tools, **kwargs):
+            key = (tuple(id(t) for t in tools), repr(sorted(kwargs.items())))
+            hit = self._bound.get(key)
+            if hit is None:
+                # the tools are kept with the binding, so their ids stay theirs
+                hit = (list(tools), super().bind_tools(tools, **kwargs))
+                if len(self._bound) < 16:
+                    self._bound[key] = hit
+            return hit[1]
+
+    return ChatOpenAIBoundOnce
+
+
 def make_chat_model(settings):
     """ChatOpenAI (streaming) with OPENAI_API_KEY or OPENAI_BASE_URL; otherwise offline."""
     if not settings.uses_openai:
         return OfflineChatModel()
 
-    from langchain_openai import ChatOpenAI
-
-    model = ChatOpenAI(
+    model = _chat_openai_class()(
         model=settings.openai_model,
         api_key=settings.openai_api_key or "not-needed",
         base_url=settings.openai_base_url or None,
