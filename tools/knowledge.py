@@ -223,11 +223,8 @@ def make_knowledge_tool(retriever: Retriever, *, name: str, label: str, kbs: tup
     )
 
 
-def make_tools(settings, store) -> list:
-    retriever = get_retriever(settings, store)
-    k = settings.knowledge_top_k
-    wiki = make_knowledge_tool(
-        retriever,
+SPECS = [
+    dict(
         name="defichain_wiki_knowledge",
         label="DeFiChain wiki",
         kbs=WIKI_KBS,
@@ -240,10 +237,8 @@ def make_tools(settings, store) -> list:
         friendly="Let me look that up in the DeFiChain wiki 📚",
         priority=90,
         route=_route_wiki,
-        k=k,
-    )
-    python = make_knowledge_tool(
-        retriever,
+    ),
+    dict(
         name="defichainpython_knowledge",
         label="DefichainPython documentation",
         kbs=PYTHON_KBS,
@@ -254,8 +249,12 @@ def make_tools(settings, store) -> list:
             "numbered passages with their titles; answer only from them."
         ),
         friendly="Let me check the DefichainPython docs 🐍",
-        priority=80,
+        priority=20,  # before the Ocean: "how do I read a balance in Python" is a how-to
         route=_route_python,
-        k=k,
-    )
-    return [wiki, python]
+    ),
+]
+
+
+def make_tools(settings, store) -> list:
+    retriever = get_retriever(settings, store)
+    return [make_knowledge_tool(retriever, k=settings.knowledge_top_k, **spec) for spec in SPECS]
