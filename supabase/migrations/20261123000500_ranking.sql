@@ -9,7 +9,8 @@
 --   * the opening of a page: 1.25 for a page's first chunk, where pages say what
 --     they are about (2x when the question asks what something is);
 --   * a definition: 10x when the question asks "what is/are X" and the chunk has a
---     sentence that starts with X followed by is/are/means ("A vault is ...").
+--     sentence that starts with X followed by "is a/an/the/...", "means" ... ("A
+--     vault is similar to ..."); 30x when the chunk opens with it.
 -- Before the lexemes are taken, a few spellings users type are joined into the
 -- word the pages use ("back up" -> "backup").
 
@@ -48,7 +49,8 @@ begin
     subject := regexp_replace(subject, '([^[:alnum:][:space:]])', '\\\1', 'g');
     subject := regexp_replace(subject, '\s+', '[\s-]+', 'g');
     return '(^|[.!?:]\s+|\n)[^[:alnum:]]*(the\s+|an?\s+)?' || subject
-        || 's?[^[:alnum:]\s]*\s*(\([^)]*\)\s*)?(is|are|means|refers to|stands for|describes)\M';
+        || 's?[^[:alnum:]\s]*\s*(\([^)]*\)\s*)?((is|are)\s+(a|an|the|one|short|similar|like|basically|'
+        || 'simply|called|known)|means|refers to|stands for|describes)\M';
 end
 $$;
 
@@ -91,7 +93,8 @@ begin
                                    / nullif(cardinality(c.title), 0), 0))
                    * case when (c.metadata ->> 'chunk') = '0'
                           then case when $9 is null then 1.25 else 2.0 end else 1 end
-                   * case when $9 is not null and c.content ~* $9 then 10.0 else 1 end as score
+                   * case when $9 is null or c.content !~* $9 then 1
+                          when left(c.content, 200) ~* $9 then 30.0 else 10.0 end as score
             from candidates c
         )
         select s.id, s.content, s.metadata, s.score::double precision
