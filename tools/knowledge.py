@@ -34,15 +34,27 @@ _STOPWORDS = set(
     into is it its me my of on or our please should so than that the their them then there these
     this to us was we what when where which who why will with would you your about tell explain
     much many one any some way does doing done want know need needed like also just use using
-    get make go there here""".split()
+    get make go there here up""".split()
 )
 # kept for scoring even though they are stop-ish: they carry the question's topic
 _KEEP = {"need", "many", "much"}
 
 
+# spellings users type, joined into the word the pages use (as kb_normalise_query does in SQL)
+SPELLINGS = [
+    (r"\bback(?:ing|ed)?\s+up\b", "backup"),
+    (r"\bset(?:ting)?\s+up\b", "setup"),
+    (r"\blog(?:ging|ged)?\s+in\b", "login"),
+    (r"\bmaster\s+nodes?\b", "masternode"),
+]
+
+
 def _words(text: str) -> set[str]:
     words = set()
-    for raw in re.findall(r"[a-z0-9][a-z0-9,.'-]*", text.lower()):
+    text = text.lower()
+    for pattern, joined in SPELLINGS:
+        text = re.sub(pattern, joined, text)
+    for raw in re.findall(r"[a-z0-9][a-z0-9,.'-]*", text):
         word = raw.strip(".,'-")
         if not word or (word in _STOPWORDS and word not in _KEEP):
             continue
@@ -137,7 +149,7 @@ def _definition(question: str):
     words[-1] = re.sub(r"s$", "", words[-1])
     subject = r"\W+".join(re.escape(w) for w in words)
     return re.compile(rf"^\W*(?:the\s+|an?\s+)?\W*{subject}s?\W*(?:\([^)]*\)\s*)?"
-                      rf"(?:(?:is|are)\s+(?:a|an|the|one|short|similar|like|basically|simply|called|known)\b"
+                      rf"(?:(?:is|are)\s+(?:a|an|the|one|short|similar|like|called|known)\b"
                       rf"|means|refers to|describes|stands for)", re.I)
 
 
@@ -177,6 +189,8 @@ def coverage(question: str, text: str) -> float:
 
 
 COVERED = 0.5  # a passage must hold at least this share of the question's topic words
+RANK_STEP = 0.3  # each lower-ranked passage counts this much less
+QUOTE_LENGTH = 220  # characters of context quoted after the best sentence
 
 
 def best_quote(question: str, passages) -> tuple[str, str | None, str] | None:
@@ -202,7 +216,7 @@ def best_quote(question: str, passages) -> tuple[str, str | None, str] | None:
             score = _sentence_score(question, wanted, weights, sentence, quote)
             if not score:
                 continue
-            score = (score + 0.3 * in_heading) * (1.0 - 0.15 * rank) - 0.01 * i
+            score = (score + 0.3 * in_heading) * (1.0 - RANK_STEP * rank) - 0.01 * i
             if defines and defines.search(sentence):
                 score += 3.0
             if best is None or score > best[0]:
@@ -212,7 +226,7 @@ def best_quote(question: str, passages) -> tuple[str, str | None, str] | None:
     return best[1], best[2], best[3]
 
 
-def _with_context(sentences: list[str], i: int, length: int = 220) -> str:
+def _with_context(sentences: list[str], i: int, length: int = QUOTE_LENGTH) -> str:
     """Sentence `i` and the ones after it, up to about `length` characters (a list
     announced by "...:" comes along)."""
     quote = sentences[i]
@@ -251,7 +265,8 @@ def best_snippet(question: str, passages) -> tuple[str, str | None, str] | None:
     for rank, (heading, link, body) in enumerate(passages):
         for snippet in _snippets(body):
             overlap = len(wanted & (_code_words(snippet) | _topic(heading)))
-            score = overlap * (1.0 - 0.1 * rank)
+            calls = len(re.findall(r"\w\(", snippet))  # an example that does something, not only imports
+            score = (overlap + 0.2 * min(calls, 5)) * (1.0 - 0.1 * rank)
             if overlap and (best is None or score > best[0]):
                 best = (score, heading, link, snippet)
     return None if best is None else best[1:]

@@ -49,8 +49,8 @@ begin
     subject := regexp_replace(subject, '([^[:alnum:][:space:]])', '\\\1', 'g');
     subject := regexp_replace(subject, '\s+', '[\s-]+', 'g');
     return '(^|[.!?:]\s+|\n)[^[:alnum:]]*(the\s+|an?\s+)?' || subject
-        || 's?[^[:alnum:]\s]*\s*(\([^)]*\)\s*)?((is|are)\s+(a|an|the|one|short|similar|like|basically|'
-        || 'simply|called|known)|means|refers to|stands for|describes)\M';
+        || 's?[^[:alnum:]\s]*\s*(\([^)]*\)\s*)?((is|are)\s+(a|an|the|one|short|similar|like|called|'
+        || 'known)|means|refers to|stands for|describes)\M';
 end
 $$;
 
