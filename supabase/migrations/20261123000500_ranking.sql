@@ -2,11 +2,14 @@
 -- the Postgres and Supabase backends call the same functions, so both rank alike,
 -- and the hybrid search inherits the ranking through its full-text list.
 --
--- On top of ts_rank x summed IDF (20261122000200_knowledge.sql) a chunk's score
--- is multiplied by:
+-- The base score is ts_rank x (summed IDF)^2: squaring the IDF sum favours a
+-- chunk that holds more of the question's rare words over one that repeats a
+-- common one; the body text weighs a little more against titles than
+-- Postgres's default weights ({0.2, 0.3, 0.5, 1.0} for D, C, B, A). It is then
+-- multiplied by:
 --   * title coverage: 1 + share of the page title's words that the question uses
 --     ("what is the DEX" prefers the page "DEX" to "DEX Fee Structure");
---   * the opening of a page: 1.25 for a page's first chunk, where pages say what
+--   * the opening of a page: 1.6 for a page's first chunk, where pages say what
 --     they are about (2x when the question asks what something is);
 --   * a definition: 10x when the question asks "what is/are X" and the chunk has a
 --     sentence that starts with X followed by "is a/an/the/...", "means" ... ("A
@@ -88,11 +91,11 @@ begin
         ),
         scored as (
             select c.id, c.content, c.metadata,
-                   ts_rank(c.tsv, $4, 1) * c.idf
+                   ts_rank('{0.2, 0.3, 0.5, 1.0}', c.tsv, $4, 1) * c.idf * c.idf
                    * (1 + coalesce((select count(*) from unnest(c.title) l where l = any($8))::double precision
                                    / nullif(cardinality(c.title), 0), 0))
                    * case when (c.metadata ->> 'chunk') = '0'
-                          then case when $9 is null then 1.25 else 2.0 end else 1 end
+                          then case when $9 is null then 1.6 else 2.0 end else 1 end
                    * case when $9 is null or c.content !~* $9 then 1
                           when left(c.content, 200) ~* $9 then 30.0 else 10.0 end as score
             from candidates c
