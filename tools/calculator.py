@@ -225,7 +225,7 @@ def _collateral_ratio(text):
     if not re.search(r"\bratio\b", text):
         return None
     collateral = loan = None
-    for clause in re.split(r",|;|\band\b|\bwith\b|\bbut\b", text):
+    for clause in re.split(r"[,;:?]|\band\b|\bwith\b|\bbut\b", text):
         number = re.search(NUM, clause)
         if not number or "ratio" in clause:
             continue
