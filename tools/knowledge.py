@@ -125,13 +125,18 @@ _WHAT_IS = re.compile(r"^\s*(?:what(?:'s|s|\s+is|\s+are)|define|explain)\s+(?:an
 _NOT_TOPIC = set(
     """first last best good bad way thing things work works happen happens mean means difference
     anything something someone people become became tell know possible still now today right
-    always never ever really pls please help thank thanks""".split()
+    always never ever really pls please help thank thanks much many need needed""".split()
 )
 
 
 def _stem(word: str) -> str:
-    """A crude stem: "collateralization" and "collateral" meet at their first 7 letters."""
-    return word[:7] if len(word) > 7 else word
+    """A crude stem: "launched" and "launch" lose their endings, "collateralization"
+    and "collateral" meet at their first 7 letters."""
+    for suffix in ("ing", "ed", "es", "s", "e"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    return word[:7]
 
 
 def _topic(text: str) -> set[str]:
