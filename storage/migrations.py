@@ -105,7 +105,7 @@ def describe_original_upgrade(steps: dict) -> str:
         if not counts.get("rows"):
             continue
         parts.append(
-            f"{counts.get('rows', 0)} embeddings -> knowledge base '{kb}': {counts.get('documents', 0)}"
+            f"{counts.get('rows', 0)} embedding rows -> knowledge base '{kb}': {counts.get('documents', 0)}"
             f" documents, {counts.get('chunks', 0)} chunks (embedder {counts.get('embedder')})"
         )
     return "converted an original JellyChat database in place: " + "; ".join(parts)
