@@ -31,7 +31,9 @@ class ServerProcess:
     Readiness: the server prints `READY <url>` once its port is bound.
     """
 
-    def __init__(self, data_dir: Path, env: dict | None = None, port: int | None = None):
+    def __init__(self, data_dir: Path, env: dict | None = None, port: int | None = None,
+                 root: Path = ROOT):
+        self.root = Path(root)
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.extra_env = dict(env or {})
@@ -56,7 +58,7 @@ class ServerProcess:
         self._ready.clear()
         self._serving = False
         self.proc = subprocess.Popen(
-            [sys.executable, "app.py"], cwd=ROOT, env=self.env(), text=True,
+            [sys.executable, "app.py"], cwd=self.root, env=self.env(), text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
