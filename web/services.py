@@ -16,7 +16,7 @@ from agent.runner import ChatAgent
 from agent.turn import Chat
 from knowledge import prepare_knowledge
 from storage import make_store
-from tools import build_tools
+from tools import build_tools, tool_sentences
 
 log = logging.getLogger("jellychat")
 _lock = threading.Lock()
@@ -27,6 +27,9 @@ def build_chat(settings, store=None) -> Chat:
     store.initialize()
     prepare_knowledge(settings, store)  # starter kb, embedder checks
     tools = build_tools(settings, store)
+    converted = store.convert_tool_rows(tool_sentences(tools))
+    if converted:
+        log.info("gave %d tool rows of the pre-run format their tool_start sentence", converted)
     agent = ChatAgent(
         make_chat_model(settings),
         tools,
