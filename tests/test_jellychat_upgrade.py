@@ -27,7 +27,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from storage.migrations import apply_migrations, is_original_jellychat, migration_files
+from storage.migrations import all_sql, apply_migrations, is_original_jellychat, migration_files
 from tests.helpers import ROOT, SHARED, ServerProcess
 
 ORIGINAL = SHARED / "original-jellychat"
@@ -365,3 +365,21 @@ def test_our_own_database_is_left_alone(pg_dsn):
         apply_migrations(conn)
         assert conn.execute("select to_regclass('public.jelly_original_upgrade')").fetchone()[0] is None
         assert not is_original_jellychat(conn)
+
+
+def test_pasted_sql_converts_too(pg_dsn):
+    """`flask db sql` pasted into Supabase's SQL editor (no migration log): converts the
+    same way, and pasting it again changes nothing."""
+    dsn = build_original(pg_dsn, "jellychat_original_pasted")
+    before = snapshot(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(all_sql())
+    counted = counts(dsn)
+    assert counted["chat_messages"] == sum(len(rows) for rows in before["messages"].values())
+    assert counted["kb_chunks"] == len(before["wiki"]) + len(before["python"])
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(all_sql())
+        steps = dict(conn.execute("select step, counts from jelly_original_upgrade"))
+    assert counts(dsn) == counted
+    assert steps["chat"]["users"] == len(before["users"])
+    check_match_embeddings(dsn, before)
