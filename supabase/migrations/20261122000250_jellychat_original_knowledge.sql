@@ -18,7 +18,25 @@ declare
     v_date timestamptz;
     v_docs bigint;
     v_chunks bigint;
+    v_indexes text[];
+    v_index text;
 begin
+    if to_regclass('public.jelly_original_embeddings_wiki') is null
+       and to_regclass('public.jelly_original_embeddings_defichainpython') is null then
+        return;
+    end if;
+    -- Building an HNSW index once over all the vectors is many times faster than
+    -- inserting them into it one by one: set the (still empty) vector indexes aside.
+    select array_agg(pg_get_indexdef(i.indexrelid)) into v_indexes
+    from pg_index i join pg_class c on c.oid = i.indexrelid join pg_am a on a.oid = c.relam
+    where i.indrelid = 'public.kb_chunks'::regclass and a.amname = 'hnsw';
+    for v_index in
+        select c.relname from pg_index i join pg_class c on c.oid = i.indexrelid
+        join pg_am a on a.oid = c.relam
+        where i.indrelid = 'public.kb_chunks'::regclass and a.amname = 'hnsw'
+    loop
+        execute format('drop index public.%I', v_index);
+    end loop;
     for r in select * from (values ('jelly_original_embeddings_wiki', 'wiki'),
                                    ('jelly_original_embeddings_defichainpython', 'defichainpython'))
              as t (tbl, kb)
@@ -90,6 +108,9 @@ begin
             'embedder', (select max(d.embedder) from public.kb_documents d where d.kb = r.kb)));
         drop table jelly_import;
         execute format('drop table public.%I', r.tbl);
+    end loop;
+    foreach v_index in array coalesce(v_indexes, '{}'::text[]) loop
+        execute v_index;
     end loop;
     if v_counts <> '{}'::jsonb then
         insert into public.jelly_original_upgrade (step, counts) values ('knowledge', v_counts)
