@@ -351,6 +351,10 @@ def test_cli_upgrade_reports_then_is_a_no_op(pg_dsn, tmp_path):
     with psycopg.connect(dsn, autocommit=True) as conn:
         assert apply_migrations(conn) == []
         assert not is_original_jellychat(conn)
+        indexes = {r[0] for r in conn.execute(
+            "select indexname from pg_indexes where tablename = 'kb_chunks'")}
+    # set aside for the bulk import and built again afterwards
+    assert {"kb_chunks_embedding_384_idx", "kb_chunks_embedding_1536_idx"} <= indexes
     assert counts(dsn) == counted
     check_match_embeddings(dsn, before)
 
