@@ -16,8 +16,26 @@ def make_chat_model(settings):
         api_key=settings.openai_api_key or "not-needed",
         base_url=settings.openai_base_url or None,
         streaming=True,
+        stream_usage=True,
         timeout=settings.llm_timeout,
         max_retries=settings.llm_max_retries,
+        temperature=0.2,
+    )
+
+
+def make_title_model(settings):
+    """A small-budget model for conversation titles; None offline (titles from the question)."""
+    if not settings.uses_openai:
+        return None
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(
+        model=settings.openai_model,
+        api_key=settings.openai_api_key or "not-needed",
+        base_url=settings.openai_base_url or None,
+        timeout=min(10.0, settings.llm_timeout),
+        max_retries=0,
+        max_tokens=20,
         temperature=0.2,
     )
 

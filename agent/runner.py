@@ -1,4 +1,4 @@
-"""Runs the LangChain v1 tool-calling agent and turns its stream into turn events."""
+"""Runs the LangChain v1 tool-calling agent and turns its stream into run events."""
 
 from __future__ import annotations
 
@@ -8,23 +8,31 @@ from dataclasses import dataclass, field
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
-from agent.events import TurnEvents
+from agent import events as ev
+from agent.cancel import CancelCallbacks, CancelHandle, RunCancelled
 from metrics import TOOL_CALLS
 from tools import friendly_name
 
-MAX_TOOL_MESSAGE = 2000  # characters of a tool result kept in history
-
-
-class TurnTimeout(TimeoutError):
-    pass
+MAX_TOOL_RESULT = 2000  # characters of a tool result kept with the call
+SUMMARY_CHARS = 200  # characters of a tool result in `tool_end`
+STEP_SEPARATOR = "\n\n"  # between the texts of two model steps
 
 
 @dataclass
 class AgentResult:
-    answer: str
+    """What a run produced so far; `answer` is exactly the text streamed as tokens."""
+
+    answer: str = ""
     sources: list[dict] = field(default_factory=list)
-    tool_messages: list[str] = field(default_factory=list)
-    streamed: str = ""
+    tool_calls: list[dict] = field(default_factory=list)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+    @property
+    def usage(self) -> dict | None:
+        if self.input_tokens is None and self.output_tokens is None:
+            return None
+        return {"input_tokens": self.input_tokens or 0, "output_tokens": self.output_tokens or 0}
 
 
 def merge_sources(sources: list[dict], new: list[dict]) -> None:
@@ -37,65 +45,119 @@ def merge_sources(sources: list[dict], new: list[dict]) -> None:
             sources.append({"title": source.get("title") or key, "url": source.get("url")})
 
 
+class _Stream:
+    """Forwards answer text as tokens, keeping `result.answer` equal to what was sent.
+
+    Text a model writes before a tool call is part of the answer: every model
+    step's text is forwarded, steps separated by a blank line.
+    """
+
+    def __init__(self, emit, result: AgentResult, run_id: str):
+        self.emit = emit
+        self.result = result
+        self.run_id = run_id
+        self.streamed_steps: set = set()
+        self.current_step = None
+
+    def text(self, step, text: str) -> None:
+        if not text:
+            return
+        if step != self.current_step:
+            self.current_step = step
+            if self.result.answer and not self.result.answer.endswith(("\n", " ")):
+                text = STEP_SEPARATOR + text
+        self.streamed_steps.add(step)
+        self.result.answer += text
+        self.emit(ev.TOKEN, {"token": text, "run_id": self.run_id})
+
+
 class ChatAgent:
     """A compiled agent graph plus what is needed to report its progress."""
 
     def __init__(self, model, tools, system_prompt: str, max_tool_iterations: int = 6,
-                 timeout: float = 120.0):
+                 model_name: str | None = None):
         self.tools = {t.name: t for t in tools}
         self.graph = create_agent(model, tools, system_prompt=system_prompt)
         # each tool iteration is a model step plus a tools step; +1 for the final answer
         self.recursion_limit = 2 * max_tool_iterations + 1
-        self.timeout = timeout
+        self.model_name = model_name
 
-    def run(self, messages, events: TurnEvents, result: AgentResult) -> AgentResult:
-        """Stream the agent over `messages`, filling `result` as it goes.
+    def run(self, messages, emit, result: AgentResult, cancel: CancelHandle,
+            run_id: str) -> AgentResult:
+        """Stream the agent over `messages`, emitting events and filling `result`.
 
-        Tokens are forwarded only for model steps that carry no tool call, so
-        clients see the final answer, not the reasoning between tool calls.
+        Raises RunCancelled when `cancel` fires (stop or deadline), wherever the
+        agent was waiting.
         """
-        deadline = time.monotonic() + self.timeout
-        tool_steps: set[int] = set()
-        final = None
+        stream_out = _Stream(emit, result, run_id)
+        started: dict[str, float] = {}
+        by_id: dict[str, dict] = {}
         stream = self.graph.stream(
             {"messages": messages},
-            {"recursion_limit": self.recursion_limit},
+            {"recursion_limit": self.recursion_limit, "callbacks": [CancelCallbacks(cancel)]},
             stream_mode=["messages", "updates"],
         )
-        for mode, data in stream:
-            if time.monotonic() > deadline:
-                raise TurnTimeout(f"the turn took longer than {self.timeout:.0f} s")
-            if mode == "messages":
-                chunk, meta = data
-                if not isinstance(chunk, AIMessageChunk):
+        try:
+            for mode, data in stream:
+                if cancel.cancelled:
+                    raise RunCancelled(cancel.reason)
+                if mode == "messages":
+                    chunk, meta = data
+                    if isinstance(chunk, AIMessageChunk):
+                        stream_out.text(meta.get("langgraph_step", 0), chunk.text)
                     continue
-                step = meta.get("langgraph_step", 0)
-                if chunk.tool_call_chunks:
-                    tool_steps.add(step)
-                text = chunk.text
-                if text and step not in tool_steps:
-                    events.token(text)
-                    result.streamed += text
-                continue
-            for update in (data or {}).values():
-                for message in (update or {}).get("messages", []) if isinstance(update, dict) else []:
-                    if isinstance(message, AIMessage) and message.tool_calls:
-                        for call in message.tool_calls:
-                            TOOL_CALLS.labels(call["name"]).inc()
-                            tool = self.tools.get(call["name"])
-                            label = friendly_name(tool, call.get("args")) if tool else call["name"]
-                            events.tool_start(label)
-                    elif isinstance(message, AIMessage):
-                        final = message
-                    elif isinstance(message, ToolMessage):
-                        text = message.text
-                        result.tool_messages.append(f"{message.name}: {text[:MAX_TOOL_MESSAGE]}")
-                        artifact = message.artifact if isinstance(message.artifact, dict) else {}
-                        merge_sources(result.sources, artifact.get("sources", []))
-        answer = final.text if final else ""
-        if answer and not result.streamed.endswith(answer):
-            # a model that did not stream: send the answer as one token
-            events.token(answer)
-            result.streamed += answer
-        result.answer = answer
+                for node, update in (data or {}).items():
+                    messages_out = update.get("messages", []) if isinstance(update, dict) else []
+                    for message in messages_out:
+                        if isinstance(message, AIMessage):
+                            self._model_step(message, node, stream_out, emit, run_id,
+                                             started, by_id)
+                        elif isinstance(message, ToolMessage):
+                            self._tool_result(message, emit, run_id, started, by_id, result)
+        finally:
+            stream.close()
         return result
+
+    def _model_step(self, message: AIMessage, node, stream_out, emit, run_id, started, by_id):
+        result = stream_out.result
+        step = stream_out.current_step
+        if message.text and step not in stream_out.streamed_steps:
+            # a model that did not stream this step: its text as one token
+            stream_out.text(("whole", id(message)), message.text)
+        usage = message.usage_metadata
+        if usage:
+            result.input_tokens = (result.input_tokens or 0) + usage.get("input_tokens", 0)
+            result.output_tokens = (result.output_tokens or 0) + usage.get("output_tokens", 0)
+        stream_out.current_step = None
+        for call in message.tool_calls:
+            TOOL_CALLS.labels(call["name"]).inc()
+            tool = self.tools.get(call["name"])
+            call_id = call.get("id") or f"call_{len(result.tool_calls) + 1}"
+            args = call.get("args") or {}
+            sentence = friendly_name(tool, args) if tool else call["name"]
+            record = {"sentence": sentence, "call_id": call_id, "tool": call["name"],
+                      "args": args, "status": "running", "result": None, "duration_ms": None}
+            result.tool_calls.append(record)
+            by_id[call_id] = record
+            started[call_id] = time.monotonic()
+            emit(ev.TOOL_START, {"tool_name": sentence, "tool": call["name"], "call_id": call_id,
+                                 "args": args, "run_id": run_id})
+
+    @staticmethod
+    def _tool_result(message: ToolMessage, emit, run_id, started, by_id, result):
+        record = by_id.get(message.tool_call_id)
+        if record is None:
+            return
+        text = message.text
+        record["status"] = "error" if message.status == "error" else "ok"
+        record["result"] = text[:MAX_TOOL_RESULT]
+        record["duration_ms"] = round((time.monotonic() - started.get(message.tool_call_id,
+                                                                      time.monotonic())) * 1000)
+        artifact = message.artifact if isinstance(message.artifact, dict) else {}
+        merge_sources(result.sources, artifact.get("sources", []))
+        summary = " ".join(text.split())
+        if len(summary) > SUMMARY_CHARS:
+            summary = summary[: SUMMARY_CHARS - 1] + "…"
+        emit(ev.TOOL_END, {"call_id": record["call_id"], "tool": record["tool"],
+                           "status": record["status"], "duration_ms": record["duration_ms"],
+                           "summary": summary, "run_id": run_id})

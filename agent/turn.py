@@ -1,27 +1,40 @@
-"""The one path of a chat turn, shared by every transport.
+"""The one path of a chat turn, shared by every transport: a run in a conversation.
 
-validate -> user -> store human message -> load memory -> run agent (events)
--> store answer + Q&A -> final event.
+validate -> create the run (pending; multitask rule) -> wait for its turn ->
+store the question, load memory -> run_started -> agent (events; deadline and
+stop enforced wherever it waits) -> store answer, tool calls, Q&A, status in
+one transaction -> final_message.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import socket
+import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 from langchain_core.messages import AIMessage, HumanMessage
 
-from agent.events import TurnEvents
+from agent import events as ev
+from agent.cancel import CancelHandle, RunCancelled
 from agent.offline import tokens_of
 from agent.persona import APOLOGY, GREETING
 from agent.runner import AgentResult, ChatAgent
+from logs import bind_run_id
 from metrics import TURN_SECONDS, TURNS
 
 log = logging.getLogger("jellychat.turn")
 
 MAX_TOKEN_CHARS = 200
 MAX_APPLICATION_CHARS = 100
+MAX_TITLE_CHARS = 80
+MULTITASK = ("enqueue", "reject", "interrupt")
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+QUEUE_POLL = (0.02, 0.25)  # first and longest wait between checks while queued
 
 
 class InvalidInput(ValueError):
@@ -38,6 +51,7 @@ class TurnInput:
     user_token: str
     message: str
     application: str
+    conversation_id: str | None = None
 
 
 def _required_text(name: str, value, limit: int) -> str:
@@ -50,8 +64,8 @@ def _required_text(name: str, value, limit: int) -> str:
         raise InvalidInput(name, f"'{name}' must not be empty")
     if len(value) > limit:
         raise InvalidInput(name, f"'{name}' is longer than {limit} characters")
-    if "\x00" in value:
-        raise InvalidInput(name, f"'{name}' must not contain NUL characters")
+    if UNSTORABLE.search(value):
+        raise InvalidInput(name, f"'{name}' must not contain NUL characters or lone surrogates")
     return value
 
 
@@ -59,7 +73,22 @@ def validate_token(user_token) -> str:
     return _required_text("user_token", user_token, MAX_TOKEN_CHARS)
 
 
-def validate(user_token, message, application, max_message_chars: int) -> TurnInput:
+def validate_id(value, name: str = "conversation_id") -> str:
+    """A uuid given by a client, normalised; InvalidInput otherwise."""
+    if not isinstance(value, str):
+        raise InvalidInput(name, f"'{name}' must be a string (a uuid)")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidInput(name, f"'{name}' is not a valid id") from None
+
+
+def validate_title(title) -> str:
+    return _required_text("title", title, MAX_TITLE_CHARS)
+
+
+def validate(user_token, message, application, max_message_chars: int,
+             conversation_id=None) -> TurnInput:
     """The same rules and messages for every transport."""
     token = validate_token(user_token)
     text = _required_text("message", message, max_message_chars)
@@ -67,61 +96,289 @@ def validate(user_token, message, application, max_message_chars: int) -> TurnIn
         app_name = "unknown"
     else:
         app_name = _required_text("application", application, MAX_APPLICATION_CHARS)
-    return TurnInput(token, text, app_name)
+    conversation = None if conversation_id in (None, "") else validate_id(conversation_id)
+    return TurnInput(token, text, app_name, conversation)
 
 
-def to_langchain(messages) -> list:
+def storable(text: str) -> str:
+    """Text a database can hold: lone surrogates and NULs become U+FFFD."""
+    if not UNSTORABLE.search(text):
+        return text
+    return UNSTORABLE.sub("\ufffd", text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
+
+
+def to_langchain(memory: list[dict]) -> list:
     """Stored human/jelly messages as LangChain messages."""
     mapped = []
-    for m in messages:
-        if m.type == "human":
-            mapped.append(HumanMessage(m.content))
-        elif m.type == "jelly":
-            mapped.append(AIMessage(m.content))
+    for m in memory:
+        if m["type"] == "human":
+            mapped.append(HumanMessage(m["content"]))
+        elif m["type"] == "jelly":
+            mapped.append(AIMessage(m["content"]))
     return mapped
 
 
+def title_from(question: str) -> str:
+    """A first title: the question's opening words."""
+    words = " ".join(question.split())
+    if len(words) <= 60:
+        return words
+    return words[:59].rsplit(" ", 1)[0] + "…"
+
+
+@dataclass
+class ActiveRun:
+    run_id: str
+    user_token: str
+    conversation_id: str
+    origin: str | None
+    cancel: CancelHandle
+
+
+class RunRegistry:
+    """The runs this process is serving, by id: what stop, disconnect and
+    shutdown act on. Stops asked of another process reach it through the
+    database (`stop_requested`), which `poll_stops` reads."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, ActiveRun] = {}
+        self._lock = threading.Lock()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def add(self, run: ActiveRun) -> None:
+        with self._lock:
+            self._runs[run.run_id] = run
+
+    def remove(self, run_id: str) -> None:
+        with self._lock:
+            self._runs.pop(run_id, None)
+
+    def get(self, run_id: str) -> ActiveRun | None:
+        return self._runs.get(run_id)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def ids(self) -> list[str]:
+        return list(self._runs)
+
+    def of_origin(self, origin: str) -> list[ActiveRun]:
+        return [r for r in list(self._runs.values()) if r.origin == origin]
+
+    def of_conversation(self, conversation_id: str) -> list[ActiveRun]:
+        return [r for r in list(self._runs.values()) if r.conversation_id == conversation_id]
+
+    def cancel(self, run_ids, reason: str = "stopped") -> int:
+        count = 0
+        for run_id in run_ids:
+            run = self._runs.get(run_id)
+            if run and run.cancel.cancel(reason):
+                count += 1
+        return count
+
+
 class Chat:
-    """Holds what a turn needs: the store, the agent and the limits."""
+    """Holds what a run needs: the store, the agent, the registry and the limits."""
 
     def __init__(self, store, agent: ChatAgent, *, memory_messages: int = 10,
-                 max_message_chars: int = 4000):
+                 max_message_chars: int = 10_000, turn_timeout: float = 120.0,
+                 multitask: str = "enqueue", title_model=None, registry: RunRegistry | None = None):
         self.store = store
         self.agent = agent
         self.memory_messages = memory_messages
         self.max_message_chars = max_message_chars
+        self.turn_timeout = turn_timeout
+        self.multitask = multitask
+        self.title_model = title_model
+        self.registry = registry or RunRegistry()
 
-    def turn(self, user_token, message, application, events: TurnEvents) -> AgentResult:
-        """Run one chat turn. Raises InvalidInput before anything is written."""
-        data = validate(user_token, message, application, self.max_message_chars)
-        user = self.store.get_or_create_user(data.user_token, GREETING)
-        memory = self.store.recent_messages(user.id, self.memory_messages)
-        self.store.add_message(user.id, "human", data.message, data.application)
-        result = AgentResult(answer="")
-        started = time.monotonic()
-        outcome = "answered"
-        try:
-            self.agent.run([*to_langchain(memory), HumanMessage(data.message)], events, result)
-        except Exception:
-            log.exception("agent failed for a turn (application=%s)", data.application)
-            result.answer = ""
-        if not result.answer:
-            outcome = "apologized"
-            self._apologize(result, events)
-        TURNS.labels(outcome).inc()
-        TURN_SECONDS.observe(time.monotonic() - started)
-        self.store.add_answer(
-            user.id, data.message, result.answer, data.application, result.sources,
-            result.tool_messages,
+    # ------------------------------------------------------------------ runs
+    def turn(self, user_token, message, application, sink: ev.EventSink, *,
+             conversation_id=None, origin: str | None = None) -> dict:
+        """Run one chat turn; returns the final_message payload.
+
+        Raises InvalidInput before anything is written, NotFound for another
+        user's conversation and Busy under MULTITASK=reject, before any event.
+        """
+        data = validate(user_token, message, application, self.max_message_chars,
+                        conversation_id)
+        ticket = self.store.create_run(
+            data.user_token, GREETING, data.conversation_id, data.application, self.multitask,
+            self.registry.owner, self.agent.model_name,
         )
-        events.final(result.answer, result.sources)
-        return result
+        run = ActiveRun(ticket["run_id"], data.user_token, ticket["conversation_id"], origin,
+                        CancelHandle())
+        self.registry.add(run)
+        if self.multitask == "interrupt":
+            others = [r.run_id for r in self.registry.of_conversation(run.conversation_id)
+                      if r.run_id != run.run_id]
+            self.registry.cancel(others, "stopped")
+        try:
+            with bind_run_id(run.run_id):
+                return self._serve(run, data, sink)
+        finally:
+            run.cancel.close()
+            self.registry.remove(run.run_id)
+
+    def _serve(self, run: ActiveRun, data: TurnInput, sink: ev.EventSink) -> dict:
+        begun = self._wait_turn(run, data.message)
+        if not begun.get("ready"):
+            # stopped while it waited behind another run: nothing was asked yet
+            outcome = self.store.finish_run(run.run_id, "stopped")
+            return self._final(sink, run, AgentResult(), outcome, "stopped")
+        sink.emit(ev.RUN_STARTED, {"run_id": run.run_id, "conversation_id": run.conversation_id,
+                                   "message_id": begun["message_id"]})
+        run.cancel.start_deadline(self.turn_timeout)
+        result = AgentResult()
+        started = time.monotonic()
+        status, error = "succeeded", None
+        history = [*to_langchain(begun.get("memory") or []), HumanMessage(data.message)]
+        try:
+            self.agent.run(history, sink.emit, result, run.cancel, run.run_id)
+        except RunCancelled as exc:
+            status = run.cancel.reason or exc.reason
+        except Exception as exc:  # noqa: BLE001 - any agent failure ends as an apology
+            if run.cancel.cancelled:
+                status = run.cancel.reason
+            else:
+                status, error = "failed", _reason(exc)
+                log.error("run %s failed: %s", run.run_id, error)
+        finally:
+            run.cancel.close()
+        if status == "succeeded" and not result.answer.strip():
+            status, error = "failed", "the model returned no answer"
+        if status in ("failed", "timed_out"):
+            if status == "timed_out":
+                error = f"the run took longer than {self.turn_timeout:g} s"
+            self._apologize(result, sink, run.run_id)
+        TURNS.labels(status).inc()
+        TURN_SECONDS.observe(time.monotonic() - started)
+        result.answer = storable(result.answer)
+        outcome = self.store.finish_run(
+            run.run_id, status, question=data.message, answer=result.answer,
+            sources=result.sources, tool_calls=result.tool_calls,
+            input_tokens=result.input_tokens, output_tokens=result.output_tokens, error=error,
+            title=None if begun.get("titled") else title_from(data.message),
+        )
+        final = self._final(sink, run, result, outcome, status)
+        if not begun.get("titled") and self.title_model is not None and status == "succeeded":
+            self._better_title(run.conversation_id, data.message, result.answer)
+        return final
+
+    def _wait_turn(self, run: ActiveRun, message: str) -> dict:
+        """Begin the run once the runs before it in its conversation have ended."""
+        pause = QUEUE_POLL[0]
+        give_up = time.monotonic() + 2 * self.turn_timeout + 10
+        while True:
+            if run.cancel.cancelled:
+                return {"ready": False, "stop": True}
+            begun = self.store.begin_run(run.run_id, message, self.memory_messages,
+                                         self.turn_timeout)
+            if begun.get("ready") or begun.get("stop"):
+                return begun
+            if time.monotonic() > give_up:
+                return {"ready": False, "stop": True}
+            time.sleep(pause)  # green under eventlet: waits for another run, not a test sync
+            pause = min(pause * 2, QUEUE_POLL[1])
 
     @staticmethod
-    def _apologize(result: AgentResult, events: TurnEvents) -> None:
+    def _final(sink, run: ActiveRun, result: AgentResult, outcome: dict, status: str) -> dict:
+        payload = {
+            "message": result.answer,
+            "sources": result.sources,
+            "run_id": run.run_id,
+            "conversation_id": run.conversation_id,
+            "message_id": (outcome or {}).get("message_id"),
+            "status": status,
+            "usage": result.usage,
+            "tool_calls": [{k: v for k, v in call.items() if k != "sentence"}
+                           for call in result.tool_calls],
+        }
+        sink.emit(ev.FINAL, payload)
+        return payload
+
+    @staticmethod
+    def _apologize(result: AgentResult, sink, run_id: str) -> None:
         """Stream the apology after whatever was already streamed."""
-        text = ("\n\n" if result.streamed else "") + APOLOGY
+        text = ("\n\n" if result.answer else "") + APOLOGY
         for token in tokens_of(text):
-            events.token(token)
-        result.streamed += text
-        result.answer = result.streamed
+            sink.emit(ev.TOKEN, {"token": token, "run_id": run_id})
+        result.answer += text
+
+    def _better_title(self, conversation_id: str, question: str, answer: str) -> None:
+        """A short title from the model (small budget); the question's words stay on failure."""
+        try:
+            reply = self.title_model.invoke([
+                HumanMessage(
+                    "Give a title of at most six words for this conversation. "
+                    f"Reply with the title only.\n\nQuestion: {question[:500]}\n"
+                    f"Answer: {answer[:500]}"
+                )
+            ])
+            title = " ".join(str(reply.text).strip().strip('"').split())[:MAX_TITLE_CHARS]
+            if title:
+                self.store.set_auto_title(conversation_id, storable(title))
+        except Exception as exc:  # noqa: BLE001 - a title is a nicety
+            log.info("no model title for conversation %s: %s", conversation_id, _reason(exc))
+
+    # ------------------------------------------------------------------ stop
+    def stop(self, user_token, run_id) -> dict:
+        """Stop a run of this user, served here or by another process; NotFound otherwise."""
+        token = validate_token(user_token)
+        run_id = validate_id(run_id, "run_id")
+        outcome = self.store.request_stop(token, run_id)
+        local = self.registry.get(run_id)
+        if local and local.user_token == token:
+            local.cancel.cancel("stopped")
+        return outcome
+
+    def stop_origin(self, origin: str, run_id=None) -> list[str]:
+        """Stop the runs started from one client connection (all, or one by id)."""
+        runs = self.registry.of_origin(origin)
+        if run_id is not None:
+            wanted = validate_id(run_id, "run_id")
+            runs = [r for r in runs if r.run_id == wanted]
+        self.registry.cancel([r.run_id for r in runs], "stopped")
+        return [r.run_id for r in runs]
+
+    def poll_stops(self) -> int:
+        """Cancel local runs that another process (or an interrupt) asked to stop."""
+        ids = self.registry.ids()
+        if not ids:
+            return 0
+        return self.registry.cancel(self.store.stop_requested(ids), "stopped")
+
+    def recover(self, grace: float = 30.0) -> int:
+        """Close runs that a dead process left active, answering their questions.
+
+        Owners on this host whose process is gone (or whose pid is now ours, in a
+        new process) are dead; anyone's run past its deadline by `grace` is too.
+        """
+        host = socket.gethostname()
+        dead = []
+        for owner in self.store.active_owners():
+            parts = str(owner).rsplit(":", 2)
+            if len(parts) != 3 or parts[0] != host or owner == self.registry.owner:
+                continue
+            if not _alive(int(parts[1])) or int(parts[1]) == os.getpid():
+                dead.append(owner)
+        count = self.store.recover_runs(dead, APOLOGY, grace)
+        if count:
+            log.warning("closed %d run(s) left unfinished by a stopped server", count)
+        return count
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _reason(exc: BaseException) -> str:
+    """One line about a failure, for the log and the run row."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from storage.base import (
     QA,
+    Busy,
     Chunk,
     EmbeddingSpace,
     KnowledgeBaseInfo,
     KnowledgeDocument,
-    Message,
+    NotFound,
     Store,
     StoreError,
-    User,
 )
 
 __all__ = [
-    "QA", "Chunk", "EmbeddingSpace", "KnowledgeBaseInfo", "KnowledgeDocument", "Message",
-    "Store", "StoreError", "User", "make_store",
+    "QA", "Busy", "Chunk", "EmbeddingSpace", "KnowledgeBaseInfo", "KnowledgeDocument",
+    "NotFound", "Store", "StoreError", "make_store",
 ]
 
 

@@ -12,7 +12,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
 
-MESSAGE_TYPES = ("human", "jelly", "tool")
 RRF_K = 60  # reciprocal rank fusion constant (the SQL functions use the same default)
 
 
@@ -20,20 +19,16 @@ class StoreError(RuntimeError):
     """The storage backend failed or is misconfigured; the message is user-facing."""
 
 
-@dataclass(frozen=True)
-class Message:
-    type: str
-    content: str
-    timestamp: datetime
-    application: str | None = None
+class NotFound(LookupError):
+    """The thing does not exist, or belongs to another user (answered alike: 404)."""
 
-    def to_json(self) -> dict:
-        return {
-            "type": self.type,
-            "content": self.content,
-            "timestamp": self.timestamp.isoformat(),
-            "application": self.application,
-        }
+
+class Busy(RuntimeError):
+    """The conversation has an active run (MULTITASK=reject); `run_id` names it."""
+
+    def __init__(self, message: str, run_id: str | None = None):
+        super().__init__(message)
+        self.run_id = run_id
 
 
 @dataclass(frozen=True)
@@ -54,13 +49,6 @@ class QA:
             "application": self.application,
             "sources": self.sources,
         }
-
-
-@dataclass(frozen=True)
-class User:
-    id: int
-    token: str
-    created: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,35 +139,107 @@ class Store(ABC):
     def ping(self) -> bool:
         """True when the database answers."""
 
-    # chat
+    # chat: written once on SQL functions (supabase/migrations/*_runs.sql)
     @abstractmethod
-    def get_or_create_user(self, token: str, greeting: str) -> User:
-        """Return the user for `token`; a new user gets `greeting` as first jelly message."""
+    def _fn(self, name: str, params: dict, *, idempotent: bool = True):
+        """Call the SQL function `name` with named `params`; return its (json) value.
 
-    @abstractmethod
-    def add_message(
-        self, user_id: int, type: str, content: str, application: str | None = None
-    ) -> None: ...
+        Backends turn driver failures into StoreError, and errors the functions
+        raise with an SQLSTATE starting 'JL' into `function_error(code, message, detail)`.
+        """
 
-    @abstractmethod
-    def add_answer(
-        self,
-        user_id: int,
-        question: str,
-        answer: str,
-        application: str | None,
-        sources: list[dict],
-        tool_messages: list[str] = (),
-    ) -> None:
-        """Store tool messages, the jelly answer and the Q&A pair in one transaction."""
+    @staticmethod
+    def function_error(code: str, message: str, detail: str | None = None) -> Exception:
+        """The exception for an error one of our SQL functions raised on purpose."""
+        if code == "JL404":
+            return NotFound(message)
+        if code == "JL409":
+            return Busy(message, detail)
+        return StoreError(message)
 
-    @abstractmethod
-    def recent_messages(self, user_id: int, limit: int) -> list[Message]:
-        """The last `limit` human/jelly messages of a user, oldest first."""
+    def create_run(self, token: str, greeting: str, conversation_id: str | None,
+                   application: str | None, multitask: str, owner: str,
+                   model: str | None = None) -> dict:
+        """A pending run: {run_id, conversation_id, user_id, user_created, queued}.
+        Raises NotFound (not the user's conversation) or Busy (multitask=reject)."""
+        return self._fn("jelly_create_run", {
+            "p_token": token, "p_greeting": greeting, "p_conversation_id": conversation_id,
+            "p_application": application, "p_multitask": multitask, "p_owner": owner,
+            "p_model": model,
+        }, idempotent=False)
 
-    @abstractmethod
-    def history(self, user_id: int) -> list[Message]:
-        """All messages of a user (human, jelly, tool), oldest first."""
+    def begin_run(self, run_id: str, message: str, memory: int, timeout: float) -> dict:
+        """{ready: true, message_id, memory: [{type, content}]} once the run may start,
+        {ready: false} while an earlier run of its conversation is active,
+        {ready: false, stop: true} when it was stopped while waiting."""
+        return self._fn("jelly_begin_run", {
+            "p_run_id": run_id, "p_message": message, "p_memory": memory,
+            "p_timeout": float(timeout),
+        }, idempotent=False)
+
+    def finish_run(self, run_id: str, status: str, *, question: str | None = None,
+                   answer: str | None = None, sources=(), tool_calls=(),
+                   input_tokens: int | None = None, output_tokens: int | None = None,
+                   error: str | None = None, title: str | None = None) -> dict:
+        """Store the run's outcome in one transaction; {message_id, status}. Idempotent."""
+        return self._fn("jelly_finish_run", {
+            "p_run_id": run_id, "p_status": status, "p_question": question,
+            "p_answer": answer, "p_sources": list(sources), "p_tool_calls": list(tool_calls),
+            "p_input_tokens": input_tokens, "p_output_tokens": output_tokens,
+            "p_error": error, "p_title": title,
+        })
+
+    def request_stop(self, token: str, run_id: str) -> dict:
+        """Flag a run of the token's user to stop; NotFound otherwise."""
+        return self._fn("jelly_request_stop", {"p_token": token, "p_run_id": run_id})
+
+    def stop_requested(self, run_ids) -> set[str]:
+        """Which of these runs were asked to stop (by another process or an interrupt)."""
+        if not run_ids:
+            return set()
+        return set(self._fn("jelly_stop_requested", {"p_run_ids": list(run_ids)}) or [])
+
+    def recover_runs(self, owners, apology: str, grace: float = 30.0) -> int:
+        """Close runs left active by dead processes (answering their questions)."""
+        return self._fn("jelly_recover_runs", {
+            "p_owners": list(owners), "p_apology": apology, "p_grace": float(grace),
+        }, idempotent=False) or 0
+
+    def active_owners(self) -> list[str]:
+        """The owners (host:pid:boot) of runs that are still active."""
+        return self._fn("jelly_active_owners", {}) or []
+
+    def convert_tool_rows(self, sentences: dict[str, str]) -> int:
+        """Give tool rows of the pre-run format ("name: output") their tool's sentence,
+        keeping the output in tool_call; how many changed (0 once done)."""
+        return self._fn("jelly_convert_tool_rows", {"p_sentences": dict(sentences)},
+                        idempotent=True) or 0
+
+    def set_auto_title(self, conversation_id: str, title: str) -> None:
+        self._fn("jelly_set_auto_title", {"p_id": conversation_id, "p_title": title})
+
+    def list_conversations(self, token: str, limit: int = 20, before: str | None = None) -> list:
+        return self._fn("jelly_list_conversations",
+                        {"p_token": token, "p_limit": limit, "p_before": before}) or []
+
+    def create_conversation(self, token: str, greeting: str, title: str | None = None) -> dict:
+        return self._fn("jelly_create_conversation",
+                        {"p_token": token, "p_greeting": greeting, "p_title": title},
+                        idempotent=False)
+
+    def get_conversation(self, token: str, conversation_id: str | None = None,
+                         limit: int | None = None) -> dict | None:
+        """The conversation with its messages (None: the default one); None if not the user's."""
+        return self._fn("jelly_get_conversation",
+                        {"p_token": token, "p_id": conversation_id,
+                         "p_limit": None if limit is None else max(0, int(limit))})
+
+    def update_conversation(self, token: str, conversation_id: str, title: str) -> dict:
+        return self._fn("jelly_update_conversation",
+                        {"p_token": token, "p_id": conversation_id, "p_title": title})
+
+    def delete_conversation(self, token: str, conversation_id: str) -> None:
+        self._fn("jelly_delete_conversation", {"p_token": token, "p_id": conversation_id})
 
     @abstractmethod
     def list_qa(self, limit: int, before: datetime | None = None) -> list[QA]:
@@ -250,8 +310,3 @@ class Store(ABC):
                 raise ValueError(
                     f"a vector has {len(vector)} dimensions, {embedder} makes {embedder.dimension}"
                 )
-
-    @staticmethod
-    def check_type(type: str) -> None:
-        if type not in MESSAGE_TYPES:
-            raise ValueError(f"message type must be one of {MESSAGE_TYPES}, not {type!r}")

@@ -7,6 +7,7 @@ PSYCOPG_IMPL=python before importing psycopg, so queries yield to the hub.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime
 from urllib.parse import urlparse
 
@@ -16,17 +17,15 @@ from storage.base import (
     Chunk,
     EmbeddingSpace,
     KnowledgeBaseInfo,
-    Message,
     Store,
     StoreError,
-    User,
 )
-from storage.migrations import apply_migrations
+from storage.migrations import apply_migrations, original_upgrade_report
 
 try:
     import psycopg
     from psycopg.types.json import Jsonb
-    from psycopg_pool import ConnectionPool
+    from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError:  # pragma: no cover - guarded driver import
     psycopg = None
 
@@ -102,83 +101,57 @@ class PostgresStore(Store):
             with psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(self.timeout)) as conn:
                 conn.execute("create extension if not exists vector")
                 applied = apply_migrations(conn)
+                report = original_upgrade_report(conn, applied)
         except psycopg.OperationalError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreError(f"cannot connect to PostgreSQL at {redact(self.dsn)}: {first}") from None
         if applied:
             self.logger.info("applied migrations: %s", ", ".join(applied))
+        if report:
+            self.logger.warning("%s", report)
         self.pool.open(wait=True, timeout=self.timeout)
 
     def close(self) -> None:
         self.pool.close()
 
-    def ping(self) -> bool:
+    def ping(self, timeout: float = 0.8) -> bool:
+        # short: /healthz must answer 503 within a second while the database is down
         try:
-            with self.pool.connection(timeout=5) as conn:
+            with self.pool.connection(timeout=timeout) as conn:
                 return conn.execute("select 1").fetchone()[0] == 1
         except Exception:  # noqa: BLE001 - health check reports, never raises
             return False
 
     # chat
-    def get_or_create_user(self, token: str, greeting: str) -> User:
-        with self.pool.connection() as conn, conn.transaction():
-            row = conn.execute(
-                "insert into users (token) values (%s) on conflict (token) do nothing returning id",
-                (token,),
-            ).fetchone()
-            if row is None:
-                row = conn.execute("select id from users where token = %s", (token,)).fetchone()
-                return User(id=row[0], token=token, created=False)
-            conn.execute(
-                "insert into chat_messages (user_id, type, content) values (%s, 'jelly', %s)",
-                (row[0], greeting),
-            )
-            return User(id=row[0], token=token, created=True)
+    def _fn(self, name, params, *, idempotent=True):
+        args = ", ".join(f"{key} => %({key})s" for key in params)
+        values = {k: Jsonb(v) if isinstance(v, (dict, list)) else v for k, v in params.items()}
+        with self._connection() as conn:
+            try:
+                return conn.execute(f"select public.{name}({args})", values).fetchone()[0]
+            except psycopg.Error as exc:
+                code = exc.sqlstate or ""
+                if code.startswith("JL"):
+                    diag = exc.diag
+                    raise self.function_error(code, diag.message_primary or str(exc),
+                                              diag.message_detail) from None
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise StoreError(f"{name} failed: {first}") from exc
 
-    def add_message(self, user_id, type, content, application=None) -> None:
-        self.check_type(type)
-        with self.pool.connection() as conn:
-            conn.execute(
-                "insert into chat_messages (user_id, type, content, application) values (%s, %s, %s, %s)",
-                (user_id, type, content, application),
-            )
-
-    def add_answer(self, user_id, question, answer, application, sources, tool_messages=()) -> None:
-        with self.pool.connection() as conn, conn.transaction():
-            with conn.cursor() as cur:
-                rows = [(user_id, "tool", t, application) for t in tool_messages]
-                rows.append((user_id, "jelly", answer, application))
-                cur.executemany(
-                    "insert into chat_messages (user_id, type, content, application)"
-                    " values (%s, %s, %s, %s)",
-                    rows,
-                )
-            conn.execute(
-                "insert into qa (user_id, question, answer, application, sources)"
-                " values (%s, %s, %s, %s, %s)",
-                (user_id, question, answer, application, Jsonb(list(sources))),
-            )
-
-    def recent_messages(self, user_id, limit) -> list[Message]:
-        with self.pool.connection() as conn:
-            rows = conn.execute(
-                "select type, content, created_at, application from chat_messages"
-                " where user_id = %s and type in ('human', 'jelly') order by id desc limit %s",
-                (user_id, limit),
-            ).fetchall()
-        return [Message(*r) for r in reversed(rows)]
-
-    def history(self, user_id) -> list[Message]:
-        with self.pool.connection() as conn:
-            rows = conn.execute(
-                "select type, content, created_at, application from chat_messages"
-                " where user_id = %s order by id",
-                (user_id,),
-            ).fetchall()
-        return [Message(*r) for r in rows]
+    @contextmanager
+    def _connection(self):
+        """A pooled connection; pool exhaustion and lost connections become StoreError."""
+        try:
+            with self.pool.connection(timeout=self.timeout) as conn:
+                yield conn
+        except PoolTimeout:
+            raise StoreError("no database connection became free in time") from None
+        except psycopg.OperationalError as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise StoreError(f"the database connection failed: {first}") from None
 
     def list_qa(self, limit, before: datetime | None = None) -> list[QA]:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             rows = conn.execute(
                 "select id, question, answer, application, created_at, sources from qa"
                 " where (%(before)s::timestamptz is null or created_at < %(before)s)"
@@ -188,12 +161,12 @@ class PostgresStore(Store):
         return [QA(*r) for r in rows]
 
     def count_human_messages(self) -> int:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             return conn.execute("select count(*) from chat_messages where type = 'human'").fetchone()[0]
 
     # knowledge
     def knowledge_bases(self) -> dict[str, KnowledgeBaseInfo]:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             rows = conn.execute(
                 "select kb, embedder, dimension, count(*), sum(chunks) from kb_documents"
                 " group by kb, embedder, dimension order by kb, count(*) desc"
@@ -210,7 +183,7 @@ class PostgresStore(Store):
         return bases
 
     def document_hashes(self, kb: str) -> dict[str, str]:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             rows = conn.execute(
                 "select source, content_hash from kb_documents where kb = %s", (kb,)
             ).fetchall()
@@ -220,7 +193,7 @@ class PostgresStore(Store):
         self.check_chunks(chunks, embeddings, embedder)
         if embeddings is not None:
             self._ensure_vector_index(embedder.dimension)
-        with self.pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             document_id = conn.execute(
                 "insert into kb_documents"
                 " (kb, source, title, content_hash, updated_at, embedder, dimension, chunks)"
@@ -252,7 +225,7 @@ class PostgresStore(Store):
     def delete_documents(self, kb: str, sources: list[str]) -> int:
         if not sources:
             return 0
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             cur = conn.execute(
                 "delete from kb_documents where kb = %s and source = any(%s)", (kb, list(sources))
             )
@@ -260,7 +233,7 @@ class PostgresStore(Store):
 
     def search(self, kb, query, embedding=None, k=5) -> list[Chunk]:
         k = max(1, int(k))
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             if embedding is None:
                 rows = conn.execute(
                     "select id, content, metadata, score from kb_text_search(%s, %s, %s)",
@@ -275,7 +248,7 @@ class PostgresStore(Store):
         return [Chunk(content=c, metadata=m, id=i, score=float(s)) for i, c, m, s in rows]
 
     def ingest_finished(self, kb: str) -> None:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             conn.execute("analyze kb_chunks")
 
     def _ensure_vector_index(self, dimension: int) -> None:
@@ -289,7 +262,7 @@ class PostgresStore(Store):
             )
         else:
             dim = int(dimension)
-            with self.pool.connection() as conn, conn.transaction():
+            with self._connection() as conn, conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", (INDEX_LOCK_ID,))
                 conn.execute(vector_index_sql(dim))
         self._vector_indexes.add(dimension)

@@ -36,15 +36,13 @@ from storage.base import (
     Chunk,
     EmbeddingSpace,
     KnowledgeBaseInfo,
-    Message,
     Store,
     StoreError,
-    User,
 )
 
 try:
     import httpx
-    from postgrest.types import CountMethod, ReturnMethod
+    from postgrest.types import CountMethod
     from tenacity import (
         Retrying,
         retry_if_exception,
@@ -57,7 +55,7 @@ try:
 except ImportError:  # pragma: no cover - guarded driver import
     supabase = None
 
-API_VERSION = 1  # what `jelly_api_version()` of our migrations must answer (at least)
+API_VERSION = 2  # what `jelly_api_version()` of our migrations must answer (at least)
 INDEXED_DIMENSIONS = {384, 1536}  # HNSW indexes the knowledge migration creates
 PAGE = 1000  # Supabase caps a response at 1000 rows by default (max_rows)
 RETRY_STATUSES = {429, 500, 502, 503, 504, 520, 521, 522, 523, 524}
@@ -296,54 +294,16 @@ class SupabaseStore(Store):
         return True
 
     # chat
-    def get_or_create_user(self, token: str, greeting: str) -> User:
-        row = self._call(
-            "get_or_create_user",
-            lambda: self.client.rpc("jelly_get_or_create_user", {"p_token": token, "p_greeting": greeting}),
-            idempotent=True,
-        ).data[0]
-        return User(id=row["user_id"], token=token, created=row["created"])
-
-    def add_message(self, user_id, type, content, application=None) -> None:
-        self.check_type(type)
-        row = {"user_id": user_id, "type": type, "content": content, "application": application}
-        self._call(
-            "add_message",
-            lambda: self.client.table("chat_messages").insert(row, returning=ReturnMethod.minimal),
-            idempotent=False,
-        )
-
-    def add_answer(self, user_id, question, answer, application, sources, tool_messages=()) -> None:
-        params = {
-            "p_user_id": user_id,
-            "p_question": question,
-            "p_answer": answer,
-            "p_application": application,
-            "p_sources": list(sources),
-            "p_tool_messages": list(tool_messages),
-        }
-        self._call("add_answer", lambda: self.client.rpc("jelly_add_answer", params), idempotent=False)
-
-    def recent_messages(self, user_id, limit) -> list[Message]:
-        rows = self._rows(
-            "recent_messages",
-            lambda: self.client.table("chat_messages")
-            .select("type,content,created_at,application")
-            .eq("user_id", user_id)
-            .in_("type", ["human", "jelly"])
-            .order("id", desc=True)
-            .limit(limit),
-        )
-        return [self._message(r) for r in reversed(rows)]
-
-    def history(self, user_id) -> list[Message]:
-        rows = self._all_rows(
-            "history",
-            lambda: self.client.table("chat_messages")
-            .select("id,type,content,created_at,application")
-            .eq("user_id", user_id),
-        )
-        return [self._message(r) for r in rows]
+    def _fn(self, name, params, *, idempotent=True):
+        try:
+            return self._execute(name, lambda: self.client.rpc(name, params),
+                                 idempotent=idempotent).data
+        except HTTPStatusError as exc:
+            if exc.code.startswith("JL"):
+                raise self.function_error(exc.code, exc.text, exc.body.get("details")) from None
+            raise StoreError(f"Supabase {name} failed: {self._describe(exc)}") from exc
+        except FAILURES as exc:
+            raise StoreError(f"Supabase {name} failed: {self._describe(exc)}") from exc
 
     def list_qa(self, limit, before: datetime | None = None) -> list[QA]:
         def request():
@@ -442,10 +402,6 @@ class SupabaseStore(Store):
             "((embedding::vector(%d)) vector_cosine_ops) where vector_dims(embedding) = %d",
             dimension, dimension, dimension,
         )
-
-    @staticmethod
-    def _message(row: dict) -> Message:
-        return Message(row["type"], row["content"], _when(row["created_at"]), row["application"])
 
 
 def _vector_text(vector) -> str | None:

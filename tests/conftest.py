@@ -1,6 +1,18 @@
+import hashlib
+import os
+from pathlib import Path
+
 import pytest
 
 from tests.helpers import ChatClient, ServerProcess
+
+# Checkouts that test side by side on one machine keep apart temp roots: pytest
+# deletes all but the newest three numbered temp dirs of a root, even in use.
+os.environ.setdefault(
+    "PYTEST_DEBUG_TEMPROOT",
+    str(Path("/tmp") / f"jelly-{hashlib.sha1(str(Path(__file__).parent).encode()).hexdigest()[:8]}"),
+)
+Path(os.environ["PYTEST_DEBUG_TEMPROOT"]).mkdir(exist_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,7 @@ def test_huge_power_gets_clear_error_quickly(chat_client):
         ({"user_token": "u", "message": "   "}, "message"),
         ({"user_token": "u", "message": 42}, "message"),
         ({"user_token": ["x"], "message": "hi"}, "user_token"),
-        ({"user_token": "u", "message": "x" * 5000}, "message"),
+        ({"user_token": "u", "message": "x" * 10001}, "message"),
         ({"user_token": "u", "message": "hi", "application": 7}, "application"),
     ],
 )

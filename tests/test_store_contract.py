@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from storage.base import Chunk, EmbeddingSpace, KnowledgeDocument, StoreError
+from storage.base import Busy, Chunk, EmbeddingSpace, KnowledgeDocument, NotFound, StoreError
 from storage.migrations import apply_migrations
 from storage.postgres import PostgresStore
 from storage.supabase import SupabaseStore
@@ -81,84 +81,171 @@ def both(backends):
 # --- contract cases: each checks its expectations and returns what it saw ----------
 
 
-def plain(messages) -> list[tuple]:
-    stamps = [m.timestamp for m in messages]
-    assert all(s.tzinfo is not None for s in stamps)
-    assert stamps == sorted(stamps), "messages must come oldest first"
-    return [(m.type, m.content, m.application) for m in messages]
+OWNER = "test-host:1:abcd1234"
 
 
-def case_user_created_once_with_greeting(b: Backend):
+def normal(value):
+    """Records with uuids and timestamps replaced by placeholders: what both backends
+    must agree on (uuids are random, clocks differ)."""
+    if isinstance(value, dict):
+        return {k: ("<ts>" if k in ("created", "updated") and v else normal(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [normal(v) for v in value]
+    if isinstance(value, str) and len(value) == 36 and value.count("-") == 4:
+        return "<uuid>"
+    return value
+
+
+def ask(store, token, question, answer, conversation=None, application="web", sources=(),
+        tool_calls=(), status="succeeded"):
+    """One whole run through the store, as the chat turn does it."""
+    run = store.create_run(token, GREETING, conversation, application, "enqueue", OWNER, "m")
+    begun = store.begin_run(run["run_id"], question, 10, 60)
+    assert begun["ready"], begun
+    done = store.finish_run(run["run_id"], status, question=question, answer=answer,
+                            sources=sources, tool_calls=tool_calls, input_tokens=3,
+                            output_tokens=4, title=question[:20])
+    return run, begun, done
+
+
+def messages(store, token, conversation=None):
+    conv = store.get_conversation(token, conversation)
+    return [(m["type"], m["content"], m["application"]) for m in conv["messages"]]
+
+
+CALL = {"sentence": "Let's do the math together 🧮", "call_id": "call_1", "tool": "calculator",
+        "args": {"expression": "6 * 7"}, "status": "ok", "result": "6 * 7 = 42",
+        "duration_ms": 3}
+
+
+def case_run_stores_question_tools_answer_and_title(b: Backend):
     store = b.store
-    first = store.get_or_create_user("token-1", GREETING)
-    again = store.get_or_create_user("token-1", GREETING)
-    other = store.get_or_create_user('tök,"en"(2)', GREETING)
-    assert first.created and not again.created and other.created
-    assert first.id == again.id != other.id
-    assert plain(store.history(first.id)) == [("jelly", GREETING, None)]
-    assert store.count_human_messages() == 0
-    return [first, again, other, plain(store.history(other.id))]
+    run, begun, done = ask(store, 'tök,"en"(2)', "What is 6 * 7?", "It is 42.",
+                           sources=[{"title": "Calc", "url": None}], tool_calls=[CALL])
+    assert run["user_created"] is True and run["queued"] is False
+    assert begun["memory"] == [{"type": "jelly", "content": GREETING}]
+    assert done["status"] == "succeeded" and isinstance(done["message_id"], int)
+    conv = store.get_conversation('tök,"en"(2)')
+    assert conv["id"] == run["conversation_id"] and conv["title"] == "What is 6 * 7?"
+    assert conv["message_count"] == 3 and conv["preview"] == "It is 42."
+    rows = conv["messages"]
+    assert [m["type"] for m in rows] == ["jelly", "human", "tool", "jelly"]
+    assert rows[1]["id"] == begun["message_id"] and rows[3]["id"] == done["message_id"]
+    assert rows[2]["content"] == CALL["sentence"]
+    assert rows[2]["tool_call"] == {k: v for k, v in CALL.items() if k != "sentence"}
+    assert rows[3]["sources"] == [{"title": "Calc", "url": None}]
+    assert all(m["run_id"] == run["run_id"] and m["run_status"] == "succeeded" for m in rows[1:])
+    assert store.get_conversation("nobody") is None  # reading creates no one
+    again = store.finish_run(run["run_id"], "failed", answer="twice")  # idempotent
+    assert again == {"message_id": done["message_id"], "status": "succeeded"}
+    assert len(store.get_conversation('tök,"en"(2)')["messages"]) == 4
+    return normal([run, begun, done, conv])
 
 
-def case_messages_order_and_recent(b: Backend):
+def case_runs_of_a_conversation_queue_in_order(b: Backend):
     store = b.store
-    user = store.get_or_create_user("talker", GREETING)
-    bystander = store.get_or_create_user("bystander", GREETING)
-    store.add_message(user.id, "human", "What is DFI?", "web")
-    store.add_answer(user.id, "What is DFI?", "DFI is the coin.", "web", [{"title": "Wiki"}],
-                     ["search: DFI", "search: coin"])
-    store.add_message(bystander.id, "human", "unrelated", None)
-    store.add_message(user.id, "human", "And masternodes?", "telegram")
-    store.add_answer(user.id, "And masternodes?", "They need 20000 DFI.", "telegram", [])
-    history = plain(store.history(user.id))
-    assert history == [
-        ("jelly", GREETING, None),
-        ("human", "What is DFI?", "web"),
-        ("tool", "search: DFI", "web"),
-        ("tool", "search: coin", "web"),
-        ("jelly", "DFI is the coin.", "web"),
-        ("human", "And masternodes?", "telegram"),
-        ("jelly", "They need 20000 DFI.", "telegram"),
-    ]
-    recent = {n: plain(store.recent_messages(user.id, n)) for n in (1, 3, 100)}
-    assert recent[1] == [("jelly", "They need 20000 DFI.", "telegram")]
-    assert recent[3] == [("jelly", "DFI is the coin.", "web"), ("human", "And masternodes?", "telegram"),
-                         ("jelly", "They need 20000 DFI.", "telegram")]
-    assert [t for t, _, _ in recent[100]] == ["jelly", "human", "jelly", "human", "jelly"]
-    assert plain(store.recent_messages(bystander.id, 10)) == [("jelly", GREETING, None),
-                                                               ("human", "unrelated", None)]
-    with pytest.raises(ValueError):
-        store.add_message(user.id, "robot", "not a type")
-    assert store.count_human_messages() == 3
-    return [history, recent]
+    first = store.create_run("queuer", GREETING, None, "web", "enqueue", OWNER)
+    second = store.create_run("queuer", GREETING, None, "web", "enqueue", OWNER)
+    assert second["queued"] is True and second["conversation_id"] == first["conversation_id"]
+    assert store.begin_run(second["run_id"], "second", 10, 60) == {"ready": False}
+    assert store.begin_run(first["run_id"], "first", 10, 60)["ready"]
+    assert store.begin_run(second["run_id"], "second", 10, 60) == {"ready": False}
+    store.finish_run(first["run_id"], "succeeded", question="first", answer="one")
+    begun = store.begin_run(second["run_id"], "second", 10, 60)
+    assert begun["ready"] and begun["memory"][-2:] == [
+        {"type": "human", "content": "first"}, {"type": "jelly", "content": "one"}]
+    store.finish_run(second["run_id"], "stopped", question="second", answer="tw")
+    assert messages(store, "queuer")[1:] == [("human", "first", "web"), ("jelly", "one", "web"),
+                                            ("human", "second", "web"), ("jelly", "tw", "web")]
+    return normal(begun)
 
 
-def case_add_answer_is_atomic(b: Backend):
+def case_multitask_reject_interrupt_and_stop(b: Backend):
     store = b.store
-    user = store.get_or_create_user("atomic", GREETING)
-    store.add_message(user.id, "human", "question", "web")
-    before = plain(store.history(user.id))
-    # the Q&A insert (the last statement) fails: the tool and jelly messages must go too
-    with pytest.raises((StoreError, psycopg.Error)):
-        store.add_answer(user.id, None, "an answer", "web", [], ["tool output"])
-    # an unknown user fails on the first insert
-    with pytest.raises((StoreError, psycopg.Error)):
-        store.add_answer(user.id + 1000, "q", "a", "web", [], ["tool output"])
-    assert plain(store.history(user.id)) == before
-    assert store.list_qa(10) == []
-    assert b.execute("select count(*) from chat_messages")[0][0] == 2
+    first = store.create_run("multi", GREETING, None, None, "enqueue", OWNER)
+    with pytest.raises(Busy) as busy:
+        store.create_run("multi", GREETING, None, None, "reject", OWNER)
+    assert busy.value.run_id == first["run_id"]
+    assert store.stop_requested([first["run_id"]]) == set()
+    store.create_run("multi", GREETING, None, None, "interrupt", OWNER)
+    assert store.stop_requested([first["run_id"]]) == {first["run_id"]}
+    assert store.begin_run(first["run_id"], "q", 10, 60) == {
+        "ready": False, "stop": True, "status": "pending"}
+    with pytest.raises(NotFound):
+        store.request_stop("someone-else", first["run_id"])
+    assert store.request_stop("multi", first["run_id"])["status"] == "pending"
+    return normal(store.get_conversation("multi"))
+
+
+def case_conversations(b: Backend):
+    store = b.store
+    ask(store, "lister", "in the default one", "ok")
+    made = [store.create_conversation("lister", GREETING, t) for t in (None, "Named", None)]
+    assert made[1]["title"] == "Named" and made[0]["message_count"] == 0
+    ask(store, "lister", "newest activity", "sure", conversation=made[0]["id"])
+    listed = store.list_conversations("lister", 10)
+    assert [c["id"] for c in listed][:1] == [made[0]["id"]] and len(listed) == 4
+    page = store.list_conversations("lister", 2)
+    rest = store.list_conversations("lister", 10, page[-1]["updated"])
+    assert [c["id"] for c in page + rest] == [c["id"] for c in listed]
+    assert store.list_conversations("nobody") == []
+    with pytest.raises(NotFound):
+        store.create_run("intruder", GREETING, made[0]["id"], None, "enqueue", OWNER)
+    with pytest.raises(NotFound):
+        store.update_conversation("intruder", made[0]["id"], "mine")
+    with pytest.raises(NotFound):
+        store.delete_conversation("intruder", made[0]["id"])
+    assert store.get_conversation("intruder", made[0]["id"]) is None
+    renamed = store.update_conversation("lister", made[0]["id"], "Renamed")
+    assert renamed["title"] == "Renamed"
+    store.set_auto_title(made[0]["id"], "automatic")  # never over the user's title
+    assert store.get_conversation("lister", made[0]["id"])["title"] == "Renamed"
+    store.delete_conversation("lister", made[0]["id"])
+    assert store.get_conversation("lister", made[0]["id"]) is None
+    default = store.get_conversation("lister")["id"]
+    store.delete_conversation("lister", default)  # emptied, kept
+    assert store.get_conversation("lister")["messages"] == []
+    return normal(store.list_conversations("lister", 10))
+
+
+def case_recovery_answers_questions_of_dead_processes(b: Backend):
+    store = b.store
+    running = store.create_run("crashed", GREETING, None, "web", "enqueue", "gone:7:x")
+    store.begin_run(running["run_id"], "unanswered?", 10, 60)
+    pending = store.create_run("crashed", GREETING, None, "web", "enqueue", "gone:7:x")
+    alive = store.create_run("alive", GREETING, None, "web", "enqueue", OWNER)
+    assert set(store.active_owners()) == {"gone:7:x", OWNER}
+    assert store.recover_runs(["gone:7:x"], "Sorry!") == 2
+    assert messages(store, "crashed")[1:] == [("human", "unanswered?", "web"),
+                                             ("jelly", "Sorry!", "web")]
+    conv = store.get_conversation("crashed")
+    assert conv["messages"][-1]["run_status"] == "failed"
+    assert store.begin_run(pending["run_id"], "late", 10, 60)["stop"] is True
+    assert store.active_owners() == [OWNER]
+    assert store.begin_run(alive["run_id"], "fine", 10, 60)["ready"]
+    return normal(conv)
+
+
+def case_finish_is_atomic(b: Backend):
+    store = b.store
+    run = store.create_run("atomic", GREETING, None, "web", "enqueue", OWNER)
+    store.begin_run(run["run_id"], "question", 10, 60)
+    before = messages(store, "atomic")
+    with pytest.raises(StoreError):
+        store.finish_run(run["run_id"], "no-such-status", question="question", answer="a",
+                         tool_calls=[CALL])
+    assert messages(store, "atomic") == before
     return before
 
 
 def case_qa_newest_first_with_paging(b: Backend):
     store = b.store
-    alice = store.get_or_create_user("alice", GREETING)
-    bob = store.get_or_create_user("bob", GREETING)
     sources = [{"title": "Masternodes", "url": "https://wiki/x?a=1&b=2", "score": 0.5,
                 "nested": {"list": [1, "ü", None]}}]
     for i in range(5):
-        user = alice if i % 2 == 0 else bob
-        store.add_answer(user.id, f"question {i}", f"answer {i}", f"app{i % 2}", sources if i == 3 else [])
+        ask(store, "alice" if i % 2 == 0 else "bob", f"question {i}", f"answer {i}",
+            application=f"app{i % 2}", sources=sources if i == 3 else [])
     everything = store.list_qa(10)
     assert [q.question for q in everything] == [f"question {i}" for i in (4, 3, 2, 1, 0)]
     assert everything[1].sources == sources and everything[0].sources == []
@@ -181,28 +268,25 @@ def case_qa_newest_first_with_paging(b: Backend):
 def case_counts(b: Backend):
     store = b.store
     assert store.count_human_messages() == 0
-    users = [store.get_or_create_user(f"counter-{i}", GREETING) for i in range(3)]
-    for i, user in enumerate(users):
+    for i in range(3):
         for j in range(i + 1):
-            store.add_message(user.id, "human", f"message {j}")
-        store.add_message(user.id, "tool", "not counted")
-    store.add_answer(users[0].id, "q", "a", None, [], ["tool"])
+            ask(store, f"counter-{i}", f"message {j}", "answer", tool_calls=[CALL])
     assert store.count_human_messages() == 6
     return store.count_human_messages()
 
 
 def case_history_longer_than_one_page(b: Backend):
-    """Supabase answers at most 1000 rows per request; history must still be whole."""
+    """Supabase answers at most 1000 rows per request; a transcript must still be whole."""
     store = b.store
-    user = store.get_or_create_user("chatty", GREETING)
-    b.execute("insert into chat_messages (user_id, type, content)"
-              " select %s, 'human', 'message ' || n from generate_series(1, 1204) n", (user.id,))
-    history = plain(store.history(user.id))
-    assert len(history) == 1205
-    assert history[1] == ("human", "message 1", None) and history[-1] == ("human", "message 1204", None)
-    assert len(store.recent_messages(user.id, 10)) == 10
-    assert store.count_human_messages() == 1204
-    return [len(history), history[-3:]]
+    ask(store, "chatty", "hello", "hi")
+    conv = store.get_conversation("chatty")
+    b.execute("insert into chat_messages (user_id, conversation_id, type, content)"
+              " select %s, %s, 'human', 'message ' || n from generate_series(1, 1201) n",
+              (conv["user_id"], conv["id"]))
+    rows = messages(store, "chatty")
+    assert len(rows) == 1204 and rows[-1] == ("human", "message 1201", None)
+    assert len(store.get_conversation("chatty", limit=10)["messages"]) == 10
+    return [len(rows), rows[-3:]]
 
 
 SPACE = EmbeddingSpace("test-embedder", 4)
@@ -284,9 +368,30 @@ def case_knowledge_search(b: Backend):
     return [text, hybrid, only_vector]
 
 
-CASES = [case_user_created_once_with_greeting, case_messages_order_and_recent, case_add_answer_is_atomic,
+def case_tool_rows_of_the_pre_run_format(b: Backend):
+    store = b.store
+    ask(store, "legacy", "What is 6 * 7?", "It is 42.")
+    conv = store.get_conversation("legacy")
+    for content in ("calculator: 6 * 7 = 42",  # how rows were stored before runs
+                    "Let me gather the latest blockchain statistics for you 📊"):  # the original's
+        b.execute("insert into chat_messages (user_id, conversation_id, type, content)"
+                  " values (%s, %s, 'tool', %s)", (conv["user_id"], conv["id"], content))
+    sentences = {"calculator": CALL["sentence"], "calc": "never this one"}
+    assert store.convert_tool_rows(sentences) == 1
+    assert store.convert_tool_rows(sentences) == 0  # converted once
+    rows = [m for m in store.get_conversation("legacy")["messages"] if m["type"] == "tool"]
+    assert [m["content"] for m in rows] == [
+        CALL["sentence"], "Let me gather the latest blockchain statistics for you 📊"]
+    assert rows[0]["tool_call"] == {"tool": "calculator", "result": "6 * 7 = 42", "legacy": True}
+    assert rows[1]["tool_call"] is None
+    return normal(rows)
+
+
+CASES = [case_run_stores_question_tools_answer_and_title, case_runs_of_a_conversation_queue_in_order,
+         case_multitask_reject_interrupt_and_stop, case_conversations,
+         case_recovery_answers_questions_of_dead_processes, case_finish_is_atomic,
          case_qa_newest_first_with_paging, case_counts, case_history_longer_than_one_page,
-         case_knowledge_documents, case_knowledge_search]
+         case_knowledge_documents, case_knowledge_search, case_tool_rows_of_the_pre_run_format]
 CASE_IDS = [c.__name__.removeprefix("case_") for c in CASES]
 
 
@@ -305,13 +410,16 @@ def test_backends_agree(both, case):
 
 
 def test_concurrent_first_contact_creates_one_user(both):
-    """The get-or-create is atomic on both backends: racing requests make one user, one greeting."""
+    """Racing first messages of one token make one user, one greeting, one queue."""
     from concurrent.futures import ThreadPoolExecutor
+
+    def first_contact(store):
+        return store.create_run("racer", GREETING, None, None, "enqueue", OWNER)
 
     for backend in both.values():
         with ThreadPoolExecutor(8) as pool:
-            users = list(pool.map(backend.store.get_or_create_user, ["racer"] * 8, [GREETING] * 8))
-        assert len({u.id for u in users}) == 1, backend.name
-        assert sum(u.created for u in users) == 1, backend.name
-        assert plain(backend.store.history(users[0].id)) == [("jelly", GREETING, None)], backend.name
-
+            runs = list(pool.map(first_contact, [backend.store] * 8))
+        assert len({r["user_id"] for r in runs}) == 1, backend.name
+        assert sum(r["user_created"] for r in runs) == 1, backend.name
+        assert sum(not r["queued"] for r in runs) == 1, backend.name
+        assert messages(backend.store, "racer") == [("jelly", GREETING, None)], backend.name

@@ -157,8 +157,9 @@ def test_anon_key_is_refused_unless_allowed():
 
 def test_anon_key_reads_no_chats_under_row_level_security(migrated_dsn, server, store):
     """Why the anon key must not be the server's: with Supabase's grants, RLS still shows it nothing."""
-    user = store.get_or_create_user("rls-victim", "hello")
-    store.add_answer(user.id, "my secret question", "answer", "web", [])
+    run = store.create_run("rls-victim", "hello", None, "web", "enqueue", "test:1:x")
+    store.begin_run(run["run_id"], "my secret question", 10, 60)
+    store.finish_run(run["run_id"], "succeeded", question="my secret question", answer="answer")
     with psycopg.connect(migrated_dsn, autocommit=True) as conn:
         conn.execute("do $$ begin create role anon nologin;"
                      " exception when duplicate_object then null; end $$")
@@ -170,12 +171,16 @@ def test_anon_key_reads_no_chats_under_row_level_security(migrated_dsn, server, 
     try:
         assert anon.list_qa(10) == []
         assert anon.count_human_messages() == 0
-        assert anon.history(user.id) == []
         with pytest.raises(StoreError) as denied:
-            anon.get_or_create_user("rls-intruder", "hello")
+            anon.get_conversation("rls-victim")
         assert "permission denied" in str(denied.value)
         with pytest.raises(StoreError) as denied:
-            anon.add_message(user.id, "human", "injected")
+            anon.create_run("rls-intruder", "hello", None, None, "enqueue", "x:1:y")
+        assert "permission denied" in str(denied.value)
+        with pytest.raises(StoreError) as denied:
+            anon._call("insert", lambda: anon.client.table("chat_messages").insert(
+                {"user_id": run["user_id"], "type": "human", "content": "injected"}),
+                idempotent=False)
         assert "row-level security" in str(denied.value)
     finally:
         anon.close()
@@ -275,7 +280,7 @@ def test_server_runs_on_supabase(tmp_path, server, migrated_dsn):
         assert answer.status_code == 200 and "600.6" in answer.json()["response"]
         history = srv.post("/history", {"user_token": "on-supabase"}).json()
         assert [m["type"] for m in history] == ["jelly", "human", "tool", "jelly"]
-        assert srv.get("/healthz").json() == {"status": "ok"}
+        assert srv.get("/healthz").json()["status"] == "ok"
     finally:
         srv.stop()
     assert "using Supabase at" in srv.log() and SERVICE_KEY not in srv.log()
@@ -337,23 +342,18 @@ def test_ping_tries_once(server, store):
 
 
 def test_writes_are_repeated_only_when_they_cannot_have_run(server, store, migrated_dsn):
-    user = store.get_or_create_user("retry-writer", "hello")
-    count = "select count(*) from chat_messages where user_id = %s and content = %s"
+    count = "select count(*) from runs r join users u on u.id = r.user_id where u.token = %s"
     server.clear_log()
     server.fail_next(1, 503)  # the database never saw it: safe to send again
-    store.add_message(user.id, "human", "sent once")
-    assert requests_to(server, "/chat_messages") == 2
-    assert fetch(migrated_dsn, count, (user.id, "sent once"))[0][0] == 1
+    store.create_run("retry-writer", "hello", None, None, "enqueue", "t:1:x")
+    assert requests_to(server, "/jelly_create_run") == 2
+    assert fetch(migrated_dsn, count, ("retry-writer",))[0][0] == 1
     for failure in (500, 0):  # may have run: not repeated, reported
         server.clear_log()
         server.fail_next(1, failure)
         with pytest.raises(StoreError):
-            store.add_message(user.id, "human", f"after {failure}")
-        assert requests_to(server, "/chat_messages") == 1
-        server.fail_next(1, failure)
-        with pytest.raises(StoreError):
-            store.add_answer(user.id, "q", "a", None, [])
-        assert requests_to(server, "/jelly_add_answer") == 1
+            store.create_run("retry-writer", "hello", None, None, "enqueue", "t:1:x")
+        assert requests_to(server, "/jelly_create_run") == 1
 
 
 # --- transaction pooler --------------------------------------------------------------

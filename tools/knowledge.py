@@ -344,7 +344,7 @@ def make_knowledge_tool(retriever: Retriever, *, name: str, label: str, kbs: tup
         kb = retriever.first_available(kbs)
         if kb is None:
             return (f"{NOTHING_FOUND} in the {label}: it has not been ingested yet "
-                    f"(flask --app app ingest SOURCE --kb {kbs[0]})."), {"sources": []}
+                    f"(make ingest SOURCE=... KB={kbs[0]})."), {"sources": []}
         chunks = [c for c in retriever.search(kb, question, k) if _relevant(question, c)]
         if not any(coverage(question, _chunk_text(c)) >= COVERED for c in chunks):
             chunks = []  # nothing here is about the question's topic: say so, cite nothing

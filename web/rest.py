@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import hmac
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from werkzeug.exceptions import HTTPException, UnsupportedMediaType
+from werkzeug.exceptions import HTTPException
 
-from agent.events import CollectingEvents
+from agent.events import CollectingSink
 from agent.persona import GREETING
-from agent.turn import InvalidInput, validate_token
-from storage import StoreError
-from web.services import get_chat, get_settings
+from agent.turn import InvalidInput, validate_id, validate_title, validate_token
+from storage import Busy, NotFound, StoreError
+from version import __version__
+from web.input import parse_json_body
+from web.services import Draining, get_chat, get_settings, refuse_if_draining
 
 log = logging.getLogger("jellychat.rest")
 
@@ -28,30 +30,120 @@ def _error(message: str, status: int, **extra):
 
 
 def _json_body() -> dict:
-    if not request.is_json:
-        raise UnsupportedMediaType("send a JSON object with Content-Type: application/json")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise InvalidInput("body", "the request body is not valid JSON")
-    if not isinstance(data, dict):
-        raise InvalidInput("body", "the request body must be a JSON object")
-    return data
+    return parse_json_body()  # 415 / 413 / 400 (bad JSON, too deep, lone surrogates)
+
+
+def user_token(data: dict | None = None) -> str:
+    """The caller's token: the X-User-Token header, else `user_token` in the JSON body."""
+    token = request.headers.get("X-User-Token")
+    if token is None and data is not None:
+        token = data.get("user_token")
+    if token is None:
+        raise InvalidInput("user_token", "'user_token' is required: send the 'X-User-Token' header")
+    return validate_token(token)
 
 
 @bp.post("/user_message")
 def user_message():
     data = _json_body()
-    events = CollectingEvents()
-    get_chat().turn(data.get("user_token"), data.get("message"), data.get("application"), events)
-    return jsonify({"response": events.message, "sources": events.sources})
+    refuse_if_draining()
+    sink = CollectingSink()
+    final = get_chat().turn(
+        user_token(data), data.get("message"), data.get("application"), sink,
+        conversation_id=data.get("conversation_id"),
+    )
+    return jsonify({"response": final["message"], **{k: v for k, v in final.items() if k != "message"}})
+
+
+def history_row(message: dict, user_id) -> dict:
+    """A message as the original JellyChat's `/history` returned it (its web page renders
+    rows by `message_type`), with `type` kept for this project's clients."""
+    return {"id": message["id"], "user_id": user_id, "message_type": message["type"],
+            "type": message["type"], "content": message["content"],
+            "timestamp": message["created"], "application": message["application"]}
 
 
 @bp.post("/history")
 def history():
-    token = validate_token(_json_body().get("user_token"))
-    store = get_chat().store
-    user = store.get_or_create_user(token, GREETING)
-    return jsonify([m.to_json() for m in store.history(user.id)])
+    """The default conversation's rows, as the JellyChat clients read them."""
+    token = user_token(_json_body())
+    conversation = get_chat().store.get_conversation(token)
+    if conversation is None or not conversation["messages"]:
+        # a new visitor (not created by reading), or one whose chat is empty (an original
+        # JellyChat user made by /history alone, a cleared chat): the greeting, not stored
+        greeting = {"id": None, "type": "jelly", "content": GREETING,
+                    "created": datetime.now(UTC).isoformat(), "application": None}
+        return jsonify([history_row(greeting, conversation and conversation["user_id"])])
+    return jsonify([history_row(m, conversation["user_id"]) for m in conversation["messages"]])
+
+
+@bp.get("/conversations")
+def list_conversations():
+    limit = int_arg("limit", 20, 1, 100)
+    before = _timestamp_arg("before")
+    items = get_chat().store.list_conversations(user_token(), limit, before)
+    return jsonify({"conversations": items,
+                    "next_before": items[-1]["updated"] if len(items) == limit else None})
+
+
+@bp.post("/conversations")
+def create_conversation():
+    data = _json_body() if request.content_length else {}
+    title = data.get("title")
+    title = validate_title(title) if title is not None else None
+    conversation = get_chat().store.create_conversation(user_token(data), GREETING, title)
+    return jsonify(conversation), 201
+
+
+@bp.get("/conversations/<conversation_id>")
+def get_conversation(conversation_id):
+    conversation = get_chat().store.get_conversation(user_token(), _conversation(conversation_id))
+    if conversation is None:
+        raise NotFound("conversation not found")
+    conversation.pop("user_id", None)
+    return jsonify(conversation)
+
+
+@bp.patch("/conversations/<conversation_id>")
+def rename_conversation(conversation_id):
+    data = _json_body()
+    title = validate_title(data.get("title"))
+    return jsonify(get_chat().store.update_conversation(
+        user_token(data), _conversation(conversation_id), title))
+
+
+@bp.delete("/conversations/<conversation_id>")
+def delete_conversation(conversation_id):
+    get_chat().store.delete_conversation(user_token(), _conversation(conversation_id))
+    return "", 204
+
+
+@bp.post("/runs/<run_id>/stop")
+def stop_run(run_id):
+    data = _json_body() if request.content_length else {}
+    try:
+        run_id = validate_id(run_id, "run_id")
+    except InvalidInput:
+        raise NotFound("run not found") from None
+    return jsonify(get_chat().stop(user_token(data), run_id)), 202
+
+
+def _conversation(conversation_id: str) -> str:
+    """A conversation id from the URL; a malformed one is simply not found."""
+    try:
+        return validate_id(conversation_id)
+    except InvalidInput:
+        raise NotFound("conversation not found") from None
+
+
+def _timestamp_arg(name: str) -> str | None:
+    value = request.args.get(name)
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).isoformat()
+    except ValueError:
+        raise InvalidInput(name, f"'{name}' must be an ISO 8601 timestamp") from None
 
 
 def int_arg(name: str, default: int, low: int, high: int) -> int:
@@ -108,8 +200,8 @@ def human_message_count():
 @bp.get("/healthz")
 def healthz():
     if get_chat().store.ping():
-        return jsonify({"status": "ok"})
-    return _error("the database does not answer", 503)
+        return jsonify({"status": "ok", "version": __version__})
+    return _error("the database does not answer", 503, version=__version__)
 
 
 @bp.get("/metrics")
@@ -120,6 +212,24 @@ def metrics():
 @bp.app_errorhandler(InvalidInput)
 def invalid_input(exc: InvalidInput):
     return _error(exc.message, 400, field=exc.field)
+
+
+@bp.app_errorhandler(NotFound)
+def not_found(exc: NotFound):
+    return _error(str(exc) or "not found", 404)
+
+
+@bp.app_errorhandler(Busy)
+def busy(exc: Busy):
+    return _error(f"the conversation is busy with run {exc.run_id}; wait for it or stop it", 409,
+                  run_id=exc.run_id)
+
+
+@bp.app_errorhandler(Draining)
+def draining(exc: Draining):
+    response, status = _error(str(exc), 503)
+    response.headers["Retry-After"] = "5"
+    return response, status
 
 
 @bp.app_errorhandler(StoreError)

@@ -10,13 +10,13 @@ import threading
 
 from flask import Flask, current_app
 
-from agent.models import describe_model, make_chat_model
+from agent.models import describe_model, make_chat_model, make_title_model
 from agent.persona import SYSTEM_PROMPT
 from agent.runner import ChatAgent
 from agent.turn import Chat
 from knowledge import prepare_knowledge
-from storage import make_store
-from tools import build_tools
+from storage import StoreError, make_store
+from tools import build_tools, tool_sentences
 
 log = logging.getLogger("jellychat")
 _lock = threading.Lock()
@@ -27,23 +27,35 @@ def build_chat(settings, store=None) -> Chat:
     store.initialize()
     prepare_knowledge(settings, store)  # starter kb, embedder checks
     tools = build_tools(settings, store)
+    try:
+        converted = store.convert_tool_rows(tool_sentences(tools))
+    except StoreError as exc:  # e.g. a Supabase project without the newest migration yet
+        log.warning("old tool rows keep their raw text for now: %s", exc)
+    else:
+        if converted:
+            log.info("gave %d tool rows of the pre-run format their tool_start sentence", converted)
     agent = ChatAgent(
         make_chat_model(settings),
         tools,
         SYSTEM_PROMPT,
         max_tool_iterations=settings.max_tool_iterations,
-        timeout=settings.turn_timeout,
+        model_name=settings.openai_model if settings.uses_openai else "offline",
     )
     log.info(
         "chat ready: store=%s, model=%s, tools=%s",
         store.name, describe_model(settings), ", ".join(t.name for t in tools),
     )
-    return Chat(
+    chat = Chat(
         store,
         agent,
         memory_messages=settings.memory_messages,
         max_message_chars=settings.max_message_chars,
+        turn_timeout=settings.turn_timeout,
+        multitask=settings.multitask,
+        title_model=make_title_model(settings),
     )
+    chat.recover()
+    return chat
 
 
 def get_chat(app: Flask | None = None) -> Chat:
@@ -61,3 +73,13 @@ def get_chat(app: Flask | None = None) -> Chat:
 
 def get_settings(app: Flask | None = None):
     return (app or current_app).extensions["jellychat.settings"]
+
+
+class Draining(RuntimeError):
+    """The server is shutting down: no new runs (running ones finish)."""
+
+
+def refuse_if_draining(app: Flask | None = None) -> None:
+    drain = (app or current_app).extensions.get("jellychat.shutdown")
+    if drain is not None and drain.is_draining:
+        raise Draining("the server is restarting, please try again in a moment")

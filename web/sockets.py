@@ -1,78 +1,150 @@
-"""Socket.IO transport: `user_message` in; `tool_start`, `final_answer_token`,
-`final_message` and `error` out, to the calling client only."""
+"""Socket.IO transport: `user_message` and `stop` in; the run's events out, to the
+calling client only (run_started, tool_start, tool_end, final_answer_token,
+final_message, error)."""
 
 from __future__ import annotations
 
 import logging
+import warnings
 
-from flask import request
+from flask import current_app, request
 from flask_socketio import SocketIO, emit
 
+from agent.events import ERROR
 from agent.turn import InvalidInput
-from storage import StoreError
-from web.services import get_chat
+from storage import Busy, NotFound, StoreError
+from web.input import check_payload
+from web.page import socket_origins
+from web.services import Draining, get_chat, get_settings, refuse_if_draining
 
 log = logging.getLogger("jellychat.sockets")
 
 socketio = SocketIO()
 
 
-class SocketEvents:
-    """Turn events emitted to one client (its sid)."""
+class SocketSink:
+    """A run's events emitted to one client (its sid)."""
 
     def __init__(self, sid: str):
         self.sid = sid
 
-    def tool_start(self, tool_name: str) -> None:
-        socketio.emit("tool_start", {"tool_name": tool_name}, to=self.sid)
-
-    def token(self, token: str) -> None:
-        socketio.emit("final_answer_token", {"token": token}, to=self.sid)
-
-    def final(self, message: str, sources: list[dict]) -> None:
-        socketio.emit("final_message", {"message": message, "sources": sources}, to=self.sid)
+    def emit(self, event: str, data: dict) -> None:
+        socketio.emit(event, data, to=self.sid)
 
 
-def _arguments(args) -> tuple:
-    """Accept `{user_token, message, application}` or the three positionally."""
+def _arguments(args) -> dict:
+    """Accept `{user_token, message, application, conversation_id}` or the first three
+    positionally (the original JellyChat clients)."""
     if len(args) == 1 and isinstance(args[0], dict):
-        data = args[0]
-        return data.get("user_token"), data.get("message"), data.get("application")
+        return args[0]
     if 2 <= len(args) <= 3 and not any(isinstance(a, (dict, list)) for a in args):
-        return (*args, None)[:3]
+        token, message, application = (*args, None)[:3]
+        return {"user_token": token, "message": message, "application": application}
     raise InvalidInput(
         "payload",
-        "user_message expects {user_token, message, application} or the three as arguments",
+        "user_message expects {user_token, message, application, conversation_id?} "
+        "or the first three as arguments",
     )
+
+
+def error_payload(exc: Exception) -> dict:
+    """The `error` event for an exception a run raised before it started streaming."""
+    if isinstance(exc, InvalidInput):
+        return {"error": exc.message, "field": exc.field}
+    if isinstance(exc, NotFound):
+        return {"error": "conversation not found", "field": "conversation_id"}
+    if isinstance(exc, Busy):
+        return {"error": f"the conversation is busy with run {exc.run_id}; wait for it or stop it",
+                "run_id": exc.run_id}
+    if isinstance(exc, Draining):
+        return {"error": str(exc)}
+    log.error("storage unavailable: %s", exc)
+    return {"error": "the chat storage is unavailable, please try again later"}
 
 
 @socketio.on("user_message")
 def on_user_message(*args):
     try:
-        user_token, message, application = _arguments(args)
-        get_chat().turn(user_token, message, application, SocketEvents(request.sid))
-    except InvalidInput as exc:
-        emit("error", {"error": exc.message, "field": exc.field})
-    except StoreError as exc:
-        log.error("storage unavailable: %s", exc)
-        emit("error", {"error": "the chat storage is unavailable, please try again later"})
+        # lone surrogates and absurd nesting: refused before anything is written
+        check_payload(args[0] if len(args) == 1 else list(args))
+        data = _arguments(args)
+        refuse_if_draining()
+        get_chat().turn(
+            data.get("user_token"), data.get("message"), data.get("application"),
+            SocketSink(request.sid), conversation_id=data.get("conversation_id"),
+            origin=request.sid,
+        )
+    except (InvalidInput, NotFound, Busy, StoreError, Draining) as exc:
+        emit(ERROR, error_payload(exc))
+
+
+@socketio.on("stop")
+def on_stop(data=None):
+    """Stop a run started from this connection (`{run_id}`), or all of them."""
+    run_id = data.get("run_id") if isinstance(data, dict) else None
+    try:
+        stopped = get_chat().stop_origin(request.sid, run_id)
+        if run_id and not stopped:
+            # a run of this user served elsewhere (another tab, process or transport)
+            token = data.get("user_token") if isinstance(data, dict) else None
+            if token:
+                get_chat().stop(token, run_id)
+            else:
+                emit(ERROR, {"error": "no running run with this id on this connection",
+                             "field": "run_id", "run_id": run_id})
+    except (InvalidInput, NotFound, StoreError) as exc:
+        emit(ERROR, {**error_payload(exc), "field": "run_id"} if isinstance(exc, NotFound)
+             else error_payload(exc))
+
+
+@socketio.on("disconnect")
+def on_disconnect(*args):
+    if get_settings().stop_on_disconnect:
+        chat = current_app.extensions.get("jellychat.chat")
+        if chat is not None:
+            chat.stop_origin(request.sid)
 
 
 @socketio.on("*")
 def on_unknown_event(event, *args):
-    emit("error", {"error": f"unknown event '{event}'; send 'user_message'"})
+    emit(ERROR, {"error": f"unknown event '{event}'; send 'user_message' or 'stop'"})
 
 
 @socketio.on_error_default
 def on_error(exc):
     log.exception("socket handler failed: %s", exc)
-    emit("error", {"error": "internal error, please try again"})
+    emit(ERROR, {"error": "internal error, please try again"})
+
+
+def watch_runs(app, sleep, interval: float = 0.25, sweep_every: float = 30.0) -> None:
+    """Forever: apply stops asked through the database; close runs of dead processes."""
+    import time
+
+    next_sweep = time.monotonic() + sweep_every
+    while True:
+        sleep(interval)
+        chat = app.extensions.get("jellychat.chat")
+        if chat is None:
+            continue
+        try:
+            chat.poll_stops()
+            if time.monotonic() > next_sweep:
+                next_sweep = time.monotonic() + sweep_every
+                chat.recover()
+        except StoreError as exc:
+            log.warning("run watcher: %s", exc)
+        except Exception:  # noqa: BLE001 - the watcher must keep running
+            log.exception("run watcher failed")
 
 
 def init_app(app, settings) -> None:
-    socketio.init_app(
-        app,
-        async_mode=settings.socketio_async_mode,
-        cors_allowed_origins=settings.cors_origin_list,
-        max_http_buffer_size=256 * 1024,
-    )
+    with warnings.catch_warnings():
+        # importing eventlet warns that it is in maintenance mode: a known, accepted
+        # choice (see README, Concurrency), and noise on every `flask` CLI command
+        warnings.filterwarnings("ignore", message=r"(?s)\s*Eventlet is deprecated")
+        socketio.init_app(
+            app,
+            async_mode=settings.socketio_async_mode,
+            cors_allowed_origins=socket_origins(settings),
+            max_http_buffer_size=256 * 1024,
+        )

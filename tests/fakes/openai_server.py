@@ -8,16 +8,27 @@ over HTTP. Its replies are scripted from the request it receives:
 - user asks "what did I ask"           -> stream the previous user message it was sent
 - user message with arithmetic         -> a `calculator` tool call
 - user message containing "explode"    -> HTTP 500
+- a request for a conversation title   -> "Scripted title"
 - anything else                        -> stream "Hello from the scripted model!"
 
+Misbehaviours real models show, asked for by directives in the user message:
+- `[preamble]`  text before the tool call in the same step ("Let me work that out.")
+- `[silent N]`  say nothing at all for N seconds before answering (no headers either)
+- `[slow S]`    S seconds between streamed tokens
+- `[long N]`    answer with N words ("word0 word1 ...")
+
 `delay` seconds pass before each completion starts (simulated model latency).
-Every request body is kept in `requests` for assertions.
+Every request body is kept in `requests`; `closed` records each streamed
+response whose client went away: when it was noticed and how many chunks were
+still unsent (the server stops generating at once).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import select
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,15 +51,26 @@ def script(messages: list[dict]) -> dict:
         return {"text": f"The result is {_text(last).split('=')[-1].strip()}."}
     users = [_text(m) for m in messages if m.get("role") == "user"]
     question = users[-1] if users else ""
+    directives = dict(
+        (name, float(value) if value else True)
+        for name, value in re.findall(r"\[(preamble|silent|slow|long)\s*([\d.]*)\]", question)
+    )
+    if question.startswith("Give a title"):
+        return {"text": "Scripted title"}
     if "explode" in question:
         return {"status": 500}
+    if "long" in directives:
+        return {"text": " ".join(f"word{i}" for i in range(int(directives["long"]))), **directives}
     if re.search(r"what did i (just )?ask", question, re.I):
         earlier = users[-2] if len(users) > 1 else "nothing yet"
         return {"text": f"You asked: {earlier}"}
     match = ARITHMETIC.search(question.replace("divided by", "/").replace("times", "*"))
     if match:
-        return {"tool": "calculator", "args": {"expression": " ".join(match.group(0).split())}}
-    return {"text": "Hello from the scripted model! How can I help?"}
+        reply = {"tool": "calculator", "args": {"expression": " ".join(match.group(0).split())}}
+        if "preamble" in directives:
+            reply["text"] = "Let me work that out."
+        return {**reply, **directives}
+    return {"text": "Hello from the scripted model! How can I help?", **directives}
 
 
 class _Server(ThreadingHTTPServer):
@@ -60,7 +82,9 @@ class OpenAIServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, delay: float = 0.0):
         self.delay = delay
         self.requests: list[dict] = []
+        self.closed: list[dict] = []
         self._lock = threading.Lock()
+        self._closed_event = threading.Condition(self._lock)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -79,6 +103,8 @@ class OpenAIServer:
                 if outer.delay:
                     time.sleep(outer.delay)  # simulated model latency, not synchronisation
                 reply = script(body.get("messages", []))
+                if reply.get("silent"):
+                    time.sleep(reply["silent"])  # a model that says nothing for a while
                 if reply.get("status"):
                     return self._json(reply["status"], {"error": {"message": "scripted failure"}})
                 if body.get("stream"):
@@ -99,15 +125,40 @@ class OpenAIServer:
                 self.send_header("Cache-Control", "no-cache")
                 self.send_header("Connection", "close")
                 self.end_headers()
-                for chunk in outer.chunks(body, reply):
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                    self.wfile.flush()
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
                 self.close_connection = True
+                chunks = list(outer.chunks(body, reply))
+                for n, chunk in enumerate(chunks):
+                    if reply.get("slow") and n:
+                        time.sleep(reply["slow"])  # the model's pace between tokens
+                    if not self._send(f"data: {json.dumps(chunk)}\n\n".encode()):
+                        return outer._record_close(len(chunks) - n)
+                if not self._send(b"data: [DONE]\n\n"):
+                    outer._record_close(0)
+
+            def _send(self, data: bytes) -> bool:
+                """Write unless the client has gone; False once it has."""
+                try:
+                    readable, _, _ = select.select([self.connection], [], [], 0)
+                    if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                        return False
+                    self.wfile.write(data)
+                    self.wfile.flush()
+                    return True
+                except OSError:
+                    return False
 
         self.httpd = _Server((host, port), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def _record_close(self, unsent: int) -> None:
+        with self._lock:
+            self.closed.append({"at": time.monotonic(), "unsent_chunks": unsent})
+            self._closed_event.notify_all()
+
+    def wait_closed(self, count: int, timeout: float) -> bool:
+        """Block until `count` closed streams were recorded (the test's sync point)."""
+        with self._lock:
+            return self._closed_event.wait_for(lambda: len(self.closed) >= count, timeout)
 
     @property
     def url(self) -> str:
@@ -145,6 +196,10 @@ class OpenAIServer:
             return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
         if "tool" in reply:
+            if reply.get("text"):
+                yield chunk({"role": "assistant", "content": ""})
+                for word in WORD.findall(reply["text"]):
+                    yield chunk({"content": word})
             yield chunk({"role": "assistant", "content": None, "tool_calls": [{
                 "index": 0, "id": "call_1", "type": "function",
                 "function": {"name": reply["tool"], "arguments": ""}}]})

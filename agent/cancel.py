@@ -1,0 +1,138 @@
+"""Stopping a run wherever it waits: on the model's HTTP stream, a tool, or a retry.
+
+Under eventlet every wait is a green thread parked in the hub. The run's
+callbacks attach the green thread that runs each model or tool step; `cancel`
+throws `RunCancelled` into it, which unwinds the blocking read, so the HTTP
+response is closed at once (the provider stops generating) and the agent graph
+raises in the run. The deadline is a hub timer that cancels the same way, so it
+holds however the model behaves (silent, slow, retrying after a 429).
+
+Without eventlet (threading mode, tests of lower layers) blocked threads cannot
+be interrupted: cancel then only sets the flag, which the runner checks
+between stream events.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+
+
+def green() -> bool:
+    """True when this process runs under eventlet's monkey patching (checked without
+    importing eventlet: the agent layer must not pull in the server's stack)."""
+    patcher = sys.modules.get("eventlet.patcher")
+    return patcher is not None and patcher.is_monkey_patched("socket")
+
+
+def _hub():
+    from eventlet import hubs
+
+    return hubs.get_hub()
+
+
+def _current():
+    import greenlet
+
+    return greenlet.getcurrent()
+
+
+class RunCancelled(BaseException):  # noqa: N818 - like GreenletExit: not to be caught by tools
+    """Thrown into a run's waits. A BaseException so that `except Exception` in
+    tools and clients does not swallow it."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CancelHandle:
+    """A run's cancel switch: a reason once cancelled, and the waits to interrupt."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None  # "stopped" | "timed_out"
+        self._waits: dict[UUID, object] = {}
+        self._timer = None
+        self._lock = threading.Lock()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.reason is not None
+
+    def attach(self, key: UUID) -> None:
+        """The current green thread works for this run until `detach(key)`."""
+        if green():
+            self._waits[key] = _current()
+        if self.reason:
+            raise RunCancelled(self.reason)
+
+    def detach(self, key: UUID) -> None:
+        self._waits.pop(key, None)
+
+    def cancel(self, reason: str) -> bool:
+        """Cancel once; False if it was already cancelled."""
+        with self._lock:
+            if self.reason:
+                return False
+            self.reason = reason
+        if green():
+            hub = _hub()
+            for key, glet in list(self._waits.items()):
+                if glet is not _current():
+                    hub.schedule_call_global(0, self._throw, key, glet)
+        return True
+
+    def _throw(self, key: UUID, glet) -> None:
+        # checked when the hub runs it: the green thread may have moved on to other work
+        if self._waits.get(key) is glet and not glet.dead:
+            self._waits.pop(key, None)
+            glet.throw(RunCancelled(self.reason or "stopped"))
+
+    def start_deadline(self, seconds: float) -> None:
+        """Cancel with "timed_out" after `seconds`."""
+        if green():
+            self._timer = _hub().schedule_call_global(seconds, self.cancel, "timed_out")
+        else:
+            self._timer = threading.Timer(seconds, self.cancel, args=("timed_out",))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def close(self) -> None:
+        """The run ended: no deadline, nothing to interrupt."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._waits.clear()
+
+
+class CancelCallbacks(BaseCallbackHandler):
+    """Attaches each model and tool step of a run to its cancel handle."""
+
+    raise_error = True  # RunCancelled from `attach` must reach the step
+
+    def __init__(self, handle: CancelHandle):
+        self.handle = handle
+
+    def on_chat_model_start(self, serialized, messages, *, run_id, **kwargs):
+        self.handle.attach(run_id)
+
+    def on_llm_start(self, serialized, prompts, *, run_id, **kwargs):
+        self.handle.attach(run_id)
+
+    def on_tool_start(self, serialized, input_str, *, run_id, **kwargs):
+        self.handle.attach(run_id)
+
+    def on_llm_end(self, response, *, run_id, **kwargs):
+        self.handle.detach(run_id)
+
+    def on_llm_error(self, error, *, run_id, **kwargs):
+        self.handle.detach(run_id)
+
+    def on_tool_end(self, output, *, run_id, **kwargs):
+        self.handle.detach(run_id)
+
+    def on_tool_error(self, error, *, run_id, **kwargs):
+        self.handle.detach(run_id)
