@@ -193,7 +193,8 @@ def coverage(question: str, text: str) -> float:
     return len(wanted & _topic(text)) / len(wanted) if wanted else 1.0
 
 
-COVERED = 0.5  # a passage must hold at least this share of the question's topic words
+_ABOUT = r"\bwhat (does|do) .+ do\b|\bwhat (is|are|'s) .+ (for|about)\b|\bwhat (is|are) .+ used for\b"
+COVERED = 0.6  # a passage must hold at least this share of the question's topic words
 RANK_STEP = 0.3  # each lower-ranked passage counts this much less
 QUOTE_LENGTH = 220  # characters of context quoted after the best sentence
 
@@ -211,6 +212,7 @@ def best_quote(question: str, passages) -> tuple[str, str | None, str] | None:
     every = [_topic(sentence) for _, _, sentences, _ in split for sentence in sentences]
     weights = {w: 1.0 + math.log((len(every) + 1) / (1 + sum(1 for s in every if w in s))) for w in wanted}
     defines = _definition(question)
+    about = defines is not None or re.search(_ABOUT, question, re.I) is not None
     best = None
     for rank, (heading, link, sentences, body) in enumerate(split):
         if coverage(question, heading + " " + body) < COVERED:
@@ -224,6 +226,8 @@ def best_quote(question: str, passages) -> tuple[str, str | None, str] | None:
             score = (score + 0.3 * in_heading) * (1.0 - RANK_STEP * rank) - 0.01 * i
             if defines and defines.search(sentence):
                 score += 3.0
+            if about and i == 0 and "›" not in heading:
+                score += 1.0  # a page's opening says what its subject is and does
             if best is None or score > best[0]:
                 best = (score, heading, link, quote)
     if best is None:
