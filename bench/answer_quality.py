@@ -206,6 +206,8 @@ def main() -> None:
     parser.add_argument("--set", choices=("tune", "heldout", "both"), default="both")
     parser.add_argument("--data-dir", help="reuse this database folder (default: a new temp dir)")
     parser.add_argument("--details", action="store_true", help="list every miss")
+    parser.add_argument("--rest", action="store_true",
+                        help="also time knowledge turns through a real server (full text)")
     args = parser.parse_args()
 
     from bench.kb_common import local_embedder
@@ -227,6 +229,35 @@ def main() -> None:
         for name in sets:
             run_set(name, store, embedder, ocean.url, args.details)
     store.close()
+    if args.rest:
+        rest_timing(path)
+
+
+def rest_timing(path: Path, rounds: int = 3) -> None:
+    """Knowledge turns through the real server on the same database, full text, one at a
+    time: the client's wall time per POST /user_message (server time plus the local HTTP hop)."""
+    import uuid
+
+    from tests.helpers import ServerProcess
+
+    questions = [i["q"] for i in yaml.safe_load((QUESTIONS / "knowledge_tune.yaml").read_text())
+                 if i["kb"] == "wiki" and i.get("covered") is not False]
+    server = ServerProcess(path, env={"EMBEDDINGS": "none"}).start()
+    try:
+        user = f"bench-{uuid.uuid4().hex[:8]}"
+        server.post("/user_message", {"user_token": user, "message": questions[0]})
+        times = []
+        for _ in range(rounds):
+            for question in questions:
+                started = time.perf_counter()
+                response = server.post("/user_message", {"user_token": f"{user}-{len(times)}",
+                                                         "message": question})
+                times.append(time.perf_counter() - started)
+                assert response.status_code == 200, response.text
+    finally:
+        server.stop()
+    print(f"\nknowledge turn over REST (full text, {len(times)} turns, one at a time): "
+          f"p50 {1000 * statistics.median(times):.1f} ms, p90 {1000 * percentile(times, 90):.1f} ms")
 
 
 if __name__ == "__main__":

@@ -194,7 +194,7 @@ def coverage(question: str, text: str) -> float:
 
 
 _ABOUT = r"\bwhat (does|do) .+ do\b|\bwhat (is|are|'s) .+ (for|about)\b|\bwhat (is|are) .+ used for\b"
-COVERED = 0.6  # a passage must hold at least this share of the question's topic words
+COVERED = 0.5  # a passage must hold at least this share of the question's topic words
 RANK_STEP = 0.3  # each lower-ranked passage counts this much less
 QUOTE_LENGTH = 220  # characters of context quoted after the best sentence
 
