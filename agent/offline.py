@@ -95,11 +95,19 @@ def recall(which: str, history) -> str:
 _THEN = re.compile(r"(?:[.;,!?]\s*|\s+)(?:and\s+)?(?:then|after that|afterwards|finally)\b[\s,]*", re.I)
 
 
+# a later step must ask for a lookup or a sum; "how do I stake and then withdraw
+# it" is one question for the knowledge base, not two
+_STEP_ACTION = re.compile(
+    r"\b(multiply|divide|add|subtract|times|plus|minus|percent|calculate|compute|convert|"
+    r"check|look up|get|show|list|find|balance|price|vaults?|tokens?|utxos?|blocks?)\b|%", re.I)
+
+
 def steps_of(text: str) -> list[str]:
     """The steps of a message that asks for several in order, else [text]."""
     parts = [p.strip(" .,;") for p in _THEN.split(text)]
     parts = [p for p in parts if p]
-    if len(parts) > 1 and all(len(p.split()) >= 3 for p in parts):
+    if len(parts) > 1 and all(len(p.split()) >= 3 for p in parts) and \
+            all(_STEP_ACTION.search(p) for p in parts[1:]):
         return parts
     return [text]
 

@@ -86,6 +86,7 @@ def test_no_arithmetic_without_numbers_to_combine(message):
     [
         ("how much is one BTC in dollars", "ocean_price", {"symbol": "BTC"}),
         ("where is eth trading at", "ocean_price", {"symbol": "ETH"}),
+        ("what does 1 dfi cost", "ocean_price", {"symbol": "DFI"}),
         ("total supply of dfi right now?", "ocean_stats", {"kind": "supply"}),
         ("how many dfi were burned to date", "ocean_stats", {"kind": "burn"}),
         ("what will the max supply of dfi be", "defichain_wiki_knowledge", None),
@@ -177,6 +178,7 @@ def test_no_follow_up_without_an_address_in_the_conversation():
          ["Look up X", "check its balance", "multiply the balance by 100"]),
         ("check the dfi price and then divide it by 4", ["check the dfi price", "divide it by 4"]),
         ("what then happens to my vault", ["what then happens to my vault"]),
+        ("how do i stake dfi and then withdraw it", ["how do i stake dfi and then withdraw it"]),
         ("what is a vault", ["what is a vault"]),
     ],
 )

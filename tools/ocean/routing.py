@@ -214,6 +214,9 @@ def route_masternode(text: str, history=None) -> dict | None:
 def route_price(text: str, history=None) -> dict | None:
     worth = re.search(r"\bhow much (?:is|are|'s)\s+(?:one|a|an|1)\s+(\$?[A-Za-z][A-Za-z0-9]{1,15})\s+"
                       r"(?:in|to|worth in)\s+(?:usd|dollars?|us\$|\$)", text, _I)
+    if not worth:
+        worth = re.search(r"\b(?:what|how much) (?:does|do|is) (?:one|a|an|1)\s+"
+                          r"(\$?[A-Za-z][A-Za-z0-9]{1,15})\s+(?:cost|go for|sell for)\b", text, _I)
     if worth and _symbol(worth.group(1)):
         return {"symbol": _symbol(worth.group(1))}
     if not _cue(r"\bprice\b|\bworth\b|\btrading at\b|\bquote\b", text) or explained(text):
