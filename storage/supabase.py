@@ -307,7 +307,8 @@ class SupabaseStore(Store):
 
     def list_qa(self, limit, before: datetime | None = None) -> list[QA]:
         def request():
-            query = self.client.table("qa").select("id,question,answer,application,created_at,sources,message_id")
+            query = self.client.table("qa").select(
+                "id,question,answer,application,created_at,sources,message_id")
             if before is not None:
                 query = query.lt("created_at", before.isoformat())
             return query.order("created_at", desc=True).order("id", desc=True).limit(limit)
