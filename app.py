@@ -114,9 +114,12 @@ def main() -> None:
     sockets.socketio.start_background_task(announce)
     sockets.socketio.start_background_task(watch_hub_lag, sockets.socketio.sleep)
     sockets.socketio.start_background_task(sockets.watch_runs, app, sockets.socketio.sleep)
+    # eventlet.wsgi gathers 4 KiB of a streamed body before it writes: SSE events go at once
+    # (Flask-SocketIO copies the WSGI environ, so a per-request setting would not reach it)
+    streaming = {"minimum_chunk_size": 0} if sockets.socketio.async_mode == "eventlet" else {}
     sockets.socketio.run(
         app, host=settings.host, port=settings.port, allow_unsafe_werkzeug=True,
-        log_output=settings.log_level.upper() == "DEBUG",
+        log_output=settings.log_level.upper() == "DEBUG", **streaming,
     )
 
 

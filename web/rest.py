@@ -108,7 +108,7 @@ def user_message(body: s.UserMessageIn, header: s.TokenHeader):
 
         started = chat.start(token, body.message, body.application,
                              conversation_id=body.conversation_id)
-        return stream_run(chat, started, get_settings(), request.environ)
+        return stream_run(chat, started, get_settings())
     else:
         final = chat.turn(token, body.message, body.application, CollectingSink(),
                           conversation_id=body.conversation_id)

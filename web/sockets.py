@@ -30,7 +30,7 @@ class SocketSink:
 
 
 def _arguments(args) -> dict:
-    """Accept `{user_token, message, application, conversation_id}` or the first three
+    """Accept `{user_token, message, application, conversation_id, references_only}` or the first three
     positionally (the original JellyChat clients)."""
     if len(args) == 1 and isinstance(args[0], dict):
         return args[0]
@@ -61,6 +61,10 @@ def error_payload(exc: Exception) -> dict:
 def on_user_message(*args):
     try:
         data = _arguments(args)
+        if data.get("references_only") is True:  # the knowledge sources only, no model
+            get_chat().references(data.get("user_token"), data.get("message"),
+                                  data.get("application"), SocketSink(request.sid))
+            return
         get_chat().turn(
             data.get("user_token"), data.get("message"), data.get("application"),
             SocketSink(request.sid), conversation_id=data.get("conversation_id"),

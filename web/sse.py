@@ -38,12 +38,12 @@ def frame(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def stream_run(chat: Chat, started: StartedRun, settings, environ: dict) -> Response:
-    """Serve `started` in the background and stream its events as they come."""
-    from web.sockets import socketio  # the server's own way to start a green thread
+def stream_run(chat: Chat, started: StartedRun, settings) -> Response:
+    """Serve `started` in the background and stream its events as they come.
 
-    # eventlet.wsgi gathers 4 KiB before it writes a chunk: write every event at once
-    environ["eventlet.minimum_write_chunk_size"] = 0
+    Under eventlet the server must write each chunk at once (app.py runs it
+    with minimum_chunk_size=0)."""
+    from web.sockets import socketio  # the server's own way to start a green thread
 
     sink = QueueSink()
     run_id = started.run.run_id
