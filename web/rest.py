@@ -59,7 +59,14 @@ def validation_error(exc: ValidationError):
             body = jsonify({"error": "the request body must be a JSON object", "field": "body"})
     else:
         field = loc[0]
-        body = jsonify({"error": f"'{field}': {first.get('msg', 'is not valid')}", "field": field})
+        kind = first.get("type", "")
+        if kind == "missing":
+            text = f"'{field}' is required"
+        elif kind in ("string_too_short", "string_pattern_mismatch") and field != "before":
+            text = f"'{field}' must not be empty"
+        else:
+            text = f"'{field}': {first.get('msg', 'is not valid')}"
+        body = jsonify({"error": text, "field": field})
     body.status_code = 400
     return body
 
@@ -133,7 +140,7 @@ def history(body: s.HistoryIn, header: s.TokenHeader):
 @bp.get("/conversations", tags=[CONVERSATIONS], responses={200: s.ConversationListOut})
 def list_conversations(query: s.ConversationListQuery, header: s.TokenHeader):
     """The user's conversations, most recently updated first."""
-    before = query.before.isoformat() if query.before else None
+    before = query.before.isoformat() if query.before else None  # a datetime once validated
     items = get_chat().store.list_conversations(user_token(), query.limit, before)
     return jsonify({"conversations": items,
                     "next_before": items[-1]["updated"] if len(items) == query.limit else None})

@@ -9,15 +9,40 @@ shared with Socket.IO, and answered alike: 400 `{error, field}`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, WithJsonSchema, model_validator
 
+from agent.turn import MAX_TITLE_CHARS, MAX_TOKEN_CHARS
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 timestamp") from None
+
+
+# an ISO 8601 timestamp (no numbers: pydantic would read those as Unix times)
+Timestamp = Annotated[str, AfterValidator(_timestamp),
+                      WithJsonSchema({"type": "string", "format": "date-time"})]
+NOT_BLANK = r"\S"  # at least one character that is not white space
+Token = Annotated[str, Field(min_length=1, max_length=MAX_TOKEN_CHARS, pattern=NOT_BLANK,
+                             description="The user's token (or the X-User-Token header)")]
+Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE_CHARS, pattern=NOT_BLANK)]
+
+# one Server-Sent Event (OpenAPI 3.1: the schema of a text/event-stream describes each event)
 SSE_CONTENT = {"text/event-stream": {"schema": {
-    "type": "string",
-    "description": "Server-Sent Events: `event:` is the Socket.IO event name (run_started, "
-                   "tool_start, tool_end, final_answer_token, final_message, error), `data:` "
-                   "its JSON payload; a comment line every 15 s keeps the stream alive.",
+    "type": "object",
+    "description": "`event:` is the Socket.IO event name, `data:` its JSON payload (see the "
+                   "README, Socket.IO events); the stream ends after final_message or error. "
+                   "A comment line every SSE_KEEPALIVE (15) seconds keeps it alive.",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"enum": ["run_started", "tool_start", "tool_end", "final_answer_token",
+                           "final_message", "error"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
 }}}
 
 
@@ -46,7 +71,7 @@ class ErrorOut(BaseModel):
 
 class TokenHeader(BaseModel):
     x_user_token: str | None = Field(
-        None, alias="X-User-Token",
+        None, alias="X-User-Token", min_length=1, max_length=MAX_TOKEN_CHARS, pattern=NOT_BLANK,
         description="The user's token (JSON bodies may carry `user_token` instead)")
 
 
@@ -85,8 +110,9 @@ class Feedback(BaseModel):
 # ---------------------------------------------------------------- chat
 
 class UserMessageIn(Body):
-    user_token: str | None = Field(None, description="Or the X-User-Token header")
-    message: str = Field(description="The question (at most MAX_MESSAGE_CHARS characters)")
+    user_token: Token | None = None
+    message: str = Field(min_length=1, pattern=NOT_BLANK,
+                         description="The question (at most MAX_MESSAGE_CHARS characters)")
     application: str | None = Field(None, description="The client's name (web, telegram, …)")
     conversation_id: str | None = Field(None, description="Default: the user's default conversation")
     stream: bool = Field(False, description="Stream the run as Server-Sent Events "
@@ -110,7 +136,7 @@ class UserMessageOut(BaseModel):
 
 
 class HistoryIn(Body):
-    user_token: str | None = None
+    user_token: Token | None = None
 
 
 class HistoryRow(BaseModel):
@@ -140,7 +166,7 @@ class MessagePath(BaseModel):
 
 class ConversationListQuery(BaseModel):
     limit: int = Field(20, ge=1, le=100)
-    before: datetime | None = Field(None, description="`next_before` of the previous page")
+    before: Timestamp | None = Field(None, description="`next_before` of the previous page")
 
 
 class ConversationOut(BaseModel):
@@ -175,17 +201,17 @@ class ConversationFullOut(ConversationOut):
 
 
 class NewConversationIn(OptionalBody):
-    user_token: str | None = None
-    title: str | None = None
+    user_token: Token | None = None
+    title: Title | None = None
 
 
 class RenameIn(Body):
-    user_token: str | None = None
-    title: str
+    user_token: Token | None = None
+    title: Title
 
 
 class StopIn(OptionalBody):
-    user_token: str | None = None
+    user_token: Token | None = None
 
 
 class StopOut(BaseModel):
@@ -196,7 +222,7 @@ class StopOut(BaseModel):
 # ---------------------------------------------------------------- feedback
 
 class FeedbackIn(Body):
-    user_token: str | None = None
+    user_token: Token | None = None
     rating: Literal["up", "down"] | None = Field(description="null withdraws the rating")
     comment: str | None = Field(None, description="At most 2000 characters")
 
@@ -228,7 +254,7 @@ class FeedbackSummaryOut(BaseModel):
 
 class QAQuery(BaseModel):
     limit: int = Field(50, ge=1, le=500)
-    before: datetime | None = Field(None, description="The X-Next-Before header of the last page")
+    before: Timestamp | None = Field(None, description="The X-Next-Before header of the last page")
 
 
 class QAOut(BaseModel):
@@ -257,7 +283,7 @@ class HealthOut(BaseModel):
 
 
 class KBSearchQuery(BaseModel):
-    q: str = Field(description="The search text")
+    q: str = Field(min_length=1, max_length=1000, pattern=NOT_BLANK, description="The search text")
     kb: str = "wiki"
     k: int = Field(5, ge=1, le=50)
 
