@@ -137,6 +137,7 @@ def measure(transport: str, n: int, text: str, llm_url: str) -> dict:
         server = ServerProcess(data, env={
             "OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", "LOG_LEVEL": "WARNING",
             "KNOWLEDGE_STARTER": "0", "TURN_TIMEOUT": "300", "LLM_TIMEOUT": "300",
+            "MAX_CONNECTIONS_PER_IP": "0",  # every client is on 127.0.0.1
         }).start()
         try:
             runner = socketio_runs if transport == "socketio" else sse_runs

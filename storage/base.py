@@ -227,7 +227,8 @@ class Store(ABC):
                          limit: int | None = None) -> dict | None:
         """The conversation with its messages (None: the default one); None if not the user's.
 
-        Jelly answers carry the user's `feedback` ({rating, comment, updated} or None)."""
+        Jelly answers carry the user's `feedback` ({rating, comment, updated} or None) and
+        its `rating` alone (what the chat page reads)."""
         conversation = self._fn("jelly_get_conversation",
                                 {"p_token": token, "p_id": conversation_id,
                                  "p_limit": None if limit is None else max(0, int(limit))})
@@ -236,6 +237,7 @@ class Store(ABC):
             ratings = self.feedback_of([m["id"] for m in rows if m.get("type") == "jelly"])
             for m in rows:
                 m["feedback"] = ratings.get(m["id"]) if m.get("type") == "jelly" else None
+                m["rating"] = m["feedback"]["rating"] if m["feedback"] else None
         return conversation
 
     def update_conversation(self, token: str, conversation_id: str, title: str) -> dict:

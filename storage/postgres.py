@@ -111,9 +111,10 @@ class PostgresStore(Store):
     def close(self) -> None:
         self.pool.close()
 
-    def ping(self) -> bool:
+    def ping(self, timeout: float = 0.8) -> bool:
+        # short: /healthz must answer 503 within a second while the database is down
         try:
-            with self.pool.connection(timeout=5) as conn:
+            with self.pool.connection(timeout=timeout) as conn:
                 return conn.execute("select 1").fetchone()[0] == 1
         except Exception:  # noqa: BLE001 - health check reports, never raises
             return False
@@ -147,7 +148,7 @@ class PostgresStore(Store):
             raise StoreError(f"the database connection failed: {first}") from None
 
     def list_qa(self, limit, before: datetime | None = None) -> list[QA]:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             rows = conn.execute(
                 "select id, question, answer, application, created_at, sources, message_id from qa"
                 " where (%(before)s::timestamptz is null or created_at < %(before)s)"
@@ -157,12 +158,12 @@ class PostgresStore(Store):
         return [QA(*r) for r in rows]
 
     def count_human_messages(self) -> int:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             return conn.execute("select count(*) from chat_messages where type = 'human'").fetchone()[0]
 
     # knowledge
     def knowledge_bases(self) -> dict[str, KnowledgeBaseInfo]:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             rows = conn.execute(
                 "select kb, embedder, dimension, count(*), sum(chunks) from kb_documents"
                 " group by kb, embedder, dimension order by kb, count(*) desc"
@@ -179,7 +180,7 @@ class PostgresStore(Store):
         return bases
 
     def document_hashes(self, kb: str) -> dict[str, str]:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             rows = conn.execute(
                 "select source, content_hash from kb_documents where kb = %s", (kb,)
             ).fetchall()
@@ -189,7 +190,7 @@ class PostgresStore(Store):
         self.check_chunks(chunks, embeddings, embedder)
         if embeddings is not None:
             self._ensure_vector_index(embedder.dimension)
-        with self.pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             document_id = conn.execute(
                 "insert into kb_documents"
                 " (kb, source, title, content_hash, updated_at, embedder, dimension, chunks)"
@@ -221,7 +222,7 @@ class PostgresStore(Store):
     def delete_documents(self, kb: str, sources: list[str]) -> int:
         if not sources:
             return 0
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             cur = conn.execute(
                 "delete from kb_documents where kb = %s and source = any(%s)", (kb, list(sources))
             )
@@ -229,7 +230,7 @@ class PostgresStore(Store):
 
     def search(self, kb, query, embedding=None, k=5) -> list[Chunk]:
         k = max(1, int(k))
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             if embedding is None:
                 rows = conn.execute(
                     "select id, content, metadata, score from kb_text_search(%s, %s, %s)",
@@ -244,7 +245,7 @@ class PostgresStore(Store):
         return [Chunk(content=c, metadata=m, id=i, score=float(s)) for i, c, m, s in rows]
 
     def ingest_finished(self, kb: str) -> None:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             conn.execute("analyze kb_chunks")
 
     def _ensure_vector_index(self, dimension: int) -> None:
@@ -258,7 +259,7 @@ class PostgresStore(Store):
             )
         else:
             dim = int(dimension)
-            with self.pool.connection() as conn, conn.transaction():
+            with self._connection() as conn, conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", (INDEX_LOCK_ID,))
                 conn.execute(vector_index_sql(dim))
         self._vector_indexes.add(dimension)

@@ -1,4 +1,9 @@
-"""REST: `GET /kb/search?q=...&kb=wiki&k=5`, ranked chunks for references-only clients."""
+"""REST: `GET /kb/search?q=...&kb=wiki&k=5`, ranked chunks for references-only clients.
+
+Like the chat tools, `wiki` and `defichainpython` fall back to the bundled
+`starter` base until they are ingested; the answer's `kb` names the base that
+answered (`requested` the one asked for).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from agent.turn import InvalidInput
 from knowledge.ingest import check_kb_name
 from knowledge.retrieval import get_retriever
+from tools.knowledge import PYTHON_KBS, WIKI_KBS
 from web import schemas as s
 from web.rest import COMMON
 from web.services import get_chat, get_settings
@@ -16,6 +22,8 @@ bp = APIBlueprint("kb", __name__, abp_responses=COMMON)
 KNOWLEDGE = Tag(name="knowledge", description="The knowledge bases Jelly answers from")
 
 MAX_QUERY_CHARS = 1000
+# the bases searched in turn for a requested kb, as the chat tools do
+FALLBACKS = {kbs[0]: kbs for kbs in (WIKI_KBS, PYTHON_KBS)}
 
 
 @bp.get("/kb/search", tags=[KNOWLEDGE], responses={200: s.KBSearchOut, 404: s.ErrorOut})
@@ -26,21 +34,26 @@ def search(query: s.KBSearchQuery):
         raise InvalidInput("q", "'q' (the search text) is required")
     if len(text) > MAX_QUERY_CHARS:
         raise InvalidInput("q", f"'q' is longer than {MAX_QUERY_CHARS} characters")
-    kb = query.kb
+    requested = query.kb
     try:
-        check_kb_name(kb)
+        check_kb_name(requested)
     except ValueError as exc:
         raise InvalidInput("kb", str(exc)) from None
     retriever = get_retriever(get_settings(), get_chat().store)
-    bases = retriever.bases()
-    if kb not in bases:
-        known = ", ".join(sorted(bases)) or "none yet"
-        return jsonify({"error": f"knowledge base '{kb}' does not exist (known: {known})"}), 404
+    kb = retriever.first_available(FALLBACKS.get(requested, (requested,)))
+    if kb is None:
+        known = ", ".join(sorted(retriever.bases())) or "none yet"
+        return jsonify({
+            "error": f"knowledge base '{requested}' does not exist (known: {known}); "
+                     f"create it with: make ingest SOURCE=... KB={requested}",
+        }), 404
     mode = "hybrid" if retriever.uses_vectors(kb) else "full-text"
     chunks = retriever.search(kb, text, query.k)
     return jsonify({
         "query": text,
         "kb": kb,
+        "requested": requested,
+        "fallback": kb != requested,
         "mode": mode,
         "results": [
             {

@@ -15,14 +15,16 @@ from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
-from werkzeug.exceptions import HTTPException, UnsupportedMediaType
+from werkzeug.exceptions import HTTPException
 
 from agent.events import CollectingSink
 from agent.persona import GREETING
 from agent.turn import InvalidInput, validate_id, validate_title, validate_token
 from storage import Busy, NotFound, StoreError
+from version import __version__
 from web import schemas as s
-from web.services import get_chat, get_settings
+from web.input import parse_json_body
+from web.services import Draining, get_chat, get_settings, refuse_if_draining
 
 log = logging.getLogger("jellychat.rest")
 
@@ -73,14 +75,10 @@ def validation_error(exc: ValidationError):
 
 @bp.before_request
 def _json_bodies_only():
-    """A body that is sent must be JSON (415 otherwise), and valid JSON (400)."""
-    if request.method not in ("POST", "PATCH", "PUT") or not request.get_data():
-        return None
-    if not request.is_json:
-        raise UnsupportedMediaType("send a JSON object with Content-Type: application/json")
-    if request.get_json(silent=True) is None:
-        raise InvalidInput("body", "the request body is not valid JSON")
-    return None
+    """A body that is sent must be a JSON object: 415 / 413 / 400 (bad JSON, too deep,
+    lone surrogates) before the models read it."""
+    if request.method in ("POST", "PATCH", "PUT") and request.get_data(cache=True):
+        parse_json_body()
 
 
 def user_token(data=None) -> str:
@@ -106,6 +104,7 @@ def user_message(body: s.UserMessageIn, header: s.TokenHeader):
     (400, 404, 409) still come as plain JSON before any stream starts.
     `"references_only": true` answers with the knowledge sources only, no model.
     """
+    refuse_if_draining()
     chat = get_chat()
     token = user_token(body)
     if body.references_only:
@@ -298,8 +297,8 @@ def human_message_count():
 def healthz():
     """200 while the database answers, else 503."""
     if get_chat().store.ping():
-        return jsonify({"status": "ok"})
-    return _error("the database does not answer", 503)
+        return jsonify({"status": "ok", "version": __version__})
+    return _error("the database does not answer", 503, version=__version__)
 
 
 @bp.get("/metrics", tags=[SERVICE], responses={200: {
@@ -324,6 +323,13 @@ def not_found(exc: NotFound):
 def busy(exc: Busy):
     return _error(f"the conversation is busy with run {exc.run_id}; wait for it or stop it", 409,
                   run_id=exc.run_id)
+
+
+@bp.app_errorhandler(Draining)
+def draining(exc: Draining):
+    response, status = _error(str(exc), 503)
+    response.headers["Retry-After"] = "5"
+    return response, status
 
 
 @bp.app_errorhandler(StoreError)

@@ -193,6 +193,7 @@ class MessageOut(BaseModel):
     run_status: str | None = None
     sources: list[Source] = []
     tool_call: ToolCall | None = None
+    rating: Literal["up", "down"] | None = Field(None, description="The user's rating (answers)")
     feedback: Feedback | None = None
 
 
@@ -280,6 +281,7 @@ class CountOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: Literal["ok"]
+    version: str
 
 
 class KBSearchQuery(BaseModel):
@@ -300,6 +302,8 @@ class KBResult(BaseModel):
 
 class KBSearchOut(BaseModel):
     query: str
-    kb: str
+    kb: str = Field(description="The base that answered")
+    requested: str = Field(description="The base asked for (wiki falls back to starter)")
+    fallback: bool
     mode: Literal["hybrid", "full-text"]
     results: list[KBResult]
