@@ -27,9 +27,10 @@ import time
 import uuid
 
 import psutil
+import websocket
 
 from bench.concurrency import hub_lag_buckets, lag_summary, percentile
-from tests.helpers import ROOT, RunClient, ServerProcess
+from tests.helpers import ROOT, ServerProcess
 
 
 class Peak:
@@ -60,35 +61,54 @@ def question(words: int, slow: float) -> str:
 
 
 def socketio_runs(server: ServerProcess, n: int, text: str) -> list[dict]:
-    """N Socket.IO clients (python-socketio over websockets) ask at once."""
-    clients = [RunClient(server.url) for _ in range(n)]
+    """N Socket.IO clients ask at once: raw websockets speaking Engine.IO 4 / Socket.IO 5,
+    read from one thread (a selector), like the SSE clients below, so that both
+    transports get the same client-side cost."""
+    url = server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    selector = selectors.DefaultSelector()
     results: list[dict] = [{} for _ in range(n)]
-    gate = threading.Barrier(n)
-
-    def one(i: int) -> None:
-        client = clients[i]
-        gate.wait()
-        t0 = time.perf_counter()
-        client.start({"user_token": f"sio-{uuid.uuid4().hex[:8]}", "message": text,
-                      "application": "bench"})
-        while True:
-            name, _ = client.next_event(timeout=300)
-            now = time.perf_counter() - t0
-            results[i].setdefault("first_event", now)
-            if name == "final_answer_token":
-                results[i].setdefault("first_token", now)
-            if name in ("final_message", "error"):
-                results[i]["end"] = name
-                return
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for c in clients:
-        c.close()
+    sockets = []
+    for _ in range(n):
+        ws = websocket.create_connection(url, timeout=60)
+        assert ws.recv().startswith("0")  # engine.io open packet
+        ws.send("40")  # socket.io connect to the default namespace
+        assert ws.recv().startswith("40")
+        sockets.append(ws)
+    t0 = time.perf_counter()
+    for i, ws in enumerate(sockets):
+        ws.send("42" + json.dumps(["user_message", {
+            "user_token": f"sio-{uuid.uuid4().hex[:8]}", "message": text, "application": "bench"}]))
+        selector.register(ws.sock, selectors.EVENT_READ, i)
+    open_streams = n
+    deadline = time.monotonic() + 300
+    while open_streams and time.monotonic() < deadline:
+        for key, _ in selector.select(timeout=1):
+            i, ws = key.data, sockets[key.data]
+            while True:  # every frame read, including those already buffered by the client
+                name = _socketio_event(ws)
+                now = time.perf_counter() - t0
+                if name:
+                    results[i].setdefault("first_event", now)
+                if name == "final_answer_token":
+                    results[i].setdefault("first_token", now)
+                if name in ("final_message", "error"):
+                    results[i]["end"] = name
+                    selector.unregister(key.fileobj)
+                    ws.close()
+                    open_streams -= 1
+                    break
+                if not any(ws.frame_buffer.recv_buffer):
+                    break
     return results
+
+
+def _socketio_event(ws) -> str | None:
+    """The name of the Socket.IO event in the next frame (None for other packets)."""
+    packet = ws.recv()
+    if packet == "2":
+        ws.send("3")  # engine.io ping -> pong
+        return None
+    return json.loads(packet[2:])[0] if packet.startswith("42") else None
 
 
 def sse_runs(server: ServerProcess, n: int, text: str) -> list[dict]:
