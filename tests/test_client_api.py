@@ -206,5 +206,8 @@ def test_references_only_answers_without_the_model(srv, llm):
     # nothing was stored: the user still has only the greeting
     history = srv.post("/history", {"user_token": user}).json()
     assert [h["type"] for h in history] == ["jelly"]
+    with sse(srv, {"user_token": user, "references_only": True,
+                   "message": "How much DFI does a masternode need?"}) as streamed:
+        assert [(n, d["sources"]) for n, d, _ in read_events(streamed)] == [("final_message", sources)]
     bad = srv.post("/user_message", {"user_token": user, "references_only": True, "message": ""})
     assert bad.status_code == 400 and bad.json()["field"] == "message"

@@ -109,6 +109,10 @@ def user_message(body: s.UserMessageIn, header: s.TokenHeader):
     token = user_token(body)
     if body.references_only:
         final = chat.references(token, body.message, body.application, CollectingSink())
+        if _wants_stream(body):  # the one event a references-only answer has
+            from web.sse import frame
+
+            return Response(frame("final_message", final), mimetype="text/event-stream")
     elif _wants_stream(body):
         from web.sse import stream_run  # the transport of the streaming answer
 
