@@ -140,6 +140,10 @@ class HistoryIn(Body):
 
 
 class HistoryRow(BaseModel):
+    id: int | None = Field(description="null for the greeting of a new visitor (not stored)")
+    user_id: int | None
+    message_type: Literal["human", "jelly", "tool"] = Field(description="= type (the original "
+                                                                         "JellyChat page's field)")
     type: Literal["human", "jelly", "tool"]
     content: str
     timestamp: datetime | None
