@@ -87,20 +87,28 @@ def make_chat_model(settings):
 
 
 def make_title_model(settings):
-    """A small-budget model for conversation titles; None offline (titles from the question)."""
+    """A small-budget model for conversation titles; None offline (titles from the question).
+
+    Streamed like the chat model, through the same lean path: the SDK's
+    non-streaming path (parameter transform, response models, raw-response
+    wrapper) cost as much CPU as a whole streamed answer's tokens.
+    """
     if not settings.uses_openai:
         return None
     from langchain_openai import ChatOpenAI
 
-    return ChatOpenAI(
+    model = ChatOpenAI(
         model=settings.openai_model,
         api_key=settings.openai_api_key or "not-needed",
         base_url=settings.openai_base_url or None,
+        streaming=True,
         timeout=min(10.0, settings.llm_timeout),
         max_retries=0,
         max_tokens=20,
         temperature=0.2,
     )
+    model.client = RawStreamingCompletions(model.client)
+    return model
 
 
 def describe_model(settings) -> str:

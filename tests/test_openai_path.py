@@ -41,7 +41,7 @@ def test_tool_call_then_streamed_answer(openai_server, llm):
     assert result.tokens == result.final["message"]
     assert "600.6" in result.final["message"]
     # the model was called twice: the tool call, then the answer from the tool result
-    last = [r for r in llm.requests if r.get("stream")][-1]  # not the title request
+    last = [r for r in llm.requests if r.get("tools")][-1]  # not the title request
     assert last["stream"] is True and last["model"] == "scripted-model"
     assert last["messages"][-1]["role"] == "tool" and "600.6" in last["messages"][-1]["content"]
     assert any(t["function"]["name"] == "calculator" for t in last["tools"])
