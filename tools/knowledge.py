@@ -209,6 +209,7 @@ HEADING_SHARE = 0.3  # a question word in a passage's heading counts this much i
 
 
 def _page(heading: str, link: str | None) -> str:
+    """The page a passage comes from: its link without the anchor, else its title."""
     return (link or "").split("#", 1)[0] or heading.split(" › ", 1)[0]
 
 
@@ -228,6 +229,7 @@ def best_quotes(question: str, passages, n: int = 2) -> list[tuple[str, str | No
     weights = {w: 1.0 + math.log((len(every) + 1) / (1 + sum(1 for s in every if w in s))) for w in wanted}
     defines = _definition(question)
     about = defines is not None or re.search(_ABOUT, question, re.I) is not None
+    titled = sum(weights.values())  # what a sentence holding every question word would score
     best: dict[str, tuple] = {}  # page -> its best (score, heading, link, quote)
     for rank, (heading, link, sentences, body) in enumerate(split):
         if coverage(question, heading + " " + body) < COVERED:
@@ -244,6 +246,8 @@ def best_quotes(question: str, passages, n: int = 2) -> list[tuple[str, str | No
                 score += 3.0
             if about and i < OPENING and "›" not in heading:
                 score += 1.0  # a page's opening says what its subject is and does
+                if titled and _topic(heading) <= wanted:
+                    score += titled  # ... above all on the page named after the subject
             if page not in best or score > best[page][0]:
                 best[page] = (score, heading, link, quote)
     ranked = sorted(best.values(), key=lambda b: -b[0])
