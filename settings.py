@@ -30,6 +30,7 @@ class Settings:
     supabase_key: str = ""
     supabase_allow_anon: bool = False
     data_dir: str = "./data"
+    db_pool_timeout: float = 1.0  # seconds a request waits for a database connection
     # chat model
     openai_api_key: str = field(default="", repr=False)
     openai_base_url: str = ""
@@ -41,6 +42,7 @@ class Settings:
     max_tool_iterations: int = 6
     turn_timeout: float = 120.0
     max_message_chars: int = 10000  # a Telegram message (4096) with a quoted reply fits
+    max_answer_chars: int = 20000  # a model's answer is cut there (0: no cap)
     multitask: str = "enqueue"  # enqueue | reject | interrupt: a message while a run is active
     stop_on_disconnect: bool = True  # a client that disconnects stops its runs
     # tools

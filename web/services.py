@@ -33,6 +33,9 @@ def build_chat(settings, store=None) -> Chat:
         SYSTEM_PROMPT,
         max_tool_iterations=settings.max_tool_iterations,
         model_name=settings.openai_model if settings.uses_openai else "offline",
+        max_retries=settings.llm_max_retries,
+        max_answer_chars=settings.max_answer_chars,
+        expects_finish_reason=settings.uses_openai,
     )
     log.info(
         "chat ready: store=%s, model=%s, tools=%s",

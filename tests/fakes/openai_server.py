@@ -16,6 +16,15 @@ Misbehaviours real models show, asked for by directives in the user message:
 - `[silent N]`  say nothing at all for N seconds before answering (no headers either)
 - `[slow S]`    S seconds between streamed tokens
 - `[long N]`    answer with N words ("word0 word1 ...")
+- `[ratelimit S]` answer 429 with `Retry-After: S` (S seconds)
+- `[stall S]`   send the headers and the first words, then nothing for S seconds
+- `[truncate]`  stop the stream after a few words: no finish_reason, no [DONE]
+- `[huge N]`    an answer of N characters in 4-character chunks, written as fast
+                as the socket takes them (64 KiB at a time)
+- `[surrogate]` an answer holding a lone surrogate, a NUL and a surrogate pair
+                split across two chunks (valid JSON escapes, as some models send)
+- `[once]`      the failure directives (`explode`, `[ratelimit]`) apply to the first
+                request with this question only; later ones (retries) succeed
 
 `delay` seconds pass before each completion starts (simulated model latency).
 Every request body is kept in `requests`; `closed` records each streamed
@@ -35,6 +44,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ARITHMETIC = re.compile(r"\d[\d.\s]*(?:[-+*/%]|\*\*)[\s(]*\d[\d.\s()+\-*/%]*")
 WORD = re.compile(r"\S+\s*")
+# a lone high surrogate, a NUL, and a smiley's surrogate pair split over two chunks
+SURROGATE_PIECES = ["Odd ", "text \ud800 here", ", a NUL \x00 there", " and a smile \ud83d",
+                    "\ude00 done."]
 
 
 def _text(message: dict) -> str:
@@ -44,8 +56,10 @@ def _text(message: dict) -> str:
     return content
 
 
-def script(messages: list[dict]) -> dict:
-    """Decide the reply: {'text': ...} or {'tool': name, 'args': {...}} or {'status': 500}."""
+def script(messages: list[dict], first: bool = True) -> dict:
+    """Decide the reply: {'text': ...} or {'tool': name, 'args': {...}} or {'status': 500}.
+
+    `first`: no earlier request carried this question (for `[once]`)."""
     last = messages[-1]
     if last.get("role") == "tool":
         return {"text": f"The result is {_text(last).split('=')[-1].strip()}."}
@@ -53,12 +67,21 @@ def script(messages: list[dict]) -> dict:
     question = users[-1] if users else ""
     directives = dict(
         (name, float(value) if value else True)
-        for name, value in re.findall(r"\[(preamble|silent|slow|long)\s*([\d.]*)\]", question)
+        for name, value in re.findall(
+            r"\[(preamble|silent|slow|long|ratelimit|stall|truncate|huge|surrogate|once)\s*([\d.]*)\]",
+            question)
     )
     if question.startswith("Give a title"):
         return {"text": "Scripted title"}
-    if "explode" in question:
+    failing = not directives.get("once") or first
+    if "explode" in question and failing:
         return {"status": 500}
+    if "ratelimit" in directives and failing:
+        return {"status": 429, "retry_after": directives["ratelimit"]}
+    if "huge" in directives:
+        return {"text": "", **directives}
+    if "surrogate" in directives:
+        return {"text": "", **directives}
     if "long" in directives:
         return {"text": " ".join(f"word{i}" for i in range(int(directives["long"]))), **directives}
     if re.search(r"what did i (just )?ask", question, re.I):
@@ -83,6 +106,7 @@ class OpenAIServer:
         self.delay = delay
         self.requests: list[dict] = []
         self.closed: list[dict] = []
+        self._seen: set[str] = set()
         self._lock = threading.Lock()
         self._closed_event = threading.Condition(self._lock)
         outer = self
@@ -98,22 +122,34 @@ class OpenAIServer:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     return self._json(404, {"error": {"message": f"no route {self.path}"}})
+                users = [_text(m) for m in body.get("messages", []) if m.get("role") == "user"]
                 with outer._lock:
                     outer.requests.append(body)
+                    key = users[-1] if users else ""
+                    first = key not in outer._seen
+                    outer._seen.add(key)
                 if outer.delay:
                     time.sleep(outer.delay)  # simulated model latency, not synchronisation
-                reply = script(body.get("messages", []))
+                reply = script(body.get("messages", []), first)
                 if reply.get("silent"):
                     time.sleep(reply["silent"])  # a model that says nothing for a while
                 if reply.get("status"):
-                    return self._json(reply["status"], {"error": {"message": "scripted failure"}})
+                    headers = {}
+                    if reply.get("retry_after") is not None:
+                        headers["Retry-After"] = f"{reply['retry_after']:g}"
+                    # providers echo request details in their errors; a key-like string
+                    # shows whether it reaches a log or the client
+                    message = "scripted failure for key sk-proj-ECHOEDSECRET0123456789"
+                    return self._json(reply["status"], {"error": {"message": message}}, headers)
                 if body.get("stream"):
                     return self._stream(body, reply)
                 return self._json(200, outer.completion(body, reply))
 
-            def _json(self, status, payload):
+            def _json(self, status, payload, headers=None):
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -127,13 +163,32 @@ class OpenAIServer:
                 self.end_headers()
                 self.close_connection = True
                 chunks = list(outer.chunks(body, reply))
+                if reply.get("truncate"):
+                    chunks = chunks[:4]  # the connection ends mid-answer
+                if reply.get("huge"):
+                    return self._flood(chunks)
                 for n, chunk in enumerate(chunks):
                     if reply.get("slow") and n:
                         time.sleep(reply["slow"])  # the model's pace between tokens
+                    if reply.get("stall") and n == 3:
+                        time.sleep(reply["stall"])  # headers and a few words sent, then silence
                     if not self._send(f"data: {json.dumps(chunk)}\n\n".encode()):
                         return outer._record_close(len(chunks) - n)
-                if not self._send(b"data: [DONE]\n\n"):
+                if not reply.get("truncate") and not self._send(b"data: [DONE]\n\n"):
                     outer._record_close(0)
+
+            def _flood(self, chunks):
+                """Everything as fast as the socket takes it, 64 KiB per write."""
+                batch, size, sent = [], 0, 0
+                for n, chunk in enumerate([*chunks, None]):
+                    data = (b"data: [DONE]\n\n" if chunk is None
+                            else f"data: {json.dumps(chunk)}\n\n".encode())
+                    batch.append(data)
+                    size += len(data)
+                    if size >= 65536 or chunk is None:
+                        if not self._send(b"".join(batch)):
+                            return outer._record_close(len(chunks) - sent)
+                        batch, size, sent = [], 0, n + 1
 
             def _send(self, data: bytes) -> bool:
                 """Write unless the client has gone; False once it has."""
@@ -209,8 +264,16 @@ class OpenAIServer:
             yield chunk({}, "tool_calls")
             return
         yield chunk({"role": "assistant", "content": ""})
-        for word in WORD.findall(reply["text"]):
-            yield chunk({"content": word})
+        if reply.get("huge"):
+            size = int(reply["huge"])
+            for i in range(0, size, 4):
+                yield chunk({"content": "abc "[: min(4, size - i)]})
+        elif reply.get("surrogate"):
+            for piece in SURROGATE_PIECES:
+                yield chunk({"content": piece})
+        else:
+            for word in WORD.findall(reply["text"]):
+                yield chunk({"content": word})
         yield chunk({}, "stop")
 
 
