@@ -56,9 +56,11 @@ class AgentResult:
         return {"input_tokens": self.input_tokens or 0, "output_tokens": self.output_tokens or 0}
 
 
-class AnswerTooLong(Exception):  # noqa: N818 - a signal, not an error
+class AnswerTooLong(BaseException):  # noqa: N818 - a signal, not an error
     """Raised in the model's stream once the answer passed MAX_ANSWER_CHARS: it stops
-    reading and closes the HTTP response, so the provider stops generating."""
+    reading and closes the HTTP response, so the provider stops generating. A
+    BaseException, like RunCancelled, so that no `except Exception` (nor LangChain's
+    callback manager, which would log it as a callback error) takes it for a failure."""
 
 
 def merge_sources(sources: list[dict], new: list[dict]) -> None:

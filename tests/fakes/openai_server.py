@@ -19,8 +19,8 @@ Misbehaviours real models show, asked for by directives in the user message:
 - `[ratelimit S]` answer 429 with `Retry-After: S` (S seconds)
 - `[stall S]`   send the headers and the first words, then nothing for S seconds
 - `[truncate]`  stop the stream after a few words: no finish_reason, no [DONE]
-- `[huge N]`    an answer of N characters in 4-character chunks, written as fast
-                as the socket takes them (64 KiB at a time)
+- `[huge N]`    an answer of about N characters ("abc abc ...") in 4-character chunks,
+                written as fast as the socket takes them (64 KiB at a time)
 - `[surrogate]` an answer holding a lone surrogate, a NUL and a surrogate pair
                 split across two chunks (valid JSON escapes, as some models send)
 - `[once]`      the failure directives (`explode`, `[ratelimit]`) apply to the first
@@ -162,11 +162,11 @@ class OpenAIServer:
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.close_connection = True
+                if reply.get("huge"):
+                    return self._flood(body, int(reply["huge"]))
                 chunks = list(outer.chunks(body, reply))
                 if reply.get("truncate"):
                     chunks = chunks[:4]  # the connection ends mid-answer
-                if reply.get("huge"):
-                    return self._flood(chunks)
                 for n, chunk in enumerate(chunks):
                     if reply.get("slow") and n:
                         time.sleep(reply["slow"])  # the model's pace between tokens
@@ -177,18 +177,29 @@ class OpenAIServer:
                 if not reply.get("truncate") and not self._send(b"data: [DONE]\n\n"):
                     outer._record_close(0)
 
-            def _flood(self, chunks):
-                """Everything as fast as the socket takes it, 64 KiB per write."""
-                batch, size, sent = [], 0, 0
-                for n, chunk in enumerate([*chunks, None]):
-                    data = (b"data: [DONE]\n\n" if chunk is None
-                            else f"data: {json.dumps(chunk)}\n\n".encode())
-                    batch.append(data)
-                    size += len(data)
-                    if size >= 65536 or chunk is None:
-                        if not self._send(b"".join(batch)):
-                            return outer._record_close(len(chunks) - sent)
-                        batch, size, sent = [], 0, n + 1
+            def _flood(self, body, size):
+                """`size` characters in 4-character chunks, as fast as the socket takes
+                them, 64 KiB per write."""
+                base = {**outer._base(body), "object": "chat.completion.chunk"}
+
+                def event(delta, finish=None):
+                    chunk = {**base, "choices": [{"index": 0, "delta": delta,
+                                                  "finish_reason": finish}]}
+                    return f"data: {json.dumps(chunk)}\n\n".encode()
+
+                word = event({"content": "abc "})
+                per_write = max(1, 65536 // len(word))
+                total = (size + 3) // 4
+                if not self._send(event({"role": "assistant", "content": ""})):
+                    return outer._record_close(total)
+                sent = 0
+                while sent < total:
+                    n = min(per_write, total - sent)
+                    if not self._send(word * n):
+                        return outer._record_close(total - sent)
+                    sent += n
+                if not self._send(event({}, "stop") + b"data: [DONE]\n\n"):
+                    outer._record_close(0)
 
             def _send(self, data: bytes) -> bool:
                 """Write unless the client has gone; False once it has."""
@@ -264,11 +275,7 @@ class OpenAIServer:
             yield chunk({}, "tool_calls")
             return
         yield chunk({"role": "assistant", "content": ""})
-        if reply.get("huge"):
-            size = int(reply["huge"])
-            for i in range(0, size, 4):
-                yield chunk({"content": "abc "[: min(4, size - i)]})
-        elif reply.get("surrogate"):
+        if reply.get("surrogate"):
             for piece in SURROGATE_PIECES:
                 yield chunk({"content": piece})
         else:
