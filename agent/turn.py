@@ -36,7 +36,7 @@ MAX_TITLE_CHARS = 80
 MULTITASK = ("enqueue", "reject", "interrupt")
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 QUEUE_POLL = (0.02, 0.25)  # first and longest wait between checks while queued
-FINISH_RETRIES = (0.2, 0.5)  # pauses before storing a run's outcome again, seconds
+FINISH_RETRIES = (0.2,)  # pauses before storing a run's outcome again, seconds (then the watcher)
 CUT_NOTE = "\n\n[The answer was cut here: it reached the length limit.]"
 
 

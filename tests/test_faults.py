@@ -335,6 +335,10 @@ def test_database_stopped_and_restarted_mid_load(db, dbsrv):
         for w in workers:
             w.join(60)
     kinds = {what for what, _ in outcomes}
+    print(f"\noutage: {len(outcomes)} turns, " + ", ".join(
+        f"{k}: {sum(1 for w, _ in outcomes if w == k)} (max {max(t for w, t in outcomes if w == k):.2f} s)"
+        for k in sorted(kinds)) + f"; /healthz max {max(t for _, t in health):.3f} s; "
+        f"outcomes kept for later: {dbsrv.log().count('is kept until the database is back')}")
     assert kinds <= {"200", "503", "event:succeeded", "event:error"}, kinds
     assert {"503", "event:error"} & kinds  # the outage was seen and reported
     failed = [t for what, t in outcomes if what in ("503", "event:error")]
