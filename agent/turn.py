@@ -230,7 +230,7 @@ class Chat:
                 log.error("run %s failed before it ended: %s", run.run_id, _reason(exc))
                 self._finish_or_keep(run, "failed", question=data.message, answer=APOLOGY,
                                      error="the chat storage failed during the run",
-                                     raise_error=False)
+                                     raise_error=False, retries=())
             raise
         finally:
             run.cancel.close()
@@ -306,11 +306,11 @@ class Chat:
             pause = min(pause * 2, QUEUE_POLL[1])
 
     def _finish_or_keep(self, run: ActiveRun, status: str, raise_error: bool = True,
-                        **outcome) -> dict:
+                        retries: tuple = FINISH_RETRIES, **outcome) -> dict:
         """Store the run's outcome, retrying a moment; if the database still fails, keep it
         for `retry_unfinished` and raise StoreError (the client is told)."""
         run.finished = True
-        for pause in (*FINISH_RETRIES, None):
+        for pause in (*retries, None):
             try:
                 return self.store.finish_run(run.run_id, status, **outcome)
             except NotFound:

@@ -47,7 +47,8 @@ FAULTS = [
     ("stream ends without finish_reason", "[long 60] [truncate] hi"),
     ("lone surrogates and a NUL", "[surrogate] hi"),
 ]
-FLOODS = [("2 MB at socket speed", "[huge 2000000] everything"),
+FLOODS = [("no flood (reference)", None),
+          ("2 MB at socket speed", "[huge 2000000] everything"),
           ("16,000 words", "[long 16000] go on")]
 
 
@@ -142,12 +143,16 @@ def flood(srv: ServerProcess, message: str) -> dict:
     lag_before = hub_lag_buckets(srv)
     big = RunClient(srv.url)
     began = time.monotonic()
-    big.start({"user_token": f"bench-{uuid.uuid4().hex[:8]}", "message": message})
-    try:
-        result = big.until("final_message", timeout=180)
-        final = result.final or {}
-    except Exception as exc:  # noqa: BLE001 - reported as the outcome
-        result, final = None, {"status": f"no answer ({type(exc).__name__})"}
+    if message is None:
+        time.sleep(3)  # the others alone, for reference
+        result, final = None, {}
+    else:
+        big.start({"user_token": f"bench-{uuid.uuid4().hex[:8]}", "message": message})
+        try:
+            result = big.until("final_message", timeout=180)
+            final = result.final or {}
+        except Exception as exc:  # noqa: BLE001 - reported as the outcome
+            result, final = None, {"status": f"no answer ({type(exc).__name__})"}
     elapsed = time.monotonic() - began
     done.set()
     for w in workers:

@@ -5,6 +5,7 @@ Lazy so that CLI commands that need no database (`flask db sql`) start none.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 
@@ -51,6 +52,10 @@ def build_chat(settings, store=None) -> Chat:
         title_model=make_title_model(settings),
     )
     chat.recover()
+    # What startup built (modules, tools, the compiled graph) lives as long as the process:
+    # moved out of the collector's reach, a full collection scans only what turns create.
+    # Without it, one collection during a fast stream held the hub for 170 to 300 ms.
+    gc.freeze()
     return chat
 
 
