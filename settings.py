@@ -1,80 +1,138 @@
 """One typed settings object, read once from the environment (and `.env`).
 
 Everything below the app factory receives this object (or a slice of it);
-nothing else reads `os.environ`.
+nothing else reads `os.environ`. Validated by pydantic-settings at startup so a
+wrong value (`PORT=abc`) stops the server with one line naming the variable and
+what it accepts; a misspelt variable with a known prefix is warned about.
 """
 
 from __future__ import annotations
 
+import contextvars
+import difflib
 import os
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
+
+# the environment `from_env` reads; unset for `Settings(...)`, which uses only its arguments
+_ENVIRON: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "jellychat_settings_environ", default=None
+)
+
+# variables with these prefixes are ours (or close enough to be a typo of ours)
+KNOWN_PREFIXES = (
+    "JELLY", "OPENAI_", "SUPABASE_", "OCEAN_", "KNOWLEDGE_", "SOCKETIO_", "LLM_", "TURN_",
+    "MAX_", "LOG_", "SHUTDOWN_", "HEADER_", "IDLE_", "DATABASE_", "EMBEDDING", "LOCAL_EMBEDDING",
+    "ADMIN_", "CORS_", "MEMORY_", "MULTITASK", "STOP_ON",
+)
+# read by libraries themselves, not by us: never "unknown"
+FOREIGN_VARIABLES = {
+    "OPENAI_ORG_ID", "OPENAI_ORGANIZATION", "OPENAI_PROJECT_ID", "OPENAI_LOG", "OPENAI_WEBHOOK_SECRET",
+    "OPENAI_ADMIN_KEY", "SUPABASE_ACCESS_TOKEN",
+}
 
 
-def _bool(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+class SettingsError(ValueError):
+    """Invalid settings; `str()` is one line per bad variable, no traceback needed."""
 
 
-@dataclass(frozen=True)
-class Settings:
+class _GivenEnv(EnvSettingsSource):
+    """The environment source, reading the mapping `from_env` was given."""
+
+    def _load_env_vars(self):
+        return parse_env_vars(_ENVIRON.get() or {}, False, True, None)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", case_sensitive=False, env_ignore_empty=True,
+        validate_default=False,
+    )
+
     # server
-    port: int = 8080
-    host: str = "0.0.0.0"
-    socketio_async_mode: str = "eventlet"
+    port: int = Field(8080, ge=1, le=65535)
+    host: str = "127.0.0.1"
+    socketio_async_mode: Literal["eventlet", "gevent", "threading"] = "eventlet"
     cors_origins: str = "*"
-    admin_api_key: str = ""
-    log_level: str = "INFO"
+    admin_api_key: str = Field("", repr=False)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    # connections (eventlet server)
+    max_connections: int = Field(10_000, ge=1)  # open connections the process holds
+    max_connections_per_ip: int = Field(200, ge=0)  # 0 = no cap (behind a proxy that caps)
+    header_timeout: float = Field(10.0, gt=0)  # seconds to send a request line and headers
+    idle_timeout: float = Field(75.0, gt=0)  # seconds a keep-alive or silent socket is kept
+    max_content_length: int = Field(1_048_576, ge=1024)  # bytes of a request body
+    shutdown_grace: float = Field(20.0, ge=0)  # seconds running turns get on SIGTERM/SIGINT
     # storage
-    database_url: str = ""
+    database_url: str = Field("", repr=False)
     supabase_url: str = ""
-    supabase_key: str = ""
+    supabase_key: str = Field("", repr=False)
     supabase_allow_anon: bool = False
     data_dir: str = "./data"
-    db_pool_timeout: float = 1.0  # seconds a request waits for a database connection
+    db_pool_timeout: float = Field(1.0, gt=0)  # seconds a request waits for a database connection
     # chat model
-    openai_api_key: str = field(default="", repr=False)
+    openai_api_key: str = Field("", repr=False)
     openai_base_url: str = ""
     openai_model: str = "gpt-4o-mini"
-    llm_timeout: float = 60.0
-    llm_max_retries: int = 2
+    llm_timeout: float = Field(60.0, gt=0)
+    llm_max_retries: int = Field(2, ge=0)
     # agent
-    memory_messages: int = 10
-    max_tool_iterations: int = 6
-    turn_timeout: float = 120.0
-    max_message_chars: int = 10000  # a Telegram message (4096) with a quoted reply fits
-    max_answer_chars: int = 20000  # a model's answer is cut there (0: no cap)
-    multitask: str = "enqueue"  # enqueue | reject | interrupt: a message while a run is active
+    memory_messages: int = Field(10, ge=0)
+    max_tool_iterations: int = Field(6, ge=0)
+    turn_timeout: float = Field(120.0, gt=0)
+    max_message_chars: int = Field(10000, ge=1)  # a Telegram message (4096) with a quoted reply fits
+    max_answer_chars: int = Field(20000, ge=0)  # a model's answer is cut there (0: no cap)
+    # a message while a run is active: queue it, refuse it (409) or stop the running one
+    multitask: Literal["enqueue", "reject", "interrupt"] = "enqueue"
     stop_on_disconnect: bool = True  # a client that disconnects stops its runs
     # tools
     ocean_url: str = "https://ocean.defichain.com"
-    ocean_network: str = "mainnet"
+    ocean_network: str = "mainnet"  # checked by the Ocean client (tools/ocean/client.py)
     ocean_timeout: float = 10.0
     # knowledge
-    embeddings: str = "auto"  # auto | openai | local | none
+    embeddings: Literal["auto", "openai", "local", "none"] = "auto"
     openai_embedding_model: str = "text-embedding-3-small"
     local_embedding_model: str = ""  # a sentence-transformers model folder; "" = bundled MiniLM
-    knowledge_top_k: int = 4
+    knowledge_top_k: int = Field(4, ge=1)
     knowledge_starter: bool = True  # ingest the bundled starter KB at startup (embedded DB)
 
+    @field_validator("log_level", mode="before")
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
-        """Build settings from `environ` (default: os.environ), upper-case names."""
-        environ = os.environ if environ is None else environ
-        values = {}
-        for f in fields(cls):
-            raw = environ.get(f.name.upper())
-            if raw is None or raw == "":
-                continue
-            if f.type == "bool":
-                values[f.name] = _bool(raw)
-            elif f.type == "int":
-                values[f.name] = int(raw)
-            elif f.type == "float":
-                values[f.name] = float(raw)
-            else:
-                values[f.name] = raw
-        values.update(overrides)
-        return cls(**values)
+    def _upper(cls, value):
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("socketio_async_mode", "embeddings", "log_format", "multitask", mode="before")
+    @classmethod
+    def _lower(cls, value):
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
+                                   dotenv_settings, file_secret_settings):
+        # `Settings(...)` is its arguments and the defaults; `from_env` adds the environment
+        if _ENVIRON.get() is None:
+            return (init_settings,)
+        return (init_settings, _GivenEnv(settings_cls))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+        """Build settings from `environ` (default: os.environ), upper-case names.
+
+        Raises SettingsError naming each bad variable and what it accepts.
+        """
+        token = _ENVIRON.set(dict(os.environ if environ is None else environ))
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise SettingsError(describe_errors(exc, overrides)) from None
+        finally:
+            _ENVIRON.reset(token)
 
     @property
     def uses_openai(self) -> bool:
@@ -98,3 +156,40 @@ class Settings:
         if self.supabase_url and self.supabase_key:
             return "supabase"
         return "embedded"
+
+
+SECRET_FIELDS = ("openai_api_key", "supabase_key", "admin_api_key", "database_url")
+
+
+def describe_errors(exc: ValidationError, overrides: Mapping | None = None) -> str:
+    """One line per invalid variable: `PORT='abc': Input should be a valid integer`."""
+    lines = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        shown = name.upper() if name not in (overrides or {}) else name
+        value = error.get("input")
+        if name in SECRET_FIELDS:
+            value = "***"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"unknown setting {name!r}")
+            continue
+        message = error["msg"]
+        if error["type"] == "bool_parsing":
+            message += " (use 1/0, true/false, yes/no or on/off)"
+        lines.append(f"invalid setting {shown}={value!r}: {message}")
+    return "; ".join(lines)
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Warnings for variables that look like ours but name no setting, with a suggestion."""
+    environ = os.environ if environ is None else environ
+    known = [name.upper() for name in Settings.model_fields]
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper in known or upper in FOREIGN_VARIABLES or not upper.startswith(KNOWN_PREFIXES):
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"unknown setting {name} is ignored{hint}")
+    return warnings

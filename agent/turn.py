@@ -25,6 +25,7 @@ from agent.offline import tokens_of
 from agent.persona import APOLOGY, GREETING
 from agent.retry import describe
 from agent.runner import AgentResult, ChatAgent
+from logs import bind_run_id
 from metrics import TURN_SECONDS, TURNS
 from storage.base import NotFound, StoreError
 
@@ -222,16 +223,20 @@ class Chat:
                       if r.run_id != run.run_id]
             self.registry.cancel(others, "stopped")
         try:
-            return self._serve(run, data, sink)
-        except Exception as exc:
-            if not run.finished:
-                # the database (or a bug) failed before the outcome was stored: close the
-                # run so its question, if stored, is answered and its conversation moves on
-                log.error("run %s failed before it ended: %s", run.run_id, _reason(exc))
-                self._finish_or_keep(run, "failed", question=data.message, answer=APOLOGY,
-                                     error="the chat storage failed during the run",
-                                     raise_error=False, retries=())
-            raise
+            with bind_run_id(run.run_id):
+                try:
+                    return self._serve(run, data, sink)
+                except Exception as exc:
+                    if not run.finished:
+                        # the database (or a bug) failed before the outcome was stored: close
+                        # the run so its question, if stored, is answered and its
+                        # conversation moves on
+                        log.error("run %s failed before it ended: %s", run.run_id, _reason(exc))
+                        self._finish_or_keep(run, "failed", question=data.message,
+                                             answer=APOLOGY,
+                                             error="the chat storage failed during the run",
+                                             raise_error=False, retries=())
+                    raise
         finally:
             run.cancel.close()
             self.registry.remove(run.run_id)

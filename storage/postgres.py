@@ -194,7 +194,7 @@ class PostgresStore(Store):
 
     # knowledge
     def knowledge_bases(self) -> dict[str, KnowledgeBaseInfo]:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             rows = conn.execute(
                 "select kb, embedder, dimension, count(*), sum(chunks) from kb_documents"
                 " group by kb, embedder, dimension order by kb, count(*) desc"
@@ -211,7 +211,7 @@ class PostgresStore(Store):
         return bases
 
     def document_hashes(self, kb: str) -> dict[str, str]:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             rows = conn.execute(
                 "select source, content_hash from kb_documents where kb = %s", (kb,)
             ).fetchall()
@@ -221,7 +221,7 @@ class PostgresStore(Store):
         self.check_chunks(chunks, embeddings, embedder)
         if embeddings is not None:
             self._ensure_vector_index(embedder.dimension)
-        with self.pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             document_id = conn.execute(
                 "insert into kb_documents"
                 " (kb, source, title, content_hash, updated_at, embedder, dimension, chunks)"
@@ -253,7 +253,7 @@ class PostgresStore(Store):
     def delete_documents(self, kb: str, sources: list[str]) -> int:
         if not sources:
             return 0
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             cur = conn.execute(
                 "delete from kb_documents where kb = %s and source = any(%s)", (kb, list(sources))
             )
@@ -276,7 +276,7 @@ class PostgresStore(Store):
         return [Chunk(content=c, metadata=m, id=i, score=float(s)) for i, c, m, s in rows]
 
     def ingest_finished(self, kb: str) -> None:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             conn.execute("analyze kb_chunks")
 
     def _ensure_vector_index(self, dimension: int) -> None:
@@ -290,7 +290,7 @@ class PostgresStore(Store):
             )
         else:
             dim = int(dimension)
-            with self.pool.connection() as conn, conn.transaction():
+            with self._connection() as conn, conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", (INDEX_LOCK_ID,))
                 conn.execute(vector_index_sql(dim))
         self._vector_indexes.add(dimension)

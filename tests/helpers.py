@@ -12,11 +12,23 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import requests
 import socketio
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+# the corpora beside the checkout (CI has them; a public clone does not);
+# JELLY_SHARED_DIR points elsewhere, e.g. at a missing folder to try the public-clone path
+SHARED = Path(os.environ.get("JELLY_SHARED_DIR") or ROOT.parent / "shared")
+TEST_DOCS = ROOT / "tests" / "docs" / "kb"  # small documents written for these tests
+
+
+def needs_corpus(path: Path):
+    """Skip (with the reason in pytest's summary) when a corpus under SHARED is absent."""
+    return pytest.mark.skipif(
+        not path.is_dir(),
+        reason=f"needs the corpus {path} (../shared beside the checkout; absent in a public clone)",
+    )
 
 
 def free_port() -> int:
@@ -31,7 +43,9 @@ class ServerProcess:
     Readiness: the server prints `READY <url>` once its port is bound.
     """
 
-    def __init__(self, data_dir: Path, env: dict | None = None, port: int | None = None):
+    def __init__(self, data_dir: Path, env: dict | None = None, port: int | None = None,
+                 root: Path = ROOT):
+        self.root = Path(root)
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.extra_env = dict(env or {})
@@ -56,7 +70,7 @@ class ServerProcess:
         self._ready.clear()
         self._serving = False
         self.proc = subprocess.Popen(
-            [sys.executable, "app.py"], cwd=ROOT, env=self.env(), text=True,
+            [sys.executable, "app.py"], cwd=self.root, env=self.env(), text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
@@ -73,14 +87,17 @@ class ServerProcess:
                 self._ready.set()
         self._ready.set()  # process ended: wake start() so it can report
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> int | None:
+        """Send `sig` (SIGINT by default; SIGTERM is what docker and Fly send), wait, and
+        return the exit code (killed after `timeout`)."""
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(sig)
             try:
-                self.proc.wait(20)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        return self.proc.returncode if self.proc else None
 
     def restart(self) -> ServerProcess:
         self.stop()

@@ -8,13 +8,15 @@ from datetime import datetime
 
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from werkzeug.exceptions import HTTPException, UnsupportedMediaType
+from werkzeug.exceptions import HTTPException
 
 from agent.events import CollectingSink
 from agent.persona import GREETING
 from agent.turn import InvalidInput, validate_id, validate_title, validate_token
 from storage import Busy, NotFound, StoreError
-from web.services import get_chat, get_settings
+from version import __version__
+from web.input import parse_json_body
+from web.services import Draining, get_chat, get_settings, refuse_if_draining
 
 log = logging.getLogger("jellychat.rest")
 
@@ -28,14 +30,7 @@ def _error(message: str, status: int, **extra):
 
 
 def _json_body() -> dict:
-    if not request.is_json:
-        raise UnsupportedMediaType("send a JSON object with Content-Type: application/json")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise InvalidInput("body", "the request body is not valid JSON")
-    if not isinstance(data, dict):
-        raise InvalidInput("body", "the request body must be a JSON object")
-    return data
+    return parse_json_body()  # 415 / 413 / 400 (bad JSON, too deep, lone surrogates)
 
 
 def user_token(data: dict | None = None) -> str:
@@ -51,6 +46,7 @@ def user_token(data: dict | None = None) -> str:
 @bp.post("/user_message")
 def user_message():
     data = _json_body()
+    refuse_if_draining()
     sink = CollectingSink()
     final = get_chat().turn(
         user_token(data), data.get("message"), data.get("application"), sink,
@@ -197,8 +193,8 @@ def human_message_count():
 @bp.get("/healthz")
 def healthz():
     if get_chat().store.ping():
-        return jsonify({"status": "ok"})
-    return _error("the database does not answer", 503)
+        return jsonify({"status": "ok", "version": __version__})
+    return _error("the database does not answer", 503, version=__version__)
 
 
 @bp.get("/metrics")
@@ -220,6 +216,13 @@ def not_found(exc: NotFound):
 def busy(exc: Busy):
     return _error(f"the conversation is busy with run {exc.run_id}; wait for it or stop it", 409,
                   run_id=exc.run_id)
+
+
+@bp.app_errorhandler(Draining)
+def draining(exc: Draining):
+    response, status = _error(str(exc), 503)
+    response.headers["Retry-After"] = "5"
+    return response, status
 
 
 @bp.app_errorhandler(StoreError)

@@ -74,3 +74,13 @@ def get_chat(app: Flask | None = None) -> Chat:
 
 def get_settings(app: Flask | None = None):
     return (app or current_app).extensions["jellychat.settings"]
+
+
+class Draining(RuntimeError):
+    """The server is shutting down: no new runs (running ones finish)."""
+
+
+def refuse_if_draining(app: Flask | None = None) -> None:
+    drain = (app or current_app).extensions.get("jellychat.shutdown")
+    if drain is not None and drain.is_draining:
+        raise Draining("the server is restarting, please try again in a moment")
