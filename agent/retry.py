@@ -133,7 +133,7 @@ class BudgetRetry(AgentMiddleware):
             return False
 
         def before_sleep(state: RetryCallState) -> None:
-            log.info("model call failed (%s); retry %d in %.1f s", describe(
+            log.debug("model call failed (%s); retry %d in %.1f s", describe(
                 state.outcome.exception()), state.attempt_number, state.upcoming_sleep)
 
         retrying = Retrying(
