@@ -319,8 +319,14 @@ def test_database_stopped_and_restarted_mid_load(db, dbsrv):
     for w in workers:
         w.start()
     health: list[tuple[int, float]] = []
+    # and one turn surely in flight when the database goes: it streams for about 3 s
+    inflight, inflight_user = RunClient(dbsrv.url), token()
     try:
         time.sleep(1.5)  # load runs against a healthy database
+        inflight.start({"user_token": inflight_user, "message": "[long 30] [slow 0.1] tell me"})
+        seen = inflight.until("run_started")
+        conversation = seen.of("run_started")[0]["conversation_id"]
+        inflight.until("final_answer_token", into=seen)
         db.stop()
         down_at = time.monotonic()
         while time.monotonic() - down_at < 3:
@@ -328,12 +334,16 @@ def test_database_stopped_and_restarted_mid_load(db, dbsrv):
             r = dbsrv.get("/healthz", timeout=10)
             health.append((r.status_code, time.monotonic() - began))
             time.sleep(0.2)  # the probe's pace
+        # its answer could not be stored: the client is told, the outcome is kept
+        inflight.until("final_message", timeout=30, into=seen)
+        assert seen.names()[-1] == "error" and "storage" in seen.events[-1][1]["error"]
         db.start()
         time.sleep(3)  # load runs against the restarted database
     finally:
         stop_load.set()
         for w in workers:
             w.join(60)
+        inflight.close()
     kinds = {what for what, _ in outcomes}
     print(f"\noutage: {len(outcomes)} turns, " + ", ".join(
         f"{k}: {sum(1 for w, _ in outcomes if w == k)} (max {max(t for w, t in outcomes if w == k):.2f} s)"
@@ -351,6 +361,11 @@ def test_database_stopped_and_restarted_mid_load(db, dbsrv):
                       json={"user_token": token(), "message": "hi again"})
     assert r.status_code == 200 and r.json()["status"] == "succeeded"
     assert wait_until_answered(db, 10) == (0, 0)
+    # the kept outcome was stored once the database was back: the answer the client saw
+    stored = requests.get(f"{dbsrv.url}/conversations/{conversation}", timeout=10,
+                          headers={"X-User-Token": inflight_user}).json()["messages"][-1]
+    assert stored["type"] == "jelly" and stored["content"] == seen.tokens
+    assert stored["content"].startswith("word0 word1") and stored["run_status"] == "succeeded"
     assert "Traceback" not in dbsrv.log()
 
 
@@ -371,7 +386,10 @@ def test_server_killed_mid_turn_and_restarted(db, dbsrv, llm):
                 c.close()
             except Exception:  # noqa: BLE001 - their server was killed
                 pass
+    began = time.monotonic()
     dbsrv.start()
+    print(f"\nkilled with 20 turns in flight: restarted and READY in "
+          f"{time.monotonic() - began:.1f} s, unanswered after: {db.unanswered()}")
     assert db.unanswered() == (0, 0)  # closed at startup, before READY
     with psycopg.connect(db.dsn, autocommit=True) as conn:
         rows = conn.execute(

@@ -124,7 +124,7 @@ def watch_runs(app, sleep, interval: float = 0.25, sweep_every: float = 30.0,
 
     next_sweep = time.monotonic() + sweep_every
     next_retry = 0.0
-    failing = False  # one log line per outage, not four a second
+    warned = 0.0  # one log line per 30 s of an outage, not four a second
     while True:
         sleep(interval)
         chat = app.extensions.get("jellychat.chat")
@@ -139,12 +139,9 @@ def watch_runs(app, sleep, interval: float = 0.25, sweep_every: float = 30.0,
             if now > next_sweep:
                 next_sweep = now + sweep_every
                 chat.recover()
-            if failing:
-                failing = False
-                log.warning("run watcher: the database answers again")
         except StoreError as exc:
-            if not failing:
-                failing = True
+            if time.monotonic() - warned > 30:
+                warned = time.monotonic()
                 log.warning("run watcher: %s", exc)
         except Exception:  # noqa: BLE001 - the watcher must keep running
             log.exception("run watcher failed")
