@@ -402,3 +402,33 @@ def test_server_killed_mid_turn_and_restarted(db, dbsrv, llm):
         r = pool.submit(requests.post, f"{dbsrv.url}/user_message", timeout=30,
                         json={"user_token": token(), "message": "hi"}).result(40)
     assert r.status_code == 200
+
+
+def test_retry_after_forms_and_generic_reasons():
+    """How a provider's wait is read (seconds, milliseconds, an HTTP date) and what a
+    failure says: built from real `openai` exceptions over real `httpx` responses."""
+    import email.utils
+
+    import httpx
+    import openai
+
+    from agent.retry import describe, retry_after
+
+    def error(status, headers):
+        request = httpx.Request("POST", "http://llm.test/v1/chat/completions")
+        response = httpx.Response(status, headers=headers, request=request,
+                                  json={"error": {"message": "key sk-proj-ECHOEDSECRET echoed"}})
+        cls = openai.RateLimitError if status == 429 else openai.InternalServerError
+        return cls(f"Error code: {status} - key sk-proj-ECHOEDSECRET echoed",
+                   response=response, body=None)
+
+    assert retry_after(error(429, {"retry-after": "50"})) == 50
+    assert retry_after(error(429, {"retry-after-ms": "1500", "retry-after": "9"})) == 1.5
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 28 <= retry_after(error(429, {"retry-after": later})) <= 30
+    assert retry_after(error(503, {})) is None
+    assert describe(error(429, {})) == "the model provider is rate limiting requests (HTTP 429)"
+    assert describe(error(502, {})) == "the model provider answered HTTP 502"
+    timeout = openai.APITimeoutError(request=httpx.Request("POST", "http://llm.test/"))
+    assert describe(timeout) == "the model provider did not answer in time"
+    assert "ECHOEDSECRET" not in describe(error(500, {}))
