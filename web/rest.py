@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -55,19 +55,26 @@ def user_message():
     return jsonify({"response": final["message"], **{k: v for k, v in final.items() if k != "message"}})
 
 
+def history_row(message: dict, user_id) -> dict:
+    """A message as the original JellyChat's `/history` returned it (its web page renders
+    rows by `message_type`), with `type` kept for this project's clients."""
+    return {"id": message["id"], "user_id": user_id, "message_type": message["type"],
+            "type": message["type"], "content": message["content"],
+            "timestamp": message["created"], "application": message["application"]}
+
+
 @bp.post("/history")
 def history():
     """The default conversation's rows, as the JellyChat clients read them."""
     token = user_token(_json_body())
     conversation = get_chat().store.get_conversation(token)
-    if conversation is None:  # a new visitor: the greeting, without creating anyone
-        return jsonify([{"type": "jelly", "content": GREETING, "timestamp": None,
-                         "application": None}])
-    return jsonify([
-        {"type": m["type"], "content": m["content"], "timestamp": m["created"],
-         "application": m["application"]}
-        for m in conversation["messages"]
-    ])
+    if conversation is None or not conversation["messages"]:
+        # a new visitor (not created by reading), or one whose chat is empty (an original
+        # JellyChat user made by /history alone, a cleared chat): the greeting, not stored
+        greeting = {"id": None, "type": "jelly", "content": GREETING,
+                    "created": datetime.now(UTC).isoformat(), "application": None}
+        return jsonify([history_row(greeting, conversation and conversation["user_id"])])
+    return jsonify([history_row(m, conversation["user_id"]) for m in conversation["messages"]])
 
 
 @bp.get("/conversations")
