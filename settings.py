@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     # a message while a run is active: queue it, refuse it (409) or stop the running one
     multitask: Literal["enqueue", "reject", "interrupt"] = "enqueue"
     stop_on_disconnect: bool = True  # a client that disconnects stops its runs
+    sse_keepalive: float = Field(15.0, gt=0)  # seconds between SSE comment lines while a run is quiet
     # tools
     ocean_url: str = "https://ocean.defichain.com"
     ocean_network: str = "mainnet"  # checked by the Ocean client (tools/ocean/client.py)

@@ -140,6 +140,14 @@ class ActiveRun:
     finished: bool = False  # its outcome was stored, or handed to `retry_unfinished`
 
 
+@dataclass
+class StartedRun:
+    """A run created and registered by `Chat.start`, waiting for `Chat.serve`."""
+
+    run: ActiveRun
+    data: TurnInput
+
+
 class RunRegistry:
     """The runs this process is serving, by id: what stop, disconnect and
     shutdown act on. Stops asked of another process reach it through the
@@ -187,7 +195,9 @@ class Chat:
 
     def __init__(self, store, agent: ChatAgent, *, memory_messages: int = 10,
                  max_message_chars: int = 10_000, turn_timeout: float = 120.0,
-                 multitask: str = "enqueue", title_model=None, registry: RunRegistry | None = None):
+                 multitask: str = "enqueue", title_model=None, registry: RunRegistry | None = None,
+                 retriever=None, reference_kbs: tuple[str, ...] = (), reference_k: int = 4,
+                 reference_filter=None):
         self.store = store
         self.agent = agent
         self.memory_messages = memory_messages
@@ -196,6 +206,12 @@ class Chat:
         self.multitask = multitask
         self.title_model = title_model
         self.registry = registry or RunRegistry()
+        # references-only answers: the knowledge retriever, the kbs it tries in
+        # order, how many chunks, and which chunks count as relevant
+        self.retriever = retriever
+        self.reference_kbs = reference_kbs
+        self.reference_k = reference_k
+        self.reference_filter = reference_filter
         # outcomes the database did not take when the run ended: {run_id: finish_run kwargs},
         # stored by `retry_unfinished` (the run watcher) once it is back
         self.unfinished: dict[str, dict] = {}
@@ -208,6 +224,17 @@ class Chat:
 
         Raises InvalidInput before anything is written, NotFound for another
         user's conversation and Busy under MULTITASK=reject, before any event.
+        """
+        started = self.start(user_token, message, application, conversation_id=conversation_id,
+                             origin=origin)
+        return self.serve(started, sink)
+
+    def start(self, user_token, message, application, *, conversation_id=None,
+              origin: str | None = None) -> StartedRun:
+        """The part of a turn that can refuse it: validate and create the pending run.
+
+        A transport that must answer refusals before it streams (SSE: a 4xx
+        status) calls this first and then `serve`; `turn` does both.
         """
         data = validate(user_token, message, application, self.max_message_chars,
                         conversation_id)
@@ -222,17 +249,22 @@ class Chat:
             others = [r.run_id for r in self.registry.of_conversation(run.conversation_id)
                       if r.run_id != run.run_id]
             self.registry.cancel(others, "stopped")
+        return StartedRun(run, data)
+
+    def serve(self, started: StartedRun, sink: ev.EventSink) -> dict:
+        """Serve a started run to its end; returns the final_message payload."""
+        run = started.run
         try:
             with bind_run_id(run.run_id):
                 try:
-                    return self._serve(run, data, sink)
+                    return self._serve(run, started.data, sink)
                 except Exception as exc:
                     if not run.finished:
                         # the database (or a bug) failed before the outcome was stored: close
                         # the run so its question, if stored, is answered and its
                         # conversation moves on
                         log.error("run %s failed before it ended: %s", run.run_id, _reason(exc))
-                        self._finish_or_keep(run, "failed", question=data.message,
+                        self._finish_or_keep(run, "failed", question=started.data.message,
                                              answer=APOLOGY,
                                              error="the chat storage failed during the run",
                                              raise_error=False, retries=())
@@ -240,6 +272,23 @@ class Chat:
         finally:
             run.cancel.close()
             self.registry.remove(run.run_id)
+
+    def references(self, user_token, message, application, sink: ev.EventSink) -> dict:
+        """A references-only answer: the knowledge sources for the question, no model
+        call and nothing stored. Same validation and final_message as a run."""
+        data = validate(user_token, message, application, self.max_message_chars)
+        sources = []
+        kb = self.retriever.first_available(self.reference_kbs) if self.retriever else None
+        if kb is not None:
+            for chunk in self.retriever.search(kb, data.message, self.reference_k):
+                if self.reference_filter is None or self.reference_filter(data.message, chunk):
+                    sources.append({"title": chunk.title, "url": chunk.url,
+                                    "snippet": chunk.snippet(), "score": round(chunk.score, 6)})
+        payload = {"message": "", "sources": sources, "run_id": None, "conversation_id": None,
+                   "message_id": None, "status": "succeeded", "usage": None, "tool_calls": [],
+                   "references_only": True}
+        sink.emit(ev.FINAL, payload)
+        return payload
 
     def _serve(self, run: ActiveRun, data: TurnInput, sink: ev.EventSink) -> dict:
         begun = self._wait_turn(run, data.message)

@@ -184,7 +184,7 @@ class PostgresStore(Store):
     def list_qa(self, limit, before: datetime | None = None) -> list[QA]:
         with self._connection() as conn:
             rows = conn.execute(
-                "select id, question, answer, application, created_at, sources from qa"
+                "select id, question, answer, application, created_at, sources, message_id from qa"
                 " where (%(before)s::timestamptz is null or created_at < %(before)s)"
                 " order by created_at desc, id desc limit %(limit)s",
                 {"before": before, "limit": limit},

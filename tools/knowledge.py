@@ -186,6 +186,9 @@ def _relevant(question: str, chunk) -> bool:
     return bool(_words(question) & _words(text))
 
 
+is_relevant = _relevant  # public: references-only answers apply the same rule
+
+
 def _sources(chunks) -> list[dict]:
     """Page-level sources, deduplicated, in rank order."""
     seen, sources = set(), []

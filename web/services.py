@@ -16,8 +16,10 @@ from agent.persona import SYSTEM_PROMPT
 from agent.runner import ChatAgent
 from agent.turn import Chat
 from knowledge import prepare_knowledge
+from knowledge.retrieval import get_retriever
 from storage import StoreError, make_store
 from tools import build_tools, tool_sentences
+from tools.knowledge import WIKI_KBS, is_relevant
 
 log = logging.getLogger("jellychat")
 _lock = threading.Lock()
@@ -57,6 +59,10 @@ def build_chat(settings, store=None) -> Chat:
         turn_timeout=settings.turn_timeout,
         multitask=settings.multitask,
         title_model=make_title_model(settings),
+        retriever=get_retriever(settings, store),
+        reference_kbs=WIKI_KBS,
+        reference_k=settings.knowledge_top_k,
+        reference_filter=is_relevant,
     )
     chat.recover()
     # What startup built (modules, tools, the compiled graph) lives as long as the process:

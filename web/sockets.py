@@ -33,7 +33,7 @@ class SocketSink:
 
 
 def _arguments(args) -> dict:
-    """Accept `{user_token, message, application, conversation_id}` or the first three
+    """Accept `{user_token, message, application, conversation_id, references_only}` or the first three
     positionally (the original JellyChat clients)."""
     if len(args) == 1 and isinstance(args[0], dict):
         return args[0]
@@ -69,6 +69,10 @@ def on_user_message(*args):
         check_payload(args[0] if len(args) == 1 else list(args))
         data = _arguments(args)
         refuse_if_draining()
+        if data.get("references_only") is True:  # the knowledge sources only, no model
+            get_chat().references(data.get("user_token"), data.get("message"),
+                                  data.get("application"), SocketSink(request.sid))
+            return
         get_chat().turn(
             data.get("user_token"), data.get("message"), data.get("application"),
             SocketSink(request.sid), conversation_id=data.get("conversation_id"),
