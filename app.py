@@ -143,6 +143,8 @@ def _stop_store(app: Flask, settings) -> None:
     chat = app.extensions.get("jellychat.chat")
     try:
         if chat is not None:
+            if chat.unfinished:  # outcomes kept during a database outage: a last try
+                chat.retry_unfinished()
             chat.store.close()
     except Exception as exc:  # noqa: BLE001 - shutting down: report, go on
         log.warning("closing the store: %s", exc)

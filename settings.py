@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     supabase_key: str = Field("", repr=False)
     supabase_allow_anon: bool = False
     data_dir: str = "./data"
+    db_pool_timeout: float = Field(1.0, gt=0)  # seconds a request waits for a database connection
     # chat model
     openai_api_key: str = Field("", repr=False)
     openai_base_url: str = ""
@@ -92,6 +93,7 @@ class Settings(BaseSettings):
     max_tool_iterations: int = Field(6, ge=0)
     turn_timeout: float = Field(120.0, gt=0)
     max_message_chars: int = Field(10000, ge=1)  # a Telegram message (4096) with a quoted reply fits
+    max_answer_chars: int = Field(20000, ge=0)  # a model's answer is cut there (0: no cap)
     # a message while a run is active: queue it, refuse it (409) or stop the running one
     multitask: Literal["enqueue", "reject", "interrupt"] = "enqueue"
     stop_on_disconnect: bool = True  # a client that disconnects stops its runs
@@ -104,7 +106,7 @@ class Settings(BaseSettings):
     embeddings: Literal["auto", "openai", "local", "none"] = "auto"
     openai_embedding_model: str = "text-embedding-3-small"
     local_embedding_model: str = ""  # a sentence-transformers model folder; "" = bundled MiniLM
-    knowledge_top_k: int = Field(4, ge=1)
+    knowledge_top_k: int = Field(6, ge=1)  # 6: the offline answer often finds its page 5th or 6th
     knowledge_starter: bool = True  # ingest the bundled starter KB at startup (embedded DB)
 
     @field_validator("log_level", mode="before")

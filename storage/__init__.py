@@ -32,8 +32,10 @@ def make_store(settings) -> Store:
     from storage.postgres import PostgresStore
 
     if kind == "postgres":
-        return PostgresStore(settings.database_url, max_size=settings.database_pool_size)
+        return PostgresStore(settings.database_url, max_size=settings.database_pool_size,
+                             request_timeout=settings.db_pool_timeout)
     from storage.embedded import start_embedded_postgres
 
     return PostgresStore(start_embedded_postgres(settings.data_path),
-                         max_size=settings.database_pool_size)
+                         max_size=settings.database_pool_size,
+                         request_timeout=settings.db_pool_timeout)

@@ -125,6 +125,8 @@ class UserMessageOut(BaseModel):
     model_config = ConfigDict(openapi_extra={"content": SSE_CONTENT})
 
     response: str = Field(description="The answer (empty for references-only)")
+    truncated: bool = Field(False, description="The answer was cut at MAX_ANSWER_CHARS "
+                                               "(a note at its end says so)")
     sources: list[Source]
     run_id: str | None
     conversation_id: str | None

@@ -5,6 +5,7 @@ Lazy so that CLI commands that need no database (`flask db sql`) start none.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 
@@ -42,6 +43,9 @@ def build_chat(settings, store=None) -> Chat:
         SYSTEM_PROMPT,
         max_tool_iterations=settings.max_tool_iterations,
         model_name=settings.openai_model if settings.uses_openai else "offline",
+        max_retries=settings.llm_max_retries,
+        max_answer_chars=settings.max_answer_chars,
+        expects_finish_reason=settings.uses_openai,
     )
     log.info(
         "chat ready: store=%s, model=%s, tools=%s",
@@ -61,6 +65,10 @@ def build_chat(settings, store=None) -> Chat:
         reference_filter=is_relevant,
     )
     chat.recover()
+    # What startup built (modules, tools, the compiled graph) lives as long as the process:
+    # moved out of the collector's reach, a full collection scans only what turns create.
+    # Without it, one collection during a fast stream held the hub for 170 to 300 ms.
+    gc.freeze()
     return chat
 
 

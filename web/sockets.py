@@ -149,11 +149,15 @@ def on_error(exc):
     emit(ERROR, {"error": "internal error, please try again"})
 
 
-def watch_runs(app, sleep, interval: float = 0.25, sweep_every: float = 30.0) -> None:
-    """Forever: apply stops asked through the database; close runs of dead processes."""
+def watch_runs(app, sleep, interval: float = 0.25, sweep_every: float = 30.0,
+               retry_every: float = 1.0) -> None:
+    """Forever: apply stops asked through the database; store run outcomes the database
+    refused during an outage; close runs of dead processes and runs past their deadline."""
     import time
 
     next_sweep = time.monotonic() + sweep_every
+    next_retry = 0.0
+    warned = 0.0  # one log line per 30 s of an outage, not four a second
     while True:
         sleep(interval)
         chat = app.extensions.get("jellychat.chat")
@@ -161,11 +165,17 @@ def watch_runs(app, sleep, interval: float = 0.25, sweep_every: float = 30.0) ->
             continue
         try:
             chat.poll_stops()
-            if time.monotonic() > next_sweep:
-                next_sweep = time.monotonic() + sweep_every
+            now = time.monotonic()
+            if chat.unfinished and now > next_retry:
+                next_retry = now + retry_every
+                chat.retry_unfinished()
+            if now > next_sweep:
+                next_sweep = now + sweep_every
                 chat.recover()
         except StoreError as exc:
-            log.warning("run watcher: %s", exc)
+            if time.monotonic() - warned > 30:
+                warned = time.monotonic()
+                log.warning("run watcher: %s", exc)
         except Exception:  # noqa: BLE001 - the watcher must keep running
             log.exception("run watcher failed")
 
