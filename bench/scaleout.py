@@ -49,6 +49,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--db-pool", type=int, default=0,
+                        help="DATABASE_POOL_SIZE of each server (0: its default)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -60,7 +62,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as data:
             dsn = start_embedded_postgres(f"{data}/db")
             env = {"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", "LOG_LEVEL": "WARNING",
-                   "DATABASE_URL": dsn, "MAX_CONNECTIONS_PER_IP": "0"}  # all from 127.0.0.1
+                   "DATABASE_URL": dsn, "MAX_CONNECTIONS_PER_IP": "0",  # all from 127.0.0.1
+                   "DB_POOL_TIMEOUT": "10"}  # as bench/relay.py
+            if args.db_pool:
+                env["DATABASE_POOL_SIZE"] = str(args.db_pool)
             for _ in range(args.rounds):
                 for label, count in (("1 process", 1), ("2 processes + Redis", 2)):
                     extra = {"SOCKETIO_MESSAGE_QUEUE": redis_server.url} if count == 2 else {}
