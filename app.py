@@ -48,7 +48,7 @@ from logs import REQUEST_ID, configure_logging  # noqa: E402
 from metrics import watch_hub_lag  # noqa: E402
 from settings import SECRET_FIELDS, Settings, SettingsError, unknown_variables  # noqa: E402
 from storage import StoreError  # noqa: E402
-from web import db_cli, kb, page, rest, sockets  # noqa: E402
+from web import db_cli, kb, limits, page, rest, sockets  # noqa: E402
 from web.services import get_chat  # noqa: E402
 from web.serving import Drain  # noqa: E402
 
@@ -76,6 +76,7 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:
     CORS(app, origins=settings.cors_origin_list)
     app.register_blueprint(rest.bp)
     sockets.init_app(app, settings)
+    limits.init_app(app, settings)  # after sockets: its proxy fix wraps Socket.IO too
     db_cli.init_app(app)
     app.register_blueprint(kb.bp)
     app.register_blueprint(page.bp)  # the chat page, /widget.js, /static

@@ -181,7 +181,8 @@ class Chat:
 
     def __init__(self, store, agent: ChatAgent, *, memory_messages: int = 10,
                  max_message_chars: int = 10_000, turn_timeout: float = 120.0,
-                 multitask: str = "enqueue", title_model=None, registry: RunRegistry | None = None):
+                 multitask: str = "enqueue", title_model=None, registry: RunRegistry | None = None,
+                 limits=None):
         self.store = store
         self.agent = agent
         self.memory_messages = memory_messages
@@ -190,17 +191,22 @@ class Chat:
         self.multitask = multitask
         self.title_model = title_model
         self.registry = registry or RunRegistry()
+        self.limits = limits  # admit(token, address, conversation_id, proof): rate limits, PoW
 
     # ------------------------------------------------------------------ runs
     def turn(self, user_token, message, application, sink: ev.EventSink, *,
-             conversation_id=None, origin: str | None = None) -> dict:
+             conversation_id=None, origin: str | None = None, client_address: str | None = None,
+             proof=None) -> dict:
         """Run one chat turn; returns the final_message payload.
 
-        Raises InvalidInput before anything is written, NotFound for another
-        user's conversation and Busy under MULTITASK=reject, before any event.
+        Raises InvalidInput before anything is written, RateLimited past a limit,
+        NotFound for another user's conversation and Busy under MULTITASK=reject,
+        before any event. `proof`: the solved proof of work, when one is required.
         """
         data = validate(user_token, message, application, self.max_message_chars,
                         conversation_id)
+        if self.limits is not None:
+            self.limits.admit(data.user_token, client_address, data.conversation_id, proof)
         ticket = self.store.create_run(
             data.user_token, GREETING, data.conversation_id, data.application, self.multitask,
             self.registry.owner, self.agent.model_name,

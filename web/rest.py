@@ -22,6 +22,8 @@ log = logging.getLogger("jellychat.rest")
 bp = Blueprint("rest", __name__)
 
 MAX_PAGE = 500
+HISTORY_PAGE = 200  # /history rows without `limit`: the recent chat (the whole chat was 12.8 MB
+MAX_HISTORY_PAGE = 1000  # after 3,000 turns); older rows page back with `before`
 
 
 def _error(message: str, status: int, **extra):
@@ -48,24 +50,37 @@ def user_message():
     sink = CollectingSink()
     final = get_chat().turn(
         user_token(data), data.get("message"), data.get("application"), sink,
-        conversation_id=data.get("conversation_id"),
+        conversation_id=data.get("conversation_id"), client_address=request.remote_addr,
+        proof=data.get("pow"),
     )
     return jsonify({"response": final["message"], **{k: v for k, v in final.items() if k != "message"}})
 
 
 @bp.post("/history")
 def history():
-    """The default conversation's rows, as the JellyChat clients read them."""
-    token = user_token(_json_body())
-    conversation = get_chat().store.get_conversation(token)
+    """The default conversation's rows, as the JellyChat clients read them: the newest
+    `limit` (default HISTORY_PAGE), oldest first; `before` (a row id, from the
+    X-Next-Before header) pages back. Query parameters or body fields."""
+    data = _json_body()
+    token = user_token(data)
+    limit = int_arg("limit", HISTORY_PAGE, 1, MAX_HISTORY_PAGE, data)
+    before = int_arg("before", 0, 1, 2**63 - 1, data) if _given("before", data) else None
+    conversation = get_chat().store.history(token, limit, before)
     if conversation is None:  # a new visitor: the greeting, without creating anyone
         return jsonify([{"type": "jelly", "content": GREETING, "timestamp": None,
                          "application": None}])
-    return jsonify([
+    response = jsonify([
         {"type": m["type"], "content": m["content"], "timestamp": m["created"],
          "application": m["application"]}
         for m in conversation["messages"]
     ])
+    if conversation["more"] and conversation["messages"]:
+        response.headers["X-Next-Before"] = str(conversation["messages"][0]["id"])
+    return response
+
+
+def _given(name: str, data: dict | None = None) -> bool:
+    return name in request.args or (data is not None and data.get(name) is not None)
 
 
 @bp.get("/conversations")
@@ -137,10 +152,18 @@ def _timestamp_arg(name: str) -> str | None:
         raise InvalidInput(name, f"'{name}' must be an ISO 8601 timestamp") from None
 
 
-def int_arg(name: str, default: int, low: int, high: int) -> int:
-    """An integer query parameter within [low, high], or InvalidInput naming it."""
+def int_arg(name: str, default: int, low: int, high: int, data: dict | None = None) -> int:
+    """An integer query parameter (or field of `data`) within [low, high], or
+    InvalidInput naming it."""
+    value = request.args.get(name)
+    if value is None and data is not None:
+        value = data.get(name)
+    if value is None:
+        value = default
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InvalidInput(name, f"'{name}' must be an integer")
     try:
-        value = int(request.args.get(name, default))
+        value = int(value)
     except ValueError:
         raise InvalidInput(name, f"'{name}' must be an integer") from None
     if not low <= value <= high:

@@ -22,9 +22,10 @@ log = logging.getLogger("jellychat")
 _lock = threading.Lock()
 
 
-def build_chat(settings, store=None) -> Chat:
+def build_chat(settings, store=None, limits=None) -> Chat:
     store = store or make_store(settings)
     store.initialize()
+    store.set_run_cap(settings.max_active_runs_per_user)  # enforced by the database
     prepare_knowledge(settings, store)  # starter kb, embedder checks
     tools = build_tools(settings, store)
     agent = ChatAgent(
@@ -46,6 +47,7 @@ def build_chat(settings, store=None) -> Chat:
         turn_timeout=settings.turn_timeout,
         multitask=settings.multitask,
         title_model=make_title_model(settings),
+        limits=limits,
     )
     chat.recover()
     return chat
@@ -59,7 +61,8 @@ def get_chat(app: Flask | None = None) -> Chat:
             chat = app.extensions.get("jellychat.chat")
             if chat is None:
                 settings = app.extensions["jellychat.settings"]
-                chat = build_chat(settings, app.extensions.get("jellychat.store"))
+                chat = build_chat(settings, app.extensions.get("jellychat.store"),
+                                  app.extensions.get("jellychat.limits"))
                 app.extensions["jellychat.chat"] = chat
     return chat
 

@@ -11,7 +11,7 @@ from flask_socketio import SocketIO, emit
 
 from agent.events import ERROR
 from agent.turn import InvalidInput
-from storage import Busy, NotFound, StoreError
+from storage import Busy, NotFound, RateLimited, StoreError
 from web.input import check_payload
 from web.page import socket_origins
 from web.services import get_chat, get_settings
@@ -52,6 +52,8 @@ def error_payload(exc: Exception) -> dict:
         return {"error": exc.message, "field": exc.field}
     if isinstance(exc, NotFound):
         return {"error": "conversation not found", "field": "conversation_id"}
+    if isinstance(exc, RateLimited):
+        return {"error": str(exc), "retry_after": exc.retry_after, "limit": exc.scope}
     if isinstance(exc, Busy):
         return {"error": f"the conversation is busy with run {exc.run_id}; wait for it or stop it",
                 "run_id": exc.run_id}
@@ -68,9 +70,9 @@ def on_user_message(*args):
         get_chat().turn(
             data.get("user_token"), data.get("message"), data.get("application"),
             SocketSink(request.sid), conversation_id=data.get("conversation_id"),
-            origin=request.sid,
+            origin=request.sid, client_address=request.remote_addr, proof=data.get("pow"),
         )
-    except (InvalidInput, NotFound, Busy, StoreError) as exc:
+    except (InvalidInput, NotFound, Busy, RateLimited, StoreError) as exc:
         emit(ERROR, error_payload(exc))
 
 
