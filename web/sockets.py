@@ -77,7 +77,7 @@ def on_user_message(*args):
 
 
 @socketio.on("stop")
-def on_stop(data=None):
+def on_stop(data=None, *_extra):
     """Stop a run started from this connection (`{run_id}`), or all of them."""
     run_id = data.get("run_id") if isinstance(data, dict) else None
     try:
@@ -135,10 +135,42 @@ def watch_runs(app, sleep, interval: float = 0.25, sweep_every: float = 30.0) ->
             log.exception("run watcher failed")
 
 
+class _MalformedFrames(logging.Filter):
+    """A frame python-socketio cannot decode or dispatch (binary garbage, an event name
+    that is not a string) is the client's fault: one warning line, not a traceback
+    per frame that a client could use to flood the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.msg == "message handler error":
+            exc = record.exc_info[1]
+            record.msg, record.args = "malformed Socket.IO message dropped: %s: %.200s", (
+                type(exc).__name__, exc)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _drop_unnamed_events(server) -> None:
+    """python-socketio (5.18) dispatches an event whose name is not a string (`42[{}]`)
+    in a green thread that dies with a TypeError traceback on stderr, one per frame:
+    such events are dropped here with one warning line instead."""
+    handle = server._handle_event
+
+    def handle_event(eio_sid, namespace, id, data):
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            log.warning("malformed Socket.IO event dropped: its name is not a string")
+            return None
+        return handle(eio_sid, namespace, id, data)
+
+    server._handle_event = handle_event
+
+
 def init_app(app, settings) -> None:
+    logging.getLogger("engineio.server").addFilter(_MalformedFrames())
     socketio.init_app(
         app,
         async_mode=settings.socketio_async_mode,
         cors_allowed_origins=socket_origins(settings),
         max_http_buffer_size=256 * 1024,
     )
+    _drop_unnamed_events(socketio.server)
