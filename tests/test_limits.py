@@ -256,3 +256,67 @@ def test_bad_limit_settings_stop_the_server_with_one_line(tmp_path):
     log = srv.log()
     assert "RATE_LIMIT_TURNS_PER_TOKEN='lots'" in log and "RATE_LIMIT_STORAGE" in log
     assert "mongodb" not in log and "Traceback" not in log
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """A real Redis (Debian's redis-server) on a free port, for limits shared by processes."""
+    import shutil
+    import subprocess
+
+    from tests.helpers import free_port
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path_factory.mktemp("redis"))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}", proc
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_limits_are_shared_by_processes_through_redis(tmp_path_factory, redis_url):
+    """Two server processes on one Redis: a token's turns count across both, a solved
+    challenge opens one conversation only, whichever process sees it; with Redis gone
+    the limits step aside (logged) rather than stop the chat."""
+    url, redis_proc = redis_url
+    env = {"RATE_LIMIT_STORAGE": url, "RATE_LIMIT_TURNS_PER_TOKEN": "3/minute",
+           "RATE_LIMIT_TURNS_PER_ADDRESS": "0", "POW_REQUIRED": "1",
+           "POW_MAX_NUMBER": str(POW_MAX), "POW_HMAC_KEY": "shared-pow-key",
+           "KNOWLEDGE_STARTER": "0"}
+    first = ServerProcess(tmp_path_factory.mktemp("redis-a"), env=env).start()
+    second = ServerProcess(tmp_path_factory.mktemp("redis-b"), env=env).start()
+    try:
+        user, addr = token(), address()
+        proof = solve(challenge(first))
+        assert turn(first, user, addr, "one", pow=proof).status_code == 200
+        replay = turn(second, token(), addr, "x", pow=proof)  # used once, on the other process
+        assert replay.status_code == 400 and "already used" in replay.json()["error"]
+        # the conversation opened on the first process is open on the second too
+        assert turn(second, user, addr, "two").status_code == 200
+        assert turn(first, user, addr, "three").status_code == 200
+        refused = turn(second, user, addr, "four")
+        assert refused.status_code == 429 and refused.json()["limit"] == "user_token"
+
+        redis_proc.terminate()
+        redis_proc.wait(10)
+        started = time.monotonic()
+        response = turn(first, token(), address(), "hello")
+        assert response.status_code == 200, response.text  # no proof can be checked: admitted
+        assert time.monotonic() - started < 5
+        assert "rate limit storage failed" in first.log()
+    finally:
+        first.stop()
+        second.stop()

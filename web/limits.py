@@ -36,6 +36,7 @@ from storage import RateLimited
 log = logging.getLogger("jellychat.limits")
 
 MAX_POW_CHARS = 2000  # a solved ALTCHA payload is a few hundred characters
+REDIS_TIMEOUT = 0.5  # seconds
 POW_VALID_FOR = 24 * 3600  # seconds a conversation stays open after its proof of work
 
 
@@ -99,7 +100,12 @@ class Limits:
     """Admission of turns: rate limits by token and by address, and the proof of work."""
 
     def __init__(self, settings):
-        self.storage = storage_from_string(settings.rate_limit_storage)
+        options = {}
+        if settings.rate_limit_storage.startswith(("redis://", "rediss://")):
+            # a Redis that does not answer costs a turn half a second, not a hang
+            options = {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
+        self.storage = storage_from_string(settings.rate_limit_storage, **options)
+        self._warned = 0.0
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.per_token = _limits_of(settings.rate_limit_turns_per_token)
         self.per_address = _limits_of(settings.rate_limit_turns_per_address)
@@ -133,7 +139,9 @@ class Limits:
         except (RateLimited, InvalidInput):
             raise
         except Exception as exc:  # noqa: BLE001 - a limiter storage outage must not stop chat
-            log.warning("rate limit storage failed, turn admitted: %s", exc)
+            if time.monotonic() - self._warned > 30:  # one line per 30 s, not one per turn
+                self._warned = time.monotonic()
+                log.warning("rate limit storage failed, turns admitted unchecked: %s", exc)
 
     def _check_pow(self, token: str, conversation_id: str | None, proof) -> None:
         opened = f"jelly-pow-open/{token}/{conversation_id or 'default'}"
