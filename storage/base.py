@@ -223,6 +223,12 @@ class Store(ABC):
         """The owners (host:pid:boot) of runs that are still active."""
         return self._fn("jelly_active_owners", {}) or []
 
+    def convert_tool_rows(self, sentences: dict[str, str]) -> int:
+        """Give tool rows of the pre-run format ("name: output") their tool's sentence,
+        keeping the output in tool_call; how many changed (0 once done)."""
+        return self._fn("jelly_convert_tool_rows", {"p_sentences": dict(sentences)},
+                        idempotent=True) or 0
+
     def set_auto_title(self, conversation_id: str, title: str) -> None:
         self._fn("jelly_set_auto_title", {"p_id": conversation_id, "p_title": title})
 

@@ -20,7 +20,7 @@ from storage.base import (
     Store,
     StoreError,
 )
-from storage.migrations import apply_migrations
+from storage.migrations import apply_migrations, original_upgrade_report
 
 try:
     import psycopg
@@ -101,11 +101,14 @@ class PostgresStore(Store):
             with psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(self.timeout)) as conn:
                 conn.execute("create extension if not exists vector")
                 applied = apply_migrations(conn)
+                report = original_upgrade_report(conn, applied)
         except psycopg.OperationalError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreError(f"cannot connect to PostgreSQL at {redact(self.dsn)}: {first}") from None
         if applied:
             self.logger.info("applied migrations: %s", ", ".join(applied))
+        if report:
+            self.logger.warning("%s", report)
         self.pool.open(wait=True, timeout=self.timeout)
 
     def close(self) -> None:

@@ -12,11 +12,23 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import requests
 import socketio
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+# the corpora beside the checkout (CI has them; a public clone does not);
+# JELLY_SHARED_DIR points elsewhere, e.g. at a missing folder to try the public-clone path
+SHARED = Path(os.environ.get("JELLY_SHARED_DIR") or ROOT.parent / "shared")
+TEST_DOCS = ROOT / "tests" / "docs" / "kb"  # small documents written for these tests
+
+
+def needs_corpus(path: Path):
+    """Skip (with the reason in pytest's summary) when a corpus under SHARED is absent."""
+    return pytest.mark.skipif(
+        not path.is_dir(),
+        reason=f"needs the corpus {path} (../shared beside the checkout; absent in a public clone)",
+    )
 
 
 def free_port() -> int:

@@ -1,5 +1,9 @@
 """Knowledge in the real server: wiki questions answered with sources over REST
-and Socket.IO, `/kb/search`, and the starter knowledge base of a fresh install."""
+and Socket.IO, `/kb/search`, and the starter knowledge base of a fresh install.
+
+The `wiki_server` tests read the real wiki from ../shared and skip (with the
+reason) without it; tests/test_first_run.py covers the same paths on documents
+shipped in tests/docs, so a public clone still exercises them."""
 
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ def wiki_server(tmp_path_factory):
     from storage.embedded import start_embedded_postgres
     from storage.postgres import PostgresStore
 
+    if not WIKI.is_dir():
+        pytest.skip(f"needs the DeFiChain wiki corpus at {WIKI} (../shared; absent in a public clone)")
     data = tmp_path_factory.mktemp("wiki-server")
     store = PostgresStore(start_embedded_postgres(data))
     store.initialize()
@@ -98,7 +104,8 @@ def test_kb_search_ranks_chunks(wiki_server):
     response = wiki_server.get("/kb/search", params={"q": "masternode collateral 20000 DFI", "k": 3})
     assert response.status_code == 200
     body = response.json()
-    assert body["kb"] == "wiki" and body["mode"] == "full-text"
+    assert body["kb"] == body["requested"] == "wiki" and body["fallback"] is False
+    assert body["mode"] == "full-text"
     results = body["results"]
     assert [r["rank"] for r in results] == [1, 2, 3]
     assert results[0]["score"] >= results[1]["score"] >= results[2]["score"] > 0
@@ -118,16 +125,17 @@ def test_kb_search_ranks_chunks(wiki_server):
         ({"q": "dfi", "kb": "no spaces allowed"}, "kb"),
     ],
 )
-def test_kb_search_rejects_bad_parameters(wiki_server, params, field):
-    response = wiki_server.get("/kb/search", params=params)
+def test_kb_search_rejects_bad_parameters(server, params, field):
+    response = server.get("/kb/search", params=params)
     assert response.status_code == 400
     assert response.json()["field"] == field and response.json()["error"]
 
 
-def test_kb_search_unknown_kb_is_404(wiki_server):
-    response = wiki_server.get("/kb/search", params={"q": "dfi", "kb": "nothing-here"})
+def test_kb_search_unknown_kb_is_404(server):
+    response = server.get("/kb/search", params={"q": "dfi", "kb": "nothing-here"})
     assert response.status_code == 404
-    assert "nothing-here" in response.json()["error"] and "wiki" in response.json()["error"]
+    error = response.json()["error"]
+    assert "nothing-here" in error and "starter" in error and "make ingest" in error
 
 
 def test_fresh_install_answers_from_the_starter_kb(server):

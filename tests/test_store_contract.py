@@ -368,11 +368,30 @@ def case_knowledge_search(b: Backend):
     return [text, hybrid, only_vector]
 
 
+def case_tool_rows_of_the_pre_run_format(b: Backend):
+    store = b.store
+    ask(store, "legacy", "What is 6 * 7?", "It is 42.")
+    conv = store.get_conversation("legacy")
+    for content in ("calculator: 6 * 7 = 42",  # how rows were stored before runs
+                    "Let me gather the latest blockchain statistics for you 📊"):  # the original's
+        b.execute("insert into chat_messages (user_id, conversation_id, type, content)"
+                  " values (%s, %s, 'tool', %s)", (conv["user_id"], conv["id"], content))
+    sentences = {"calculator": CALL["sentence"], "calc": "never this one"}
+    assert store.convert_tool_rows(sentences) == 1
+    assert store.convert_tool_rows(sentences) == 0  # converted once
+    rows = [m for m in store.get_conversation("legacy")["messages"] if m["type"] == "tool"]
+    assert [m["content"] for m in rows] == [
+        CALL["sentence"], "Let me gather the latest blockchain statistics for you 📊"]
+    assert rows[0]["tool_call"] == {"tool": "calculator", "result": "6 * 7 = 42", "legacy": True}
+    assert rows[1]["tool_call"] is None
+    return normal(rows)
+
+
 CASES = [case_run_stores_question_tools_answer_and_title, case_runs_of_a_conversation_queue_in_order,
          case_multitask_reject_interrupt_and_stop, case_conversations,
          case_recovery_answers_questions_of_dead_processes, case_finish_is_atomic,
          case_qa_newest_first_with_paging, case_counts, case_history_longer_than_one_page,
-         case_knowledge_documents, case_knowledge_search]
+         case_knowledge_documents, case_knowledge_search, case_tool_rows_of_the_pre_run_format]
 CASE_IDS = [c.__name__.removeprefix("case_") for c in CASES]
 
 

@@ -33,3 +33,14 @@ def friendly_name(tool, args: dict | None = None) -> str:
     if callable(friendly):
         return friendly(args or {})
     return friendly or f"Using {tool.name.replace('_', ' ')} 🔧"
+
+
+def tool_sentences(tools) -> dict[str, str]:
+    """Each tool's tool_start sentence without arguments (for rows stored without them)."""
+    sentences = {}
+    for tool in tools:
+        try:
+            sentences[tool.name] = friendly_name(tool)
+        except Exception:  # noqa: BLE001 - a sentence that needs its arguments: the generic one
+            sentences[tool.name] = f"Using {tool.name.replace('_', ' ')} 🔧"
+    return sentences

@@ -204,7 +204,7 @@ def make_knowledge_tool(retriever: Retriever, *, name: str, label: str, kbs: tup
         kb = retriever.first_available(kbs)
         if kb is None:
             return (f"{NOTHING_FOUND} in the {label}: it has not been ingested yet "
-                    f"(flask --app app ingest SOURCE --kb {kbs[0]})."), {"sources": []}
+                    f"(make ingest SOURCE=... KB={kbs[0]})."), {"sources": []}
         chunks = [c for c in retriever.search(kb, question, k) if _relevant(question, c)]
         label_used = label if kb == kbs[0] else f"{label} (starter knowledge base)"
         return format_results(label_used, question, chunks), {"sources": _sources(chunks), "kb": kb}

@@ -1,7 +1,8 @@
 """`flask --app app db ...`: the schema migrations from the command line.
 
 - `db upgrade` applies pending migrations to DATABASE_URL (or, when it is
-  unset, to the embedded PostgreSQL under DATA_DIR);
+  unset, to the embedded PostgreSQL under DATA_DIR), converting a database of
+  the original JellyChat in place and printing what it converted;
 - `db status` lists the migrations the database has not had yet;
 - `db sql` prints every migration, to paste into Supabase's SQL editor; it
   needs no database.
@@ -16,7 +17,13 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from storage import StoreError
-from storage.migrations import all_sql, apply_migrations, pending
+from storage.migrations import (
+    all_sql,
+    apply_migrations,
+    is_original_jellychat,
+    original_upgrade_report,
+    pending,
+)
 
 db = AppGroup("db", help="Database schema: apply or print the SQL migrations.")
 
@@ -65,6 +72,9 @@ def upgrade_command() -> None:
     """Apply pending migrations to DATABASE_URL (or the embedded database)."""
     with _connect(_target_dsn(_settings())) as conn:
         applied = apply_migrations(conn)
+        report = original_upgrade_report(conn, applied)
+    if report:
+        click.echo(report)
     if applied:
         click.echo(f"applied {len(applied)} migration(s): {', '.join(applied)}")
     else:
@@ -76,6 +86,10 @@ def status_command() -> None:
     """List the migrations the database has not had yet."""
     with _connect(_target_dsn(_settings())) as conn:
         names = pending(conn)
+        original = is_original_jellychat(conn)
+    if original:
+        click.echo("this is a database of the original JellyChat: `db upgrade` (or starting the "
+                   "server) converts it in place, keeping every row")
     if names:
         click.echo("pending:\n" + "\n".join(f"  {n}" for n in names))
     else:

@@ -1,4 +1,9 @@
-"""REST: `GET /kb/search?q=...&kb=wiki&k=5`, ranked chunks for references-only clients."""
+"""REST: `GET /kb/search?q=...&kb=wiki&k=5`, ranked chunks for references-only clients.
+
+Like the chat tools, `wiki` and `defichainpython` fall back to the bundled
+`starter` base until they are ingested; the answer's `kb` names the base that
+answered (`requested` the one asked for).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from flask import Blueprint, jsonify, request
 from agent.turn import InvalidInput
 from knowledge.ingest import check_kb_name
 from knowledge.retrieval import get_retriever
+from tools.knowledge import PYTHON_KBS, WIKI_KBS
 from web.rest import int_arg
 from web.services import get_chat, get_settings
 
@@ -14,6 +20,8 @@ bp = Blueprint("kb", __name__)
 
 MAX_K = 50
 MAX_QUERY_CHARS = 1000
+# the bases searched in turn for a requested kb, as the chat tools do
+FALLBACKS = {kbs[0]: kbs for kbs in (WIKI_KBS, PYTHON_KBS)}
 
 
 def _params() -> tuple[str, str, int]:
@@ -32,17 +40,22 @@ def _params() -> tuple[str, str, int]:
 
 @bp.get("/kb/search")
 def search():
-    query, kb, k = _params()
+    query, requested, k = _params()
     retriever = get_retriever(get_settings(), get_chat().store)
-    bases = retriever.bases()
-    if kb not in bases:
-        known = ", ".join(sorted(bases)) or "none yet"
-        return jsonify({"error": f"knowledge base '{kb}' does not exist (known: {known})"}), 404
+    kb = retriever.first_available(FALLBACKS.get(requested, (requested,)))
+    if kb is None:
+        known = ", ".join(sorted(retriever.bases())) or "none yet"
+        return jsonify({
+            "error": f"knowledge base '{requested}' does not exist (known: {known}); "
+                     f"create it with: make ingest SOURCE=... KB={requested}",
+        }), 404
     mode = "hybrid" if retriever.uses_vectors(kb) else "full-text"
     chunks = retriever.search(kb, query, k)
     return jsonify({
         "query": query,
         "kb": kb,
+        "requested": requested,
+        "fallback": kb != requested,
         "mode": mode,
         "results": [
             {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -14,8 +14,9 @@ from agent.events import CollectingSink
 from agent.persona import GREETING
 from agent.turn import InvalidInput, validate_id, validate_title, validate_token
 from storage import Busy, NotFound, StoreError
+from version import __version__
 from web.input import parse_json_body
-from web.services import get_chat, get_settings
+from web.services import Draining, get_chat, get_settings, refuse_if_draining
 
 log = logging.getLogger("jellychat.rest")
 
@@ -47,6 +48,7 @@ def user_token(data: dict | None = None) -> str:
 @bp.post("/user_message")
 def user_message():
     data = _json_body()
+    refuse_if_draining()
     sink = CollectingSink()
     final = get_chat().turn(
         user_token(data), data.get("message"), data.get("application"), sink,
@@ -54,6 +56,14 @@ def user_message():
         proof=data.get("pow"),
     )
     return jsonify({"response": final["message"], **{k: v for k, v in final.items() if k != "message"}})
+
+
+def history_row(message: dict, user_id) -> dict:
+    """A message as the original JellyChat's `/history` returned it (its web page renders
+    rows by `message_type`), with `type` kept for this project's clients."""
+    return {"id": message["id"], "user_id": user_id, "message_type": message["type"],
+            "type": message["type"], "content": message["content"],
+            "timestamp": message["created"], "application": message["application"]}
 
 
 @bp.post("/history")
@@ -66,14 +76,13 @@ def history():
     limit = int_arg("limit", HISTORY_PAGE, 1, MAX_HISTORY_PAGE, data)
     before = int_arg("before", 0, 1, 2**63 - 1, data) if _given("before", data) else None
     conversation = get_chat().store.history(token, limit, before)
-    if conversation is None:  # a new visitor: the greeting, without creating anyone
-        return jsonify([{"type": "jelly", "content": GREETING, "timestamp": None,
-                         "application": None}])
-    response = jsonify([
-        {"type": m["type"], "content": m["content"], "timestamp": m["created"],
-         "application": m["application"]}
-        for m in conversation["messages"]
-    ])
+    if conversation is None or (not conversation["messages"] and before is None):
+        # a new visitor (not created by reading), or one whose chat is empty (an original
+        # JellyChat user made by /history alone, a cleared chat): the greeting, not stored
+        greeting = {"id": None, "type": "jelly", "content": GREETING,
+                    "created": datetime.now(UTC).isoformat(), "application": None}
+        return jsonify([history_row(greeting, conversation and conversation["user_id"])])
+    response = jsonify([history_row(m, conversation["user_id"]) for m in conversation["messages"]])
     if conversation["more"] and conversation["messages"]:
         response.headers["X-Next-Before"] = str(conversation["messages"][0]["id"])
     return response
@@ -214,8 +223,8 @@ def human_message_count():
 @bp.get("/healthz")
 def healthz():
     if get_chat().store.ping():
-        return jsonify({"status": "ok"})
-    return _error("the database does not answer", 503)
+        return jsonify({"status": "ok", "version": __version__})
+    return _error("the database does not answer", 503, version=__version__)
 
 
 @bp.get("/metrics")
@@ -237,6 +246,13 @@ def not_found(exc: NotFound):
 def busy(exc: Busy):
     return _error(f"the conversation is busy with run {exc.run_id}; wait for it or stop it", 409,
                   run_id=exc.run_id)
+
+
+@bp.app_errorhandler(Draining)
+def draining(exc: Draining):
+    response, status = _error(str(exc), 503)
+    response.headers["Retry-After"] = "5"
+    return response, status
 
 
 @bp.app_errorhandler(StoreError)

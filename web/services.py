@@ -15,8 +15,8 @@ from agent.persona import SYSTEM_PROMPT
 from agent.runner import ChatAgent
 from agent.turn import Chat
 from knowledge import prepare_knowledge
-from storage import make_store
-from tools import build_tools
+from storage import StoreError, make_store
+from tools import build_tools, tool_sentences
 
 log = logging.getLogger("jellychat")
 _lock = threading.Lock()
@@ -28,6 +28,13 @@ def build_chat(settings, store=None, limits=None) -> Chat:
     store.set_run_cap(settings.max_active_runs_per_user)  # enforced by the database
     prepare_knowledge(settings, store)  # starter kb, embedder checks
     tools = build_tools(settings, store)
+    try:
+        converted = store.convert_tool_rows(tool_sentences(tools))
+    except StoreError as exc:  # e.g. a Supabase project without the newest migration yet
+        log.warning("old tool rows keep their raw text for now: %s", exc)
+    else:
+        if converted:
+            log.info("gave %d tool rows of the pre-run format their tool_start sentence", converted)
     agent = ChatAgent(
         make_chat_model(settings),
         tools,
@@ -69,3 +76,13 @@ def get_chat(app: Flask | None = None) -> Chat:
 
 def get_settings(app: Flask | None = None):
     return (app or current_app).extensions["jellychat.settings"]
+
+
+class Draining(RuntimeError):
+    """The server is shutting down: no new runs (running ones finish)."""
+
+
+def refuse_if_draining(app: Flask | None = None) -> None:
+    drain = (app or current_app).extensions.get("jellychat.shutdown")
+    if drain is not None and drain.is_draining:
+        raise Draining("the server is restarting, please try again in a moment")

@@ -5,6 +5,7 @@ final_message, error)."""
 from __future__ import annotations
 
 import logging
+import warnings
 
 from flask import current_app, request
 from flask_socketio import SocketIO, emit
@@ -14,7 +15,7 @@ from agent.turn import InvalidInput
 from storage import Busy, NotFound, RateLimited, StoreError
 from web.input import check_payload
 from web.page import socket_origins
-from web.services import get_chat, get_settings
+from web.services import Draining, get_chat, get_settings, refuse_if_draining
 
 log = logging.getLogger("jellychat.sockets")
 
@@ -57,6 +58,8 @@ def error_payload(exc: Exception) -> dict:
     if isinstance(exc, Busy):
         return {"error": f"the conversation is busy with run {exc.run_id}; wait for it or stop it",
                 "run_id": exc.run_id}
+    if isinstance(exc, Draining):
+        return {"error": str(exc)}
     log.error("storage unavailable: %s", exc)
     return {"error": "the chat storage is unavailable, please try again later"}
 
@@ -67,12 +70,13 @@ def on_user_message(*args):
         # lone surrogates and absurd nesting: refused before anything is written
         check_payload(args[0] if len(args) == 1 else list(args))
         data = _arguments(args)
+        refuse_if_draining()
         get_chat().turn(
             data.get("user_token"), data.get("message"), data.get("application"),
             SocketSink(request.sid), conversation_id=data.get("conversation_id"),
             origin=request.sid, client_address=request.remote_addr, proof=data.get("pow"),
         )
-    except (InvalidInput, NotFound, Busy, RateLimited, StoreError) as exc:
+    except (InvalidInput, NotFound, Busy, RateLimited, StoreError, Draining) as exc:
         emit(ERROR, error_payload(exc))
 
 
@@ -167,10 +171,14 @@ def _drop_unnamed_events(server) -> None:
 
 def init_app(app, settings) -> None:
     logging.getLogger("engineio.server").addFilter(_MalformedFrames())
-    socketio.init_app(
-        app,
-        async_mode=settings.socketio_async_mode,
-        cors_allowed_origins=socket_origins(settings),
-        max_http_buffer_size=256 * 1024,
-    )
+    with warnings.catch_warnings():
+        # importing eventlet warns that it is in maintenance mode: a known, accepted
+        # choice (see README, Concurrency), and noise on every `flask` CLI command
+        warnings.filterwarnings("ignore", message=r"(?s)\s*Eventlet is deprecated")
+        socketio.init_app(
+            app,
+            async_mode=settings.socketio_async_mode,
+            cors_allowed_origins=socket_origins(settings),
+            max_http_buffer_size=256 * 1024,
+        )
     _drop_unnamed_events(socketio.server)
