@@ -158,6 +158,17 @@ def test_turns_per_token_and_per_address_over_rest_and_socketio(limited):
     assert turn(limited, token(), address(), "hi", pow=solve(challenge(limited))).status_code == 200
 
 
+def test_ipv6_clients_count_by_their_64_network(limited):
+    net = f"2001:db8:{uuid.uuid4().int % 65535:x}:7"
+    for i in range(1, 6):
+        response = turn(limited, token(), f"{net}::{i}", "hi", pow=solve(challenge(limited)))
+        assert response.status_code == 200, response.text
+    over = turn(limited, token(), f"{net}::99", "hi", pow=solve(challenge(limited)))
+    assert over.status_code == 429 and over.json()["limit"] == "address"
+    other = turn(limited, token(), f"{net}1::1", "hi", pow=solve(challenge(limited)))
+    assert other.status_code == 200  # another /64
+
+
 def test_proof_of_work_opens_a_conversation_once(limited):
     user, addr = token(), address()
     missing = turn(limited, user, addr, "hello")

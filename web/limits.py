@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import logging
 import math
@@ -96,6 +97,20 @@ def _decode(proof) -> dict:
     return {k: proof[k] for k in ("algorithm", "challenge", "number", "salt", "signature")}
 
 
+def client_key(address: str) -> str:
+    """The address a limit counts: IPv6 clients by their /64 (one subscriber's network
+    hands out many addresses), IPv4 ones by address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 class Limits:
     """Admission of turns: rate limits by token and by address, and the proof of work."""
 
@@ -124,7 +139,7 @@ class Limits:
         counted for a turn that is refused."""
         checks = [(item, "user_token", token) for item in self.per_token]
         if address:
-            checks += [(item, "address", address) for item in self.per_address]
+            checks += [(item, "address", client_key(address)) for item in self.per_address]
         try:
             for item, scope, key in checks:
                 if not self.limiter.test(item, "jelly-turns", scope, key):
