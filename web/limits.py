@@ -124,7 +124,6 @@ class Limits:
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.per_token = _limits_of(settings.rate_limit_turns_per_token)
         self.per_address = _limits_of(settings.rate_limit_turns_per_address)
-        self.max_active_runs = settings.max_active_runs_per_user
         self.pow = None
         if settings.pow_required:
             self.pow = ProofOfWork(self.storage, settings.pow_hmac_key, settings.pow_max_number,
@@ -135,8 +134,8 @@ class Limits:
 
     def admit(self, token: str, address: str | None, conversation_id: str | None,
               proof=None) -> None:
-        """Count one turn, or raise RateLimited / InvalidInput('pow'). Nothing is
-        counted for a turn that is refused."""
+        """Count one turn, or raise RateLimited / InvalidInput('pow'); a turn refused
+        here is not counted."""
         checks = [(item, "user_token", token) for item in self.per_token]
         if address:
             checks += [(item, "address", client_key(address)) for item in self.per_address]
