@@ -40,8 +40,9 @@ import sys  # noqa: E402
 import uuid  # noqa: E402
 
 from dotenv import load_dotenv  # noqa: E402
-from flask import Flask, g, request  # noqa: E402
+from flask import Flask, g, redirect, request  # noqa: E402
 from flask_cors import CORS  # noqa: E402
+from flask_openapi3 import Info, OpenAPI  # noqa: E402
 
 from knowledge import cli as knowledge_cli  # noqa: E402
 from logs import REQUEST_ID, configure_logging  # noqa: E402
@@ -69,7 +70,7 @@ def _refuse_flask_run(settings) -> None:
         )
 
 
-def create_app(test_config: dict | None = None, store=None) -> Flask:
+def create_app(test_config: dict | None = None, store=None) -> Flask:  # an OpenAPI app
     """Build the app. `test_config` overrides settings (lower-case field names)."""
     load_dotenv()
     settings = Settings.from_env(**(test_config or {}))
@@ -78,7 +79,17 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:
                       secrets=[getattr(settings, name) for name in SECRET_FIELDS])
     for warning in unknown_variables():
         log.warning("%s", warning)
-    app = Flask(__name__)
+    app = OpenAPI(
+        __name__,
+        info=Info(title="JellyChat API", version=__version__,
+                  description="Jelly, the DeFiChain assistant. Socket.IO events: see the README."),
+        security_schemes={"admin": {"type": "http", "scheme": "bearer",
+                                    "description": "ADMIN_API_KEY"}},
+        doc_prefix="/docs",
+        validation_error_status=400,
+        validation_error_model=rest.s.ErrorOut,
+        validation_error_callback=rest.validation_error,
+    )
     app.json.sort_keys = False
     app.json.ensure_ascii = False
     # bodies beyond this are refused (413) before they are read or parsed
@@ -91,11 +102,14 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:
     # a browser admin page pages through GET /messages (and /history) with X-Next-Before;
     # a page backs off a 429 by its Retry-After
     CORS(app, origins=settings.cors_origin_list, expose_headers=["X-Next-Before", "Retry-After"])
-    app.register_blueprint(rest.bp)
+    app.register_api(rest.bp)
+    # the description at /openapi.json; /docs: Swagger UI from flask-openapi3-swagger's files
+    app.add_url_rule("/openapi.json", "openapi_json", lambda: app.api_doc)
+    app.add_url_rule("/docs", "docs", lambda: redirect("/docs/swagger"))
     sockets.init_app(app, settings)
     limits.init_app(app, settings)  # after sockets: its proxy fix wraps Socket.IO too
     db_cli.init_app(app)
-    app.register_blueprint(kb.bp)
+    app.register_api(kb.bp)
     app.register_blueprint(page.bp)  # the chat page, /widget.js, /static
     knowledge_cli.init_app(app)
     return app
@@ -131,6 +145,8 @@ def _stop_store(app: Flask, settings) -> None:
     chat = app.extensions.get("jellychat.chat")
     try:
         if chat is not None:
+            if chat.unfinished:  # outcomes kept during a database outage: a last try
+                chat.retry_unfinished()
             chat.store.close()
     except Exception as exc:  # noqa: BLE001 - shutting down: report, go on
         log.warning("closing the store: %s", exc)

@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     supabase_key: str = Field("", repr=False)
     supabase_allow_anon: bool = False
     data_dir: str = "./data"
+    db_pool_timeout: float = Field(1.0, gt=0)  # seconds a request waits for a database connection
     # chat model
     openai_api_key: str = Field("", repr=False)
     openai_base_url: str = ""
@@ -86,9 +87,11 @@ class Settings(BaseSettings):
     max_tool_iterations: int = Field(6, ge=0)
     turn_timeout: float = Field(120.0, gt=0)
     max_message_chars: int = Field(10000, ge=1)  # a Telegram message (4096) with a quoted reply fits
+    max_answer_chars: int = Field(20000, ge=0)  # a model's answer is cut there (0: no cap)
     # a message while a run is active: queue it, refuse it (409) or stop the running one
     multitask: Literal["enqueue", "reject", "interrupt"] = "enqueue"
     stop_on_disconnect: bool = True  # a client that disconnects stops its runs
+    sse_keepalive: float = Field(15.0, gt=0)  # seconds between SSE comment lines while a run is quiet
     # rate limits and quotas (web/limits.py): limit strings such as "30/minute;300/hour", 0 = off
     rate_limit_storage: str = Field("memory://", repr=False)  # redis://host:6379 for several processes
     rate_limit_turns_per_token: str = "30/minute;300/hour"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -57,6 +58,7 @@ class CancelHandle:
         self._waits: dict[UUID, object] = {}
         self._timer = None
         self._lock = threading.Lock()
+        self.deadline: float | None = None  # time.monotonic() when the run times out
 
     @property
     def cancelled(self) -> bool:
@@ -93,6 +95,7 @@ class CancelHandle:
 
     def start_deadline(self, seconds: float) -> None:
         """Cancel with "timed_out" after `seconds`."""
+        self.deadline = time.monotonic() + seconds
         if green():
             self._timer = _hub().schedule_call_global(seconds, self.cancel, "timed_out")
         else:
@@ -100,12 +103,31 @@ class CancelHandle:
             self._timer.daemon = True
             self._timer.start()
 
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None without one)."""
+        if self.deadline is None:
+            return None
+        return self.deadline - time.monotonic()
+
     def close(self) -> None:
         """The run ended: no deadline, nothing to interrupt."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._waits.clear()
+
+
+def call_later(seconds: float, fn):
+    """Run `fn` in its own (green) thread after `seconds`; returns an object with
+    `cancel()`. Used to flush a run's buffered tokens while it waits for more."""
+    if green():
+        import eventlet
+
+        return eventlet.spawn_after(seconds, fn)
+    timer = threading.Timer(seconds, fn)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 class CancelCallbacks(BaseCallbackHandler):

@@ -18,7 +18,9 @@ def make_chat_model(settings):
         streaming=True,
         stream_usage=True,
         timeout=settings.llm_timeout,
-        max_retries=settings.llm_max_retries,
+        # retried by the agent within the turn's budget (agent/retry.py), not by the client,
+        # which would sleep out any Retry-After whatever time the turn has left
+        max_retries=0,
         temperature=0.2,
     )
 

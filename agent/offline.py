@@ -38,7 +38,22 @@ _SMALL_TALK = [
     ),
     (re.compile(r"^\W*(bye|goodbye|see you|ciao)\b", re.I), "Bye for now! Come back any time 🪼"),
 ]
-_RECALL = re.compile(r"\bwhat (did|was) (i|my) (just |last |previous )?(ask|say|question)", re.I)
+# Questions about the conversation itself: (pattern, which earlier question(s) to repeat).
+_ASKED = r"(ask|asked|say|said|write|wrote|type|typed|question|questions)"
+MEMORY_RULES = [
+    (re.compile(rf"\bwhat (were|are|have been) (all )?(my|the) (questions|messages)"
+                rf"|\b(list|show|all) (of )?my (questions|messages)"
+                rf"|\bwhat (have|did) i {_ASKED} (you )?(so far|until now|today)", re.I), "all"),
+    (re.compile(rf"\b(first|1st) (thing |question |message )?(that )?i {_ASKED}|\bmy (first|1st) "
+                rf"(question|message)|\bwhat did i {_ASKED} (you )?(at )?first\b", re.I), "first"),
+    (re.compile(rf"\bwhat (did|was|were|have) (i|my) (just |last |previous |earlier |before |recently )?"
+                rf"{_ASKED}|\bremind me (of )?what i {_ASKED}"
+                rf"|\bremind me (of )?my (last |previous |earlier )?question"
+                rf"|\b(do you )?remember (my|what i) (last |previous |earlier )?{_ASKED}"
+                rf"|\brepeat my (last |previous |earlier )?(question|message)"
+                rf"|\bwhich question did i {_ASKED}|\bmy (last|previous|earlier) (question|message)"
+                rf"|\bwhat i {_ASKED} (you )?(before|earlier|previously|last)", re.I), "last"),
+]
 # words that may surround small talk without making it a question for the tools
 _FILLER = set(
     """hi hello hey hallo gm yo good morning afternoon evening thanks thank thx danke you your
@@ -61,6 +76,50 @@ def small_talk(text: str) -> str | None:
         if pattern.search(text):
             return reply
     return None
+
+
+def recall(which: str, history) -> str:
+    """The answer to "what did I ask before?": the last, first or every earlier question."""
+    asked = [_text(m) for m in history or [] if isinstance(m, HumanMessage)]
+    asked = [q for q in asked if not any(p.search(q) for p, _ in MEMORY_RULES)]
+    if not asked:
+        return "This is the first thing you've asked me in this conversation 🪼"
+    if which == "first":
+        return f'The first thing you asked me was: "{asked[0]}"'
+    if which == "all" and len(asked) > 1:
+        return "You asked me:\n" + "\n".join(f"{i}. {q}" for i, q in enumerate(asked, 1))
+    return f'You asked me: "{asked[-1]}"'
+
+
+# "do X, then Y", "do X and then Y", "Do X. Then Y. Finally Z."
+_THEN = re.compile(r"(?:[.;,!?]\s*|\s+)(?:and\s+)?(?:then|after that|afterwards|finally)\b[\s,]*", re.I)
+
+
+# a later step must ask for a lookup or a sum; "how do I stake and then withdraw
+# it" is one question for the knowledge base, not two
+_STEP_ACTION = re.compile(
+    r"\b(multiply|divide|add|subtract|times|plus|minus|percent|calculate|compute|convert|"
+    r"check|look up|get|show|list|find|balance|price|vaults?|tokens?|utxos?|blocks?)\b|%", re.I)
+
+
+def steps_of(text: str) -> list[str]:
+    """The steps of a message that asks for several in order, else [text]."""
+    parts = [p.strip(" .,;") for p in _THEN.split(text)]
+    parts = [p for p in parts if p]
+    if len(parts) > 1 and all(len(p.split()) >= 3 for p in parts) and \
+            all(_STEP_ACTION.search(p) for p in parts[1:]):
+        return parts
+    return [text]
+
+
+def _failed(result: ToolMessage) -> bool:
+    return getattr(result, "status", "success") == "error" or bool(
+        re.match(r"(Calculator error|Invalid input|Ocean lookup failed|No matching passages)", _text(result)))
+
+
+def _call(name: str, args: dict) -> AIMessage:
+    call_id = f"call_{uuid.uuid4().hex[:12]}"
+    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id}])
 
 
 def tokens_of(text: str) -> list[str]:
@@ -97,6 +156,9 @@ class OfflineChatModel(BaseChatModel):
         question = _text(messages[last_human])
         history = messages[:last_human]
         results = [m for m in messages[last_human + 1 :] if isinstance(m, ToolMessage)]
+        steps = steps_of(question)
+        if len(steps) > 1 and (results or self._route(steps[0], history)):
+            return self._next_step(steps, history, results)
         if results:
             return AIMessage(content=self._compose(question, results))
         direct = self._direct(question, history)
@@ -104,12 +166,25 @@ class OfflineChatModel(BaseChatModel):
             return AIMessage(content=direct)
         call = self._route(question, history)
         if call is not None:
-            name, args = call
-            return AIMessage(
-                content="",
-                tool_calls=[{"name": name, "args": args, "id": f"call_{uuid.uuid4().hex[:12]}"}],
-            )
+            return _call(*call)
         return AIMessage(content=self._chat(question, history))
+
+    def _next_step(self, steps: list[str], history, results: list[ToolMessage]) -> AIMessage:
+        """Several steps in one message ("look up X, then check its balance, then
+        multiply it by 100"): one tool call per step, each routed with the earlier
+        results in view, then one answer that reports every step."""
+        done = len(results)
+        failed = bool(results) and _failed(results[-1])
+        if done < len(steps) and not failed:
+            call = self._route(steps[done], [*history, *results])
+            if call is not None:
+                return _call(*call)
+        parts = [self._compose(step, [result]) for step, result in zip(steps, results, strict=False)]
+        if done < len(steps):
+            left = "; ".join(f'"{step}"' for step in steps[done:])
+            reason = "the step before it did not work" if failed else "I couldn't tell which tool does that"
+            parts.append(f"I stopped before {left}: {reason} 🪼")
+        return AIMessage(content="\n\n".join(parts))
 
     def _route(self, question: str, history) -> tuple[str, dict] | None:
         routed = [t for t in self.tools if (t.metadata or {}).get("offline_route")]
@@ -121,11 +196,9 @@ class OfflineChatModel(BaseChatModel):
         return None
 
     def _direct(self, question: str, history) -> str | None:
-        if _RECALL.search(question):
-            previous = [_text(m) for m in history if isinstance(m, HumanMessage)]
-            if previous:
-                return f'You asked me: "{previous[-1]}"'
-            return "This is the first thing you've asked me in this conversation 🪼"
+        for pattern, which in MEMORY_RULES:
+            if pattern.search(question):
+                return recall(which, history)
         return small_talk(question)
 
     def _chat(self, question: str, history) -> str:

@@ -2,37 +2,65 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
 from langchain.agents import create_agent
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
 from agent import events as ev
-from agent.cancel import CancelCallbacks, CancelHandle, RunCancelled
+from agent.cancel import CancelCallbacks, CancelHandle, RunCancelled, call_later
+from agent.retry import BudgetRetry, RunBudget
 from metrics import TOOL_CALLS
 from tools import friendly_name
 
 MAX_TOOL_RESULT = 2000  # characters of a tool result kept with the call
 SUMMARY_CHARS = 200  # characters of a tool result in `tool_end`
 STEP_SEPARATOR = "\n\n"  # between the texts of two model steps
+FLUSH_EVERY = 0.02  # seconds: tokens arriving within this are sent as one event
+YIELD_EVERY = 0.005  # seconds of token work before the hub gets a turn
 
 
 @dataclass
 class AgentResult:
-    """What a run produced so far; `answer` is exactly the text streamed as tokens."""
+    """What a run produced so far; `answer` is exactly the text streamed as tokens.
 
-    answer: str = ""
+    The answer is kept as a list of the emitted pieces and joined on demand, so
+    a long answer costs no repeated string concatenation.
+    """
+
+    parts: list[str] = field(default_factory=list)
     sources: list[dict] = field(default_factory=list)
     tool_calls: list[dict] = field(default_factory=list)
     input_tokens: int | None = None
     output_tokens: int | None = None
+    truncated: bool = False  # cut at MAX_ANSWER_CHARS
+    incomplete: bool = False  # the model's stream ended without a finish_reason
+
+    @property
+    def answer(self) -> str:
+        if len(self.parts) > 1:
+            self.parts[:] = ["".join(self.parts)]
+        return self.parts[0] if self.parts else ""
+
+    @answer.setter
+    def answer(self, text: str) -> None:
+        self.parts[:] = [text] if text else []
 
     @property
     def usage(self) -> dict | None:
         if self.input_tokens is None and self.output_tokens is None:
             return None
         return {"input_tokens": self.input_tokens or 0, "output_tokens": self.output_tokens or 0}
+
+
+class AnswerTooLong(BaseException):  # noqa: N818 - a signal, not an error
+    """Raised in the model's stream once the answer passed MAX_ANSWER_CHARS: it stops
+    reading and closes the HTTP response, so the provider stops generating. A
+    BaseException, like RunCancelled, so that no `except Exception` (nor LangChain's
+    callback manager, which would log it as a callback error) takes it for a failure."""
 
 
 def merge_sources(sources: list[dict], new: list[dict]) -> None:
@@ -45,66 +73,157 @@ def merge_sources(sources: list[dict], new: list[dict]) -> None:
             sources.append({"title": source.get("title") or key, "url": source.get("url")})
 
 
+def _storable(text: str) -> str:
+    from agent.turn import storable  # late: turn imports this module
+
+    return storable(text)
+
+
 class _Stream:
     """Forwards answer text as tokens, keeping `result.answer` equal to what was sent.
 
     Text a model writes before a tool call is part of the answer: every model
-    step's text is forwarded, steps separated by a blank line.
+    step's text is forwarded, steps separated by a blank line. Tokens that
+    arrive together are sent as one `final_answer_token` (at most one emit per
+    FLUSH_EVERY; text waiting longer is sent by a timer); the text is made
+    storable before it is sent, so the stored answer equals the joined tokens;
+    past `max_chars` the rest is dropped.
     """
 
-    def __init__(self, emit, result: AgentResult, run_id: str):
+    def __init__(self, emit, result: AgentResult, run_id: str, max_chars: int = 0):
         self.emit = emit
         self.result = result
         self.run_id = run_id
+        self.max_chars = max_chars
         self.streamed_steps: set = set()
         self.current_step = None
+        self.length = 0  # characters accepted so far (before making them storable)
+        self.last_char = ""
+        self.pending: list[str] = []
+        self.last_flush = 0.0
+        self.timer = None
+        self.lock = threading.Lock()
+        self.emits = 0
 
     def text(self, step, text: str) -> None:
-        if not text:
+        if not text or self.result.truncated:
             return
         if step != self.current_step:
             self.current_step = step
-            if self.result.answer and not self.result.answer.endswith(("\n", " ")):
+            if self.last_char and self.last_char not in ("\n", " "):
                 text = STEP_SEPARATOR + text
         self.streamed_steps.add(step)
-        self.result.answer += text
-        self.emit(ev.TOKEN, {"token": text, "run_id": self.run_id})
+        if self.max_chars and self.length + len(text) >= self.max_chars:
+            text = text[: self.max_chars - self.length]
+            self.result.truncated = True
+        if not text:
+            return
+        self.length += len(text)
+        self.last_char = text[-1]
+        with self.lock:
+            self.pending.append(text)
+        now = time.monotonic()
+        if self.result.truncated or now - self.last_flush >= FLUSH_EVERY:
+            self.flush()
+        elif self.timer is None:
+            self.timer = call_later(FLUSH_EVERY, self.flush)
+
+    def flush(self, final: bool = False) -> None:
+        """Send what is pending as one token (a trailing high surrogate waits for its
+        pair unless `final`)."""
+        with self.lock:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            text = "".join(self.pending)
+            self.pending.clear()
+            if not final and text and "\ud800" <= text[-1] <= "\udbff":
+                self.pending.append(text[-1])
+                text = text[:-1]
+            if not text:
+                return
+            text = _storable(text)
+            self.last_flush = time.monotonic()
+            self.result.parts.append(text)
+            self.emits += 1
+            self.emit(ev.TOKEN, {"token": text, "run_id": self.run_id})
+
+
+class StreamGuard(BaseCallbackHandler):
+    """Runs in the green thread that reads the model's HTTP stream, per token: it
+    yields to the hub every YIELD_EVERY (a fast stream's chunks arrive buffered,
+    and reading them never blocks, so nothing else would run), and stops the
+    stream once the answer passed `max_chars` (AnswerTooLong closes the response)."""
+
+    raise_error = True
+
+    def __init__(self, max_chars: int = 0):
+        self.max_chars = max_chars
+        self.seen = 0
+        self.last_yield = time.monotonic()
+
+    def on_llm_new_token(self, token, *, chunk=None, run_id=None, **kwargs):
+        self.seen += len(token) if isinstance(token, str) else 0
+        now = time.monotonic()
+        if now - self.last_yield >= YIELD_EVERY:
+            time.sleep(0)  # green under eventlet: let the other clients' work run
+            self.last_yield = time.monotonic()
+        if self.max_chars and self.seen > self.max_chars + len(STEP_SEPARATOR):
+            raise AnswerTooLong(f"the answer passed {self.max_chars} characters")
 
 
 class ChatAgent:
     """A compiled agent graph plus what is needed to report its progress."""
 
     def __init__(self, model, tools, system_prompt: str, max_tool_iterations: int = 6,
-                 model_name: str | None = None):
+                 model_name: str | None = None, *, max_retries: int = 0,
+                 max_answer_chars: int = 0, expects_finish_reason: bool = False):
+        """`max_retries`: model calls retried within the run's budget (agent/retry.py);
+        `max_answer_chars`: the answer is cut there (0: no cap);
+        `expects_finish_reason`: the model reports why it stopped (OpenAI protocol), so
+        a stream that ends without saying is an incomplete answer."""
         self.tools = {t.name: t for t in tools}
-        self.graph = create_agent(model, tools, system_prompt=system_prompt)
+        self.graph = create_agent(model, tools, system_prompt=system_prompt,
+                                  middleware=[BudgetRetry(max_retries)],
+                                  context_schema=RunBudget)
         # each tool iteration is a model step plus a tools step; +1 for the final answer
         self.recursion_limit = 2 * max_tool_iterations + 1
         self.model_name = model_name
+        self.max_answer_chars = max_answer_chars
+        self.expects_finish_reason = expects_finish_reason
 
     def run(self, messages, emit, result: AgentResult, cancel: CancelHandle,
             run_id: str) -> AgentResult:
         """Stream the agent over `messages`, emitting events and filling `result`.
 
         Raises RunCancelled when `cancel` fires (stop or deadline), wherever the
-        agent was waiting.
+        agent was waiting. An answer past `max_answer_chars` ends the run early
+        with `result.truncated` set.
         """
-        stream_out = _Stream(emit, result, run_id)
+        stream_out = _Stream(emit, result, run_id, self.max_answer_chars)
         started: dict[str, float] = {}
         by_id: dict[str, dict] = {}
         stream = self.graph.stream(
             {"messages": messages},
-            {"recursion_limit": self.recursion_limit, "callbacks": [CancelCallbacks(cancel)]},
+            {"recursion_limit": self.recursion_limit,
+             "callbacks": [CancelCallbacks(cancel), StreamGuard(self.max_answer_chars)]},
             stream_mode=["messages", "updates"],
+            context=RunBudget(cancel),
         )
+        last_yield = time.monotonic()
         try:
             for mode, data in stream:
                 if cancel.cancelled:
                     raise RunCancelled(cancel.reason)
+                if time.monotonic() - last_yield >= YIELD_EVERY:
+                    time.sleep(0)  # green under eventlet: a fast stream must not hold the hub
+                    last_yield = time.monotonic()
                 if mode == "messages":
                     chunk, meta = data
                     if isinstance(chunk, AIMessageChunk):
                         stream_out.text(meta.get("langgraph_step", 0), chunk.text)
+                        if result.truncated:
+                            break  # stop reading; StreamGuard closes the model's stream
                     continue
                 for node, update in (data or {}).items():
                     messages_out = update.get("messages", []) if isinstance(update, dict) else []
@@ -114,8 +233,11 @@ class ChatAgent:
                                              started, by_id)
                         elif isinstance(message, ToolMessage):
                             self._tool_result(message, emit, run_id, started, by_id, result)
+        except AnswerTooLong:
+            result.truncated = True
         finally:
             stream.close()
+            stream_out.flush(final=True)
         return result
 
     def _model_step(self, message: AIMessage, node, stream_out, emit, run_id, started, by_id):
@@ -124,6 +246,8 @@ class ChatAgent:
         if message.text and step not in stream_out.streamed_steps:
             # a model that did not stream this step: its text as one token
             stream_out.text(("whole", id(message)), message.text)
+        if self.expects_finish_reason and not message.response_metadata.get("finish_reason"):
+            result.incomplete = True  # the stream ended without saying why: cut off
         usage = message.usage_metadata
         if usage:
             result.input_tokens = (result.input_tokens or 0) + usage.get("input_tokens", 0)

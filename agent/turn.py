@@ -23,9 +23,11 @@ from agent import events as ev
 from agent.cancel import CancelHandle, RunCancelled
 from agent.offline import tokens_of
 from agent.persona import APOLOGY, GREETING
+from agent.retry import describe
 from agent.runner import AgentResult, ChatAgent
 from logs import bind_run_id
 from metrics import TURN_SECONDS, TURNS
+from storage.base import NotFound, StoreError
 
 log = logging.getLogger("jellychat.turn")
 
@@ -35,6 +37,8 @@ MAX_TITLE_CHARS = 80
 MULTITASK = ("enqueue", "reject", "interrupt")
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 QUEUE_POLL = (0.02, 0.25)  # first and longest wait between checks while queued
+FINISH_RETRIES = (0.2,)  # pauses before storing a run's outcome again, seconds (then the watcher)
+CUT_NOTE = "\n\n[The answer was cut here: it reached the length limit.]"
 
 
 class InvalidInput(ValueError):
@@ -133,6 +137,15 @@ class ActiveRun:
     conversation_id: str
     origin: str | None
     cancel: CancelHandle
+    finished: bool = False  # its outcome was stored, or handed to `retry_unfinished`
+
+
+@dataclass
+class StartedRun:
+    """A run created and registered by `Chat.start`, waiting for `Chat.serve`."""
+
+    run: ActiveRun
+    data: TurnInput
 
 
 class RunRegistry:
@@ -183,7 +196,8 @@ class Chat:
     def __init__(self, store, agent: ChatAgent, *, memory_messages: int = 10,
                  max_message_chars: int = 10_000, turn_timeout: float = 120.0,
                  multitask: str = "enqueue", title_model=None, registry: RunRegistry | None = None,
-                 limits=None):
+                 retriever=None, reference_kbs: tuple[str, ...] = (), reference_k: int = 4,
+                 reference_filter=None, limits=None):
         self.store = store
         self.agent = agent
         self.memory_messages = memory_messages
@@ -193,6 +207,16 @@ class Chat:
         self.title_model = title_model
         self.registry = registry or RunRegistry()
         self.limits = limits  # admit(token, address, conversation_id, proof): rate limits, PoW
+        # references-only answers: the knowledge retriever, the kbs it tries in
+        # order, how many chunks, and which chunks count as relevant
+        self.retriever = retriever
+        self.reference_kbs = reference_kbs
+        self.reference_k = reference_k
+        self.reference_filter = reference_filter
+        # outcomes the database did not take when the run ended: {run_id: finish_run kwargs},
+        # stored by `retry_unfinished` (the run watcher) once it is back
+        self.unfinished: dict[str, dict] = {}
+        self._unfinished_lock = threading.Lock()
 
     # ------------------------------------------------------------------ runs
     def turn(self, user_token, message, application, sink: ev.EventSink, *,
@@ -203,6 +227,18 @@ class Chat:
         Raises InvalidInput before anything is written, RateLimited past a limit,
         NotFound for another user's conversation and Busy under MULTITASK=reject,
         before any event. `proof`: the solved proof of work, when one is required.
+        """
+        started = self.start(user_token, message, application, conversation_id=conversation_id,
+                             origin=origin, client_address=client_address, proof=proof)
+        return self.serve(started, sink)
+
+    def start(self, user_token, message, application, *, conversation_id=None,
+              origin: str | None = None, client_address: str | None = None,
+              proof=None) -> StartedRun:
+        """The part of a turn that can refuse it: validate and create the pending run.
+
+        A transport that must answer refusals before it streams (SSE: a 4xx
+        status) calls this first and then `serve`; `turn` does both.
         """
         data = validate(user_token, message, application, self.max_message_chars,
                         conversation_id)
@@ -219,18 +255,56 @@ class Chat:
             others = [r.run_id for r in self.registry.of_conversation(run.conversation_id)
                       if r.run_id != run.run_id]
             self.registry.cancel(others, "stopped")
+        return StartedRun(run, data)
+
+    def serve(self, started: StartedRun, sink: ev.EventSink) -> dict:
+        """Serve a started run to its end; returns the final_message payload."""
+        run = started.run
         try:
             with bind_run_id(run.run_id):
-                return self._serve(run, data, sink)
+                try:
+                    return self._serve(run, started.data, sink)
+                except Exception as exc:
+                    if not run.finished:
+                        # the database (or a bug) failed before the outcome was stored: close
+                        # the run so its question, if stored, is answered and its
+                        # conversation moves on
+                        log.error("run %s failed before it ended: %s", run.run_id, _reason(exc))
+                        self._finish_or_keep(run, "failed", question=started.data.message,
+                                             answer=APOLOGY,
+                                             error="the chat storage failed during the run",
+                                             raise_error=False, retries=())
+                    raise
         finally:
             run.cancel.close()
             self.registry.remove(run.run_id)
+
+    def references(self, user_token, message, application, sink: ev.EventSink, *,
+                   client_address: str | None = None) -> dict:
+        """A references-only answer: the knowledge sources for the question, no model
+        call and nothing stored. Same validation, rate limits and final_message as a
+        run (no proof of work: it opens no conversation)."""
+        data = validate(user_token, message, application, self.max_message_chars)
+        if self.limits is not None:
+            self.limits.admit(data.user_token, client_address, None, check_pow=False)
+        sources = []
+        kb = self.retriever.first_available(self.reference_kbs) if self.retriever else None
+        if kb is not None:
+            for chunk in self.retriever.search(kb, data.message, self.reference_k):
+                if self.reference_filter is None or self.reference_filter(data.message, chunk):
+                    sources.append({"title": chunk.title, "url": chunk.url,
+                                    "snippet": chunk.snippet(), "score": round(chunk.score, 6)})
+        payload = {"message": "", "sources": sources, "run_id": None, "conversation_id": None,
+                   "message_id": None, "status": "succeeded", "usage": None, "tool_calls": [],
+                   "references_only": True}
+        sink.emit(ev.FINAL, payload)
+        return payload
 
     def _serve(self, run: ActiveRun, data: TurnInput, sink: ev.EventSink) -> dict:
         begun = self._wait_turn(run, data.message)
         if not begun.get("ready"):
             # stopped while it waited behind another run: nothing was asked yet
-            outcome = self.store.finish_run(run.run_id, "stopped")
+            outcome = self._finish_or_keep(run, "stopped")
             return self._final(sink, run, AgentResult(), outcome, "stopped")
         sink.emit(ev.RUN_STARTED, {"run_id": run.run_id, "conversation_id": run.conversation_id,
                                    "message_id": begun["message_id"]})
@@ -247,21 +321,29 @@ class Chat:
             if run.cancel.cancelled:
                 status = run.cancel.reason
             else:
-                status, error = "failed", _reason(exc)
+                # one short, generic line: provider error text may echo a key or the prompt
+                status, error = "failed", describe(exc)
                 log.error("run %s failed: %s", run.run_id, error)
         finally:
             run.cancel.close()
+        if status == "succeeded" and result.incomplete and not result.truncated:
+            # the stream ended without a finish_reason: not a complete answer
+            status, error = "failed", "the model's answer was cut off (the stream ended early)"
+            log.error("run %s failed: %s", run.run_id, error)
         if status == "succeeded" and not result.answer.strip():
             status, error = "failed", "the model returned no answer"
+        if result.truncated:
+            error = error or f"the answer reached {self.agent.max_answer_chars} characters and was cut"
+            self._say(result, sink, run.run_id, CUT_NOTE)
         if status in ("failed", "timed_out"):
             if status == "timed_out":
                 error = f"the run took longer than {self.turn_timeout:g} s"
             self._apologize(result, sink, run.run_id)
         TURNS.labels(status).inc()
         TURN_SECONDS.observe(time.monotonic() - started)
-        result.answer = storable(result.answer)
-        outcome = self.store.finish_run(
-            run.run_id, status, question=data.message, answer=result.answer,
+        result.answer = storable(result.answer)  # already storable token by token
+        outcome = self._finish_or_keep(
+            run, status, question=data.message, answer=result.answer,
             sources=result.sources, tool_calls=result.tool_calls,
             input_tokens=result.input_tokens, output_tokens=result.output_tokens, error=error,
             title=None if begun.get("titled") else title_from(data.message),
@@ -287,10 +369,53 @@ class Chat:
             time.sleep(pause)  # green under eventlet: waits for another run, not a test sync
             pause = min(pause * 2, QUEUE_POLL[1])
 
+    def _finish_or_keep(self, run: ActiveRun, status: str, raise_error: bool = True,
+                        retries: tuple = FINISH_RETRIES, **outcome) -> dict:
+        """Store the run's outcome, retrying a moment; if the database still fails, keep it
+        for `retry_unfinished` and raise StoreError (the client is told)."""
+        run.finished = True
+        for pause in (*retries, None):
+            try:
+                return self.store.finish_run(run.run_id, status, **outcome)
+            except NotFound:
+                return {}  # the conversation was deleted meanwhile: nothing to answer
+            except StoreError as exc:
+                failure = exc
+                if pause is None:
+                    break
+                time.sleep(pause)  # green under eventlet: a database blip, not a test sync
+        with self._unfinished_lock:
+            self.unfinished[run.run_id] = {"status": status, **outcome}
+        log.warning("run %s: its outcome is kept until the database is back (%s)",
+                    run.run_id, failure)
+        if raise_error:
+            raise failure
+        return {}
+
+    def retry_unfinished(self) -> int:
+        """Store the outcomes the database refused when their runs ended; how many went."""
+        done = 0
+        for run_id, outcome in list(self.unfinished.items()):
+            args = dict(outcome)
+            status = args.pop("status")
+            try:
+                self.store.finish_run(run_id, status, **args)
+            except NotFound:
+                pass  # deleted meanwhile
+            except StoreError:
+                break  # still down: the watcher tries again later
+            with self._unfinished_lock:
+                self.unfinished.pop(run_id, None)
+            done += 1
+        if done:
+            log.info("stored %d run outcome(s) kept during a database outage", done)
+        return done
+
     @staticmethod
     def _final(sink, run: ActiveRun, result: AgentResult, outcome: dict, status: str) -> dict:
         payload = {
             "message": result.answer,
+            "truncated": result.truncated,
             "sources": result.sources,
             "run_id": run.run_id,
             "conversation_id": run.conversation_id,
@@ -303,13 +428,17 @@ class Chat:
         sink.emit(ev.FINAL, payload)
         return payload
 
-    @staticmethod
-    def _apologize(result: AgentResult, sink, run_id: str) -> None:
+    @classmethod
+    def _apologize(cls, result: AgentResult, sink, run_id: str) -> None:
         """Stream the apology after whatever was already streamed."""
-        text = ("\n\n" if result.answer else "") + APOLOGY
+        cls._say(result, sink, run_id, ("\n\n" if result.answer else "") + APOLOGY)
+
+    @staticmethod
+    def _say(result: AgentResult, sink, run_id: str, text: str) -> None:
+        """Stream `text` as part of the answer."""
         for token in tokens_of(text):
             sink.emit(ev.TOKEN, {"token": token, "run_id": run_id})
-        result.answer += text
+        result.parts.append(text)
 
     def _better_title(self, conversation_id: str, question: str, answer: str) -> None:
         """A short title from the model (small budget); the question's words stay on failure."""
@@ -325,7 +454,7 @@ class Chat:
             if title:
                 self.store.set_auto_title(conversation_id, storable(title))
         except Exception as exc:  # noqa: BLE001 - a title is a nicety
-            log.info("no model title for conversation %s: %s", conversation_id, _reason(exc))
+            log.info("no model title for conversation %s: %s", conversation_id, describe(exc))
 
     # ------------------------------------------------------------------ stop
     def stop(self, user_token, run_id) -> dict:
@@ -385,6 +514,6 @@ def _alive(pid: int) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
-    """One line about a failure, for the log and the run row."""
+    """One line about a failure of ours (storage, a bug), for the log."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:300]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import threading
 from typing import Protocol
 
@@ -44,15 +45,39 @@ class Embedder(Protocol):
     def warm_up(self) -> None: ...
 
 
+def off_the_hub(function, *args):
+    """Run CPU-bound `function` (the local model) on a real OS thread when eventlet
+    has patched the process, so the hub keeps serving every other connection while
+    it computes (torch releases the GIL); inline otherwise."""
+    patcher = sys.modules.get("eventlet.patcher")
+    if patcher is not None and patcher.is_monkey_patched("thread"):
+        from eventlet import tpool
+
+        return tpool.execute(function, *args)
+    return function(*args)
+
+
+def _os_lock():
+    """A lock of the OS threads even under eventlet: the model may load on a
+    thread-pool thread (`knowledge.retrieval.off_the_hub`), where a green lock
+    must not be used."""
+    patcher = sys.modules.get("eventlet.patcher")
+    if patcher is not None and patcher.is_monkey_patched("thread"):
+        return patcher.original("threading").Lock()
+    return threading.Lock()
+
+
 class LocalEmbedder:
     """A sentence-transformers model on the CPU, by default the bundled all-MiniLM-L6-v2."""
+
+    cpu_bound = True  # queries are embedded on a thread-pool thread under eventlet
 
     def __init__(self, model: str = "", batch_size: int = 32, device: str = "cpu"):
         self.model_path = model
         self.batch_size = batch_size
         self.device = device
         self._model = None
-        self._lock = threading.Lock()
+        self._lock = _os_lock()
         name = model.rstrip("/").rsplit("/", 1)[-1] if model else LOCAL_MODEL_NAME
         self._name = name
         self._dimension: int | None = 384 if not model else None
@@ -100,6 +125,7 @@ class LocalEmbedder:
 
     def warm_up(self) -> None:
         self._load()
+        off_the_hub(self._encode, ["warm up"])  # also starts eventlet's thread pool, if any
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         vectors = self._load().encode(

@@ -155,6 +155,10 @@ def read_file(path: Path, relative: str, layout: SiteLayout | None) -> SourceDoc
         return None
     if kind == "markdown":
         title = meta.get("title") or markdown_title(body)
+        summary = meta.get("description")
+        if isinstance(summary, str) and len(summary.strip()) >= 20 and not summary.startswith("TODO"):
+            # the page's own summary opens it: what the page is about, in one or two sentences
+            body = f"{summary.strip()}\n\n{body.lstrip()}"
     elif kind == "rst":
         title = rst_title(body)
     else:

@@ -12,11 +12,22 @@ import logging
 import threading
 import time
 
-from knowledge.embeddings import Embedder, EmbedderError, get_embedder
+from knowledge.embeddings import Embedder, EmbedderError, get_embedder, off_the_hub
 from knowledge.ingest import mismatch
 from storage.base import Chunk, KnowledgeBaseInfo
 
 log = logging.getLogger("jellychat.knowledge")
+
+
+_CPU_SLOTS = threading.Semaphore(1)  # green under eventlet: waiting costs the hub nothing
+
+
+def embed_query(embedder: Embedder, text: str) -> list[float]:
+    """The query's vector; a CPU-bound embedder runs off the hub (`off_the_hub`)."""
+    if getattr(embedder, "cpu_bound", False):
+        with _CPU_SLOTS:  # one at a time: the cores are few, and the hub needs the GIL too
+            return off_the_hub(embedder.embed_query, text)
+    return embedder.embed_query(text)
 
 
 class Retriever:
@@ -76,7 +87,7 @@ class Retriever:
         embedding = None
         if self.uses_vectors(kb):
             try:
-                embedding = self.embedder.embed_query(query)
+                embedding = embed_query(self.embedder, query)
             except Exception as exc:  # noqa: BLE001 - fall back to full text, say why once
                 self.warn_once(
                     f"embedding a question failed ({exc}); searching by full text only",

@@ -33,7 +33,8 @@ def make_store(settings) -> Store:
     from storage.postgres import PostgresStore
 
     if kind == "postgres":
-        return PostgresStore(settings.database_url)
+        return PostgresStore(settings.database_url, request_timeout=settings.db_pool_timeout)
     from storage.embedded import start_embedded_postgres
 
-    return PostgresStore(start_embedded_postgres(settings.data_path))
+    return PostgresStore(start_embedded_postgres(settings.data_path),
+                         request_timeout=settings.db_pool_timeout)

@@ -50,10 +50,12 @@ class QA:
     application: str | None
     date: datetime
     sources: list[dict] = field(default_factory=list)
+    message_id: int | None = None  # the stored answer (chat_messages.id), when known
 
     def to_json(self) -> dict:
         return {
             "id": self.id,
+            "message_id": self.message_id,
             "date": self.date.isoformat(),
             "question": self.question,
             "answer": self.answer,
@@ -243,10 +245,20 @@ class Store(ABC):
 
     def get_conversation(self, token: str, conversation_id: str | None = None,
                          limit: int | None = None) -> dict | None:
-        """The conversation with its messages (None: the default one); None if not the user's."""
-        return self._fn("jelly_get_conversation",
-                        {"p_token": token, "p_id": conversation_id,
-                         "p_limit": None if limit is None else max(0, int(limit))})
+        """The conversation with its messages (None: the default one); None if not the user's.
+
+        Jelly answers carry the user's `feedback` ({rating, comment, updated} or None) and
+        its `rating` alone (what the chat page reads)."""
+        conversation = self._fn("jelly_get_conversation",
+                                {"p_token": token, "p_id": conversation_id,
+                                 "p_limit": None if limit is None else max(0, int(limit))})
+        if conversation:
+            rows = conversation.get("messages") or []
+            ratings = self.feedback_of([m["id"] for m in rows if m.get("type") == "jelly"])
+            for m in rows:
+                m["feedback"] = ratings.get(m["id"]) if m.get("type") == "jelly" else None
+                m["rating"] = m["feedback"]["rating"] if m["feedback"] else None
+        return conversation
 
     def history(self, token: str, limit: int, before: int | None = None) -> dict | None:
         """The newest `limit` messages of the token's default conversation older than
@@ -266,6 +278,27 @@ class Store(ABC):
 
     def delete_conversation(self, token: str, conversation_id: str) -> None:
         self._fn("jelly_delete_conversation", {"p_token": token, "p_id": conversation_id})
+
+    # feedback (supabase/migrations/*_feedback.sql)
+    def set_feedback(self, token: str, message_id: int, rating: str | None,
+                     comment: str | None = None) -> dict:
+        """Rate (or with rating None, un-rate) one of the token's user's Jelly answers;
+        NotFound for any other message. {message_id, rating, comment, updated}."""
+        return self._fn("jelly_set_feedback", {"p_token": token, "p_message_id": message_id,
+                                                "p_rating": rating, "p_comment": comment},
+                        idempotent=True)
+
+    def feedback_of(self, message_ids) -> dict[int, dict]:
+        """{message_id: {rating, comment, updated}} of those messages that are rated."""
+        ids = [int(i) for i in message_ids if i is not None]
+        if not ids:
+            return {}
+        found = self._fn("jelly_feedback_of", {"p_message_ids": ids}) or {}
+        return {int(k): v for k, v in found.items()}
+
+    def feedback_summary(self, since: str | None = None, until: str | None = None) -> list[dict]:
+        """[{application, day, up, down, total}] per application and UTC day, newest first."""
+        return self._fn("jelly_feedback_summary", {"p_since": since, "p_until": until}) or []
 
     @abstractmethod
     def list_qa(self, limit: int, before: datetime | None = None) -> list[QA]:

@@ -7,6 +7,7 @@ PSYCOPG_IMPL=python before importing psycopg, so queries yield to the hub.
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from datetime import datetime
 from urllib.parse import urlparse
@@ -68,12 +69,18 @@ def redact(dsn: str) -> str:
 class PostgresStore(Store):
     name = "postgres"
 
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0):
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0,
+                 request_timeout: float = 1.0):
+        """`timeout`: connecting at startup; `request_timeout`: how long a request waits
+        for a pooled connection before it answers "storage unavailable" (a database
+        outage must answer 503 fast, not after the startup budget)."""
         super().__init__()
         if psycopg is None:
             raise StoreError("PostgreSQL support needs psycopg: pip install -r requirements.txt")
         self.dsn = dsn
         self.timeout = timeout
+        self.request_timeout = request_timeout
+        self._checking = threading.Lock()
         self._vector_indexes: set[int] = set()
         kwargs = {"autocommit": True}
         if is_transaction_pooler(dsn):
@@ -126,34 +133,58 @@ class PostgresStore(Store):
     def _fn(self, name, params, *, idempotent=True):
         args = ", ".join(f"{key} => %({key})s" for key in params)
         values = {k: Jsonb(v) if isinstance(v, (dict, list)) else v for k, v in params.items()}
-        with self._connection() as conn:
-            try:
-                return conn.execute(f"select public.{name}({args})", values).fetchone()[0]
-            except psycopg.Error as exc:
-                code = exc.sqlstate or ""
-                if code.startswith("JL"):
-                    diag = exc.diag
-                    raise self.function_error(code, diag.message_primary or str(exc),
-                                              diag.message_detail) from None
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise StoreError(f"{name} failed: {first}") from exc
+        for attempt in (1, 2):
+            with self._connection() as conn:
+                try:
+                    return conn.execute(f"select public.{name}({args})", values).fetchone()[0]
+                except psycopg.OperationalError as exc:
+                    # a connection the database dropped (it restarted): idempotent calls
+                    # go once more, on a connection the pool has checked
+                    self._drop_dead_connections()
+                    if idempotent and attempt == 1:
+                        continue
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    raise StoreError(f"{name} failed: {first}") from None
+                except psycopg.Error as exc:
+                    code = exc.sqlstate or ""
+                    if code.startswith("JL"):
+                        diag = exc.diag
+                        raise self.function_error(code, diag.message_primary or str(exc),
+                                                  diag.message_detail) from None
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    raise StoreError(f"{name} failed: {first}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _drop_dead_connections(self) -> None:
+        """After a lost connection, test the idle ones so that each request after a
+        database restart does not find its own dead connection (one check at a time)."""
+        if not self._checking.acquire(blocking=False):
+            return
+        try:
+            self.pool.check()
+        except Exception as exc:  # noqa: BLE001 - best effort; the next request reports
+            self.logger.debug("pool check failed: %s", exc)
+        finally:
+            self._checking.release()
 
     @contextmanager
     def _connection(self):
-        """A pooled connection; pool exhaustion and lost connections become StoreError."""
+        """A pooled connection; pool exhaustion and lost connections become StoreError,
+        within `request_timeout`."""
         try:
-            with self.pool.connection(timeout=self.timeout) as conn:
+            with self.pool.connection(timeout=self.request_timeout) as conn:
                 yield conn
         except PoolTimeout:
             raise StoreError("no database connection became free in time") from None
         except psycopg.OperationalError as exc:
+            self._drop_dead_connections()
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise StoreError(f"the database connection failed: {first}") from None
 
     def list_qa(self, limit, before: datetime | None = None) -> list[QA]:
         with self._connection() as conn:
             rows = conn.execute(
-                "select id, question, answer, application, created_at, sources from qa"
+                "select id, question, answer, application, created_at, sources, message_id from qa"
                 " where (%(before)s::timestamptz is null or created_at < %(before)s)"
                 " order by created_at desc, id desc limit %(limit)s",
                 {"before": before, "limit": limit},

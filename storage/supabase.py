@@ -307,14 +307,15 @@ class SupabaseStore(Store):
 
     def list_qa(self, limit, before: datetime | None = None) -> list[QA]:
         def request():
-            query = self.client.table("qa").select("id,question,answer,application,created_at,sources")
+            query = self.client.table("qa").select(
+                "id,question,answer,application,created_at,sources,message_id")
             if before is not None:
                 query = query.lt("created_at", before.isoformat())
             return query.order("created_at", desc=True).order("id", desc=True).limit(limit)
 
         return [
             QA(r["id"], r["question"], r["answer"], r["application"], _when(r["created_at"]),
-               r["sources"])
+               r["sources"], r.get("message_id"))
             for r in self._rows("list_qa", request)
         ]
 

@@ -198,3 +198,34 @@ def test_knowledge_packages_do_not_import_flask():
             "tools.knowledge; assert 'flask' not in sys.modules, 'flask imported'")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("question", "page", "within"),
+    [
+        ("what is DeFiChain?", "/docs/auto/Introduction", 1),  # the page that defines it, not an app's page
+        ("what is a vault", "/docs/auto/Vaults_Loans", 1),
+        ("how do i back up my wallet", "/docs/auto/Backup_Wallet", 3),  # "back up" is "backup" on the page
+    ],
+)
+def test_ranking_prefers_definitions_titles_and_page_openings(wiki_server, question, page, within):
+    results = wiki_server.get("/kb/search", params={"q": question, "k": 10}).json()["results"]
+    pages = list(dict.fromkeys(r["source"].split("#")[0] for r in results))
+    assert any(p.endswith(page) for p in pages[:within]), pages[:5]
+
+
+def test_masternode_answer_quotes_the_figure_and_defichain_is_defined(wiki_server):
+    body = wiki_server.post("/user_message", {
+        "user_token": token(), "message": "how much dfi do you need for a masternode",
+    }).json()
+    assert "20,000" in body["response"]
+    body = wiki_server.post("/user_message", {"user_token": token(), "message": "what is defichain"}).json()
+    assert "DeFiChain is a decentralized blockchain" in body["response"]
+    assert body["sources"][0]["url"].endswith("/docs/auto/Introduction")
+
+
+def test_a_question_the_wiki_cannot_answer_says_so_and_cites_nothing(wiki_server):
+    body = wiki_server.post("/user_message", {
+        "user_token": token(), "message": "who painted the mona lisa",
+    }).json()
+    assert "doesn't cover" in body["response"] and body["sources"] == []

@@ -37,7 +37,7 @@ def test_tool_call_then_streamed_answer(openai_server, llm):
     assert names[0] == "tool_start"
     assert names.index("tool_start") < names.index("final_answer_token")
     assert names[-1] == "final_message"
-    assert len(result.of("final_answer_token")) > 3  # streamed, not one block
+    assert len(result.of("final_answer_token")) > 1  # streamed (tokens that arrive together go as one)
     assert result.tokens == result.final["message"]
     assert "600.6" in result.final["message"]
     # the model was called twice: the tool call, then the answer from the tool result
@@ -69,5 +69,5 @@ def test_llm_failure_gives_streamed_apology(openai_server):
     assert [m["type"] for m in history] == ["jelly", "human", "jelly"]
     assert history[-1]["content"] == result.final["message"]
     log = openai_server.log()
-    assert "failed: " in log and "Error code: 500" in log  # one line, the cause
+    assert "failed: " in log and "answered HTTP 500" in log  # one line, the cause
     assert "sk-test-secret-value" not in log

@@ -368,6 +368,50 @@ def case_knowledge_search(b: Backend):
     return [text, hybrid, only_vector]
 
 
+def case_feedback(b: Backend):
+    """A user rates their own answers only; null withdraws; ratings show in the
+    transcript and the Q&A list; the summary counts per application and day."""
+    store = b.store
+    _, begun, first = ask(store, "rater", "What is DFI?", "A coin.", application="web")
+    _, _, second = ask(store, "rater", "And DUSD?", "A stable token.", application="web")
+    _, _, other = ask(store, "someone", "Hi?", "Hello.", application="telegram")
+    rated = store.set_feedback("rater", first["message_id"], "down", "too short ✂️")
+    assert rated["rating"] == "down" and rated["comment"] == "too short ✂️" and rated["updated"]
+    again = store.set_feedback("rater", first["message_id"], "up", None)  # a change of mind
+    assert again["rating"] == "up" and again["comment"] is None
+    store.set_feedback("rater", second["message_id"], "down")
+    store.set_feedback("someone", other["message_id"], "up")
+    for token, message_id in (("someone", first["message_id"]),  # another user's answer
+                              ("rater", begun["message_id"]),  # a question, not an answer
+                              ("rater", 999_999), ("nobody", first["message_id"])):
+        with pytest.raises(NotFound):
+            store.set_feedback(token, message_id, "up")
+    rows = store.get_conversation("rater")["messages"]
+    answers = [m for m in rows if m["type"] == "jelly"]
+    assert answers[0]["feedback"] is None  # the greeting
+    assert answers[1]["feedback"]["rating"] == "up" and answers[2]["feedback"]["rating"] == "down"
+    assert all(m["feedback"] is None for m in rows if m["type"] != "jelly")
+    qa = store.list_qa(10)
+    assert [q.message_id for q in qa] == [other["message_id"], second["message_id"],
+                                          first["message_id"]]
+    ratings = store.feedback_of([q.message_id for q in qa] + [None])
+    assert {k: v["rating"] for k, v in ratings.items()} == {
+        first["message_id"]: "up", second["message_id"]: "down", other["message_id"]: "up"}
+    day = datetime.now(UTC).date().isoformat()
+    summary = store.feedback_summary()
+    assert summary == [
+        {"application": "telegram", "day": day, "up": 1, "down": 0, "total": 1},
+        {"application": "web", "day": day, "up": 1, "down": 1, "total": 2},
+    ]
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    assert store.feedback_summary(since=future) == []
+    withdrawn = store.set_feedback("rater", second["message_id"], None)
+    assert withdrawn["rating"] is None
+    assert store.feedback_of([second["message_id"]]) == {}
+    assert store.feedback_of([]) == {}
+    return normal([rated, again, summary, [m["feedback"] for m in answers]])
+
+
 def case_tool_rows_of_the_pre_run_format(b: Backend):
     store = b.store
     ask(store, "legacy", "What is 6 * 7?", "It is 42.")
@@ -391,7 +435,8 @@ CASES = [case_run_stores_question_tools_answer_and_title, case_runs_of_a_convers
          case_multitask_reject_interrupt_and_stop, case_conversations,
          case_recovery_answers_questions_of_dead_processes, case_finish_is_atomic,
          case_qa_newest_first_with_paging, case_counts, case_history_longer_than_one_page,
-         case_knowledge_documents, case_knowledge_search, case_tool_rows_of_the_pre_run_format]
+         case_knowledge_documents, case_knowledge_search, case_tool_rows_of_the_pre_run_format,
+         case_feedback]
 CASE_IDS = [c.__name__.removeprefix("case_") for c in CASES]
 
 

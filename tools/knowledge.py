@@ -9,7 +9,9 @@ When a kb has not been ingested, the bundled starter kb answers instead.
 from __future__ import annotations
 
 import logging
+import math
 import re
+import textwrap
 
 from langchain_core.tools import StructuredTool
 
@@ -32,15 +34,27 @@ _STOPWORDS = set(
     into is it its me my of on or our please should so than that the their them then there these
     this to us was we what when where which who why will with would you your about tell explain
     much many one any some way does doing done want know need needed like also just use using
-    get make go there here""".split()
+    get make go there here up""".split()
 )
 # kept for scoring even though they are stop-ish: they carry the question's topic
 _KEEP = {"need", "many", "much"}
 
 
+# spellings users type, joined into the word the pages use (as kb_normalise_query does in SQL)
+SPELLINGS = [
+    (r"\bback(?:ing|ed)?\s+up\b", "backup"),
+    (r"\bset(?:ting)?\s+up\b", "setup"),
+    (r"\blog(?:ging|ged)?\s+in\b", "login"),
+    (r"\bmaster\s+nodes?\b", "masternode"),
+]
+
+
 def _words(text: str) -> set[str]:
     words = set()
-    for raw in re.findall(r"[a-z0-9][a-z0-9,.'-]*", text.lower()):
+    text = text.lower()
+    for pattern, joined in SPELLINGS:
+        text = re.sub(pattern, joined, text)
+    for raw in re.findall(r"[a-z0-9][a-z0-9,.'-]*", text):
         word = raw.strip(".,'-")
         if not word or (word in _STOPWORDS and word not in _KEEP):
             continue
@@ -104,7 +118,29 @@ def parse_results(text: str) -> list[tuple[str, str | None, str]]:
     return passages
 
 
-_WHAT_IS = re.compile(r"^\s*what(?:'s|\s+is|\s+are)\s+(?:an?\s+|the\s+)?(.+?)[\s?.!]*$", re.I)
+_WHAT_IS = re.compile(r"^\s*(?:what(?:'s|s|\s+is|\s+are)|define|explain)\s+(?:an?\s+|the\s+)?(.+?)[\s?.!]*$",
+                      re.I)
+# words that shape a question without naming its topic; they neither pick a
+# passage nor count towards "the knowledge base covers this"
+_NOT_TOPIC = set(
+    """first last best good bad way thing things work works happen happens mean means difference
+    anything something someone people become became tell know possible still now today right
+    always never ever really pls please help thank thanks much many need needed""".split()
+)
+
+
+def _stem(word: str) -> str:
+    """A crude stem: "launched" and "launch" lose their endings, "collateralization"
+    and "collateral" meet at their first 7 letters."""
+    for suffix in ("ing", "ed", "es", "s", "e"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    return word[:7]
+
+
+def _topic(text: str) -> set[str]:
+    return {_stem(w) for w in _words(text) if w not in _NOT_TOPIC}
 
 
 def _definition(question: str):
@@ -112,55 +148,158 @@ def _definition(question: str):
     match = _WHAT_IS.match(question)
     if not match:
         return None
-    subject = r"\W+".join(re.escape(w) for w in re.findall(r"\w+", match.group(1)))
-    if not subject:
+    words = re.findall(r"\w+", match.group(1))
+    if not words or len(words) > 5:
         return None
+    words[-1] = re.sub(r"s$", "", words[-1])
+    subject = r"\W+".join(re.escape(w) for w in words)
     return re.compile(rf"^\W*(?:the\s+|an?\s+)?\W*{subject}s?\W*(?:\([^)]*\)\s*)?"
-                      rf"(?:is|are|means|refers to|describes)\b", re.I)
+                      rf"(?:(?:is|are)\s+(?:a|an|the|one|short|similar|like|called|known)\b"
+                      rf"|means|refers to|describes|stands for)", re.I)
+
+
+# What a question asks for, and what a sentence that answers it contains:
+# (question pattern, sentence pattern, bonus when present, factor when absent).
+QUOTE_RULES = [
+    (r"\bhow (many|much)\b|\bminimum\b|\bmaximum\b|\bamount\b|\bcost|\bfees?\b|\bratio\b|\bpercent",
+     r"\d", 1.0, 0.5),
+    (r"\bwhen\b|\bwhat year\b|\bsince when\b", r"\b(19|20)\d\d\b|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|"
+     r"nov|dec)[a-z]*\b", 1.5, 0.7),
+    (r"\bwho\b", r"\b[A-Z][a-z]+ [A-Z][a-z]+\b", 1.0, 0.8),
+    (r"\bhow (do|can|to|should)\b|\bhow\s+i\b", r"\b(click|go to|open|enter|select|run|use|type|command|"
+     r"download|install|choose)\b", 0.5, 1.0),
+]
+_JUNK = re.compile(r"[{}]|^:::|^\W*$|\bTODO\b")
+
+
+def _sentence_score(question: str, wanted: set[str], weights: dict, sentence: str, quote: str) -> float:
+    """How well `sentence` (quoted as `quote`, with what follows it) answers the question."""
+    words = _topic(sentence)
+    score = sum(weights.get(w, 1.0) for w in wanted & words)
+    if not score:
+        return 0.0
+    for ask, has, bonus, otherwise in QUOTE_RULES:
+        if re.search(ask, question, re.I):
+            flags = 0 if ask == r"\bwho\b" else re.I  # names are capitalised
+            score = score + bonus if re.search(has, quote, flags) else score * otherwise
+    if _JUNK.search(sentence) or len(sentence.split()) < 4:
+        score *= 0.3
+    return score
+
+
+def coverage(question: str, text: str) -> float:
+    """The share of the question's topic words that `text` contains (1.0 without topic words)."""
+    wanted = _topic(question)
+    return len(wanted & _topic(text)) / len(wanted) if wanted else 1.0
+
+
+_ABOUT = r"\bwhat (does|do) .+ do\b|\bwhat (is|are|'s) .+ (for|about)\b|\bwhat (is|are) .+ used for\b"
+COVERED = 0.5  # a passage must hold at least this share of the question's topic words
+RANK_STEP = 0.3  # each lower-ranked passage counts this much less
+QUOTE_LENGTH = 220  # characters of context quoted after the best sentence
 
 
 def best_quote(question: str, passages) -> tuple[str, str | None, str] | None:
-    """(heading, link, quote): the sentence(s) that share most words with the question
-    (and whose heading does), favouring higher-ranked passages, definitions for
-    "what is" questions and numbers for "how many/much" questions."""
-    wanted = _words(question)
+    """(heading, link, quote): the sentence that best answers the question, with the
+    sentence(s) after it for context. Question words weigh by how rare they are
+    among the passages; higher-ranked passages, definitions for "what is X" and
+    the kind of fact the question asks for (a number, a date, a name, a step)
+    weigh more. None when no passage covers the question's topic."""
+    wanted = _topic(question)
     if not wanted:
         return None
-    wants_number = bool(re.search(r"\bhow (many|much)\b|\bminimum\b|\bamount\b|\bcost", question, re.I))
+    split = [(heading, link, _sentences(body), body) for heading, link, body in passages]
+    every = [_topic(sentence) for _, _, sentences, _ in split for sentence in sentences]
+    weights = {w: 1.0 + math.log((len(every) + 1) / (1 + sum(1 for s in every if w in s))) for w in wanted}
     defines = _definition(question)
+    about = defines is not None or re.search(_ABOUT, question, re.I) is not None
     best = None
-    for rank, (heading, link, body) in enumerate(passages):
-        sentences = _sentences(body)
-        in_heading = len(wanted & _words(heading))
+    for rank, (heading, link, sentences, body) in enumerate(split):
+        if coverage(question, heading + " " + body) < COVERED:
+            continue
+        in_heading = sum(weights[w] for w in wanted & _topic(heading))
         for i, sentence in enumerate(sentences):
-            overlap = len(wanted & _words(sentence))
-            if not overlap:
+            quote = _with_context(sentences, i)
+            score = _sentence_score(question, wanted, weights, sentence, quote)
+            if not score:
                 continue
-            score = (overlap + 0.3 * in_heading) * (1.0 - 0.12 * rank) - 0.01 * i
-            if wants_number:  # "how many ...?" wants a sentence with a number
-                score = score + 1.0 if re.search(r"\d", sentence) else score * 0.5
+            score = (score + 0.3 * in_heading) * (1.0 - RANK_STEP * rank) - 0.01 * i
             if defines and defines.search(sentence):
-                score += 2.0
+                score += 3.0
+            if about and i == 0 and "›" not in heading:
+                score += 1.0  # a page's opening says what its subject is and does
             if best is None or score > best[0]:
-                quote = sentence
-                if len(quote) < 90 and i + 1 < len(sentences):
-                    quote += " " + sentences[i + 1]
                 best = (score, heading, link, quote)
     if best is None:
         return None
     return best[1], best[2], best[3]
 
 
-def _offline_answer(label: str):
+def _with_context(sentences: list[str], i: int, length: int = QUOTE_LENGTH) -> str:
+    """Sentence `i` and the ones after it, up to about `length` characters (a list
+    announced by "...:" comes along)."""
+    quote = sentences[i]
+    for following in sentences[i + 1:i + 4]:
+        if len(quote) >= length and not quote.endswith(":"):
+            break
+        quote += " " + following
+    return quote
+
+
+# --- code: DefichainPython how-tos quote the snippet ------------------------------------------
+
+_DOCTEST = re.compile(r"(?:^>>> .*\n?(?:^(?!>>>|\s*$).*\n?)*)+", re.M)
+_CODE_BLOCK = re.compile(r"^\.\. code-block::[^\n]*\n\s*\n((?:^(?:[ \t]+.*|\s*)\n?)+)", re.M)
+_CODE_LIKE = re.compile(r"\w\(|\bimport\b|\bpip\b|^\s*\w[\w.]*\s*=", re.M)
+_FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
+
+
+def _snippets(body: str) -> list[str]:
+    found = [m.group(0) for m in _DOCTEST.finditer(body)]
+    found += [textwrap.dedent(m.group(1)) for m in _CODE_BLOCK.finditer(body)]
+    found += [m.group(1) for m in _FENCE.finditer(body)]
+    return [s.strip("\n") for s in found if _CODE_LIKE.search(s)]
+
+
+def _code_words(text: str) -> set[str]:
+    """Words of code, split at dots, underscores and camelCase: "listToken" -> list, token."""
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", text).replace("_", " ").replace(".", " ")
+    return _topic(spaced)
+
+
+def best_snippet(question: str, passages) -> tuple[str, str | None, str] | None:
+    """(heading, link, code): the code example that shares most words with the question."""
+    wanted = _code_words(question) - {"python", "code", "snippet", "example", "library", "script"}
+    best = None
+    for rank, (heading, link, body) in enumerate(passages):
+        for snippet in _snippets(body):
+            overlap = len(wanted & (_code_words(snippet) | _topic(heading)))
+            calls = len(re.findall(r"\w\(", snippet))  # an example that does something, not only imports
+            score = (overlap + 0.2 * min(calls, 5)) * (1.0 - 0.1 * rank)
+            if overlap and (best is None or score > best[0]):
+                best = (score, heading, link, snippet)
+    return None if best is None else best[1:]
+
+
+NOT_COVERED = "doesn't cover this, as far as I can find"
+
+
+def _offline_answer(label: str, code: bool = False):
     def answer(question: str, result: str) -> str:
         if result.startswith(NOTHING_FOUND):
             return (
-                f"I couldn't find anything about that in the {label} 🪼. "
+                f"I couldn't find anything about that in the {label}: it {NOT_COVERED} 🪼. "
                 "Could you rephrase it, or ask about masternodes, DFI, the DEX, vaults or loans?"
             )
-        quote = best_quote(question, parse_results(result))
+        passages = parse_results(result)
+        snippet = best_snippet(question, passages) if code else None
+        if snippet is not None:
+            heading, link, text = snippet
+            where = f"{heading}" + (f" ({link})" if link else "")
+            return f"Here's how, from the {label} 🐍\n\n```python\n{text}\n```\n\nSource: {where}"
+        quote = best_quote(question, passages)
         if quote is None:
-            return f"I looked in the {label} but found nothing that answers this directly 🪼."
+            return f"I looked in the {label}, but it {NOT_COVERED} 🪼."
         heading, link, text = quote
         where = f"{heading}" + (f" ({link})" if link else "")
         return f"Here's what the {label} says 📚\n\n> {text}\n\nSource: {where}"
@@ -179,11 +318,18 @@ def _route_python(text: str, history) -> dict | None:
     return {"question": text.strip()} if _is_python_question(text) else None
 
 
+def _chunk_text(chunk) -> str:
+    return " ".join((chunk.title, chunk.metadata.get("section") or "", chunk.content))
+
+
 def _relevant(question: str, chunk) -> bool:
     """A chunk shares at least one meaningful word with the question (in its text,
     title or section), so off-topic questions get no sources."""
     text = " ".join((chunk.title, chunk.metadata.get("section") or "", chunk.content))
     return bool(_words(question) & _words(text))
+
+
+is_relevant = _relevant  # public: references-only answers apply the same rule
 
 
 def _sources(chunks) -> list[dict]:
@@ -199,13 +345,16 @@ def _sources(chunks) -> list[dict]:
 
 
 def make_knowledge_tool(retriever: Retriever, *, name: str, label: str, kbs: tuple[str, ...],
-                        description: str, friendly: str, priority: int, route, k: int):
+                        description: str, friendly: str, priority: int, route, k: int,
+                        code: bool = False):
     def run(question: str):
         kb = retriever.first_available(kbs)
         if kb is None:
             return (f"{NOTHING_FOUND} in the {label}: it has not been ingested yet "
                     f"(make ingest SOURCE=... KB={kbs[0]})."), {"sources": []}
         chunks = [c for c in retriever.search(kb, question, k) if _relevant(question, c)]
+        if not any(coverage(question, _chunk_text(c)) >= COVERED for c in chunks):
+            chunks = []  # nothing here is about the question's topic: say so, cite nothing
         label_used = label if kb == kbs[0] else f"{label} (starter knowledge base)"
         return format_results(label_used, question, chunks), {"sources": _sources(chunks), "kb": kb}
 
@@ -218,16 +367,13 @@ def make_knowledge_tool(retriever: Retriever, *, name: str, label: str, kbs: tup
             "friendly": friendly,
             "offline_priority": priority,
             "offline_route": route,
-            "offline_answer": _offline_answer(label),
+            "offline_answer": _offline_answer(label, code=code),
         },
     )
 
 
-def make_tools(settings, store) -> list:
-    retriever = get_retriever(settings, store)
-    k = settings.knowledge_top_k
-    wiki = make_knowledge_tool(
-        retriever,
+SPECS = [
+    dict(
         name="defichain_wiki_knowledge",
         label="DeFiChain wiki",
         kbs=WIKI_KBS,
@@ -240,10 +386,8 @@ def make_tools(settings, store) -> list:
         friendly="Let me look that up in the DeFiChain wiki 📚",
         priority=90,
         route=_route_wiki,
-        k=k,
-    )
-    python = make_knowledge_tool(
-        retriever,
+    ),
+    dict(
         name="defichainpython_knowledge",
         label="DefichainPython documentation",
         kbs=PYTHON_KBS,
@@ -254,8 +398,13 @@ def make_tools(settings, store) -> list:
             "numbered passages with their titles; answer only from them."
         ),
         friendly="Let me check the DefichainPython docs 🐍",
-        priority=80,
+        priority=20,  # before the Ocean: "how do I read a balance in Python" is a how-to
         route=_route_python,
-        k=k,
-    )
-    return [wiki, python]
+        code=True,  # the offline answer quotes the code example
+    ),
+]
+
+
+def make_tools(settings, store) -> list:
+    retriever = get_retriever(settings, store)
+    return [make_knowledge_tool(retriever, k=settings.knowledge_top_k, **spec) for spec in SPECS]

@@ -7,40 +7,38 @@ answered (`requested` the one asked for).
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import jsonify
+from flask_openapi3 import APIBlueprint, Tag
 
 from agent.turn import InvalidInput
 from knowledge.ingest import check_kb_name
 from knowledge.retrieval import get_retriever
 from tools.knowledge import PYTHON_KBS, WIKI_KBS
-from web.rest import int_arg
+from web import schemas as s
+from web.rest import COMMON
 from web.services import get_chat, get_settings
 
-bp = Blueprint("kb", __name__)
+bp = APIBlueprint("kb", __name__, abp_responses=COMMON)
+KNOWLEDGE = Tag(name="knowledge", description="The knowledge bases Jelly answers from")
 
-MAX_K = 50
 MAX_QUERY_CHARS = 1000
 # the bases searched in turn for a requested kb, as the chat tools do
 FALLBACKS = {kbs[0]: kbs for kbs in (WIKI_KBS, PYTHON_KBS)}
 
 
-def _params() -> tuple[str, str, int]:
-    query = (request.args.get("q") or "").strip()
-    if not query:
+@bp.get("/kb/search", tags=[KNOWLEDGE], responses={200: s.KBSearchOut, 404: s.ErrorOut})
+def search(query: s.KBSearchQuery):
+    """The best chunks of a knowledge base for a query (hybrid or full-text search)."""
+    text = query.q.strip()
+    if not text:
         raise InvalidInput("q", "'q' (the search text) is required")
-    if len(query) > MAX_QUERY_CHARS:
+    if len(text) > MAX_QUERY_CHARS:
         raise InvalidInput("q", f"'q' is longer than {MAX_QUERY_CHARS} characters")
-    kb = request.args.get("kb", "wiki")
+    requested = query.kb
     try:
-        check_kb_name(kb)
+        check_kb_name(requested)
     except ValueError as exc:
         raise InvalidInput("kb", str(exc)) from None
-    return query, kb, int_arg("k", 5, 1, MAX_K)
-
-
-@bp.get("/kb/search")
-def search():
-    query, requested, k = _params()
     retriever = get_retriever(get_settings(), get_chat().store)
     kb = retriever.first_available(FALLBACKS.get(requested, (requested,)))
     if kb is None:
@@ -50,9 +48,9 @@ def search():
                      f"create it with: make ingest SOURCE=... KB={requested}",
         }), 404
     mode = "hybrid" if retriever.uses_vectors(kb) else "full-text"
-    chunks = retriever.search(kb, query, k)
+    chunks = retriever.search(kb, text, query.k)
     return jsonify({
-        "query": query,
+        "query": text,
         "kb": kb,
         "requested": requested,
         "fallback": kb != requested,

@@ -133,7 +133,7 @@ class Limits:
                             "key of this process only (set one when several processes serve)")
 
     def admit(self, token: str, address: str | None, conversation_id: str | None,
-              proof=None) -> None:
+              proof=None, *, check_pow: bool = True) -> None:
         """Count one turn, or raise RateLimited / InvalidInput('pow'); a turn refused
         here is not counted."""
         checks = [(item, "user_token", token) for item in self.per_token]
@@ -146,7 +146,7 @@ class Limits:
                     raise RateLimited(
                         f"too many messages (at most {item} per {scope.replace('_', ' ')}); "
                         "try again later", math.ceil(reset - time.time()), scope)
-            if self.pow is not None:
+            if self.pow is not None and check_pow:
                 self._check_pow(token, conversation_id, proof)
             for item, scope, key in checks:
                 self.limiter.hit(item, "jelly-turns", scope, key)

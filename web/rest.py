@@ -1,13 +1,20 @@
-"""REST transport: the chat turn over HTTP, history, Q&A pairs, counts, health."""
+"""REST transport: the chat turn over HTTP (JSON or Server-Sent Events), history,
+conversations, feedback, Q&A pairs, counts, health.
+
+Routes are declared with flask-openapi3: the pydantic models of web/schemas.py
+validate each request and make up /openapi.json.
+"""
 
 from __future__ import annotations
 
 import hmac
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Response, jsonify, request
+from flask_openapi3 import APIBlueprint, Tag
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from agent.events import CollectingSink
@@ -15,46 +22,110 @@ from agent.persona import GREETING
 from agent.turn import InvalidInput, validate_id, validate_title, validate_token
 from storage import Busy, NotFound, StoreError
 from version import __version__
+from web import schemas as s
 from web.input import parse_json_body
 from web.services import Draining, get_chat, get_settings, refuse_if_draining
 
 log = logging.getLogger("jellychat.rest")
 
-bp = Blueprint("rest", __name__)
+CHAT = Tag(name="chat", description="Ask Jelly; history in the JellyChat protocol")
+CONVERSATIONS = Tag(name="conversations", description="A user's conversations and runs")
+FEEDBACK = Tag(name="feedback", description="Ratings of Jelly's answers")
+ADMIN = Tag(name="admin", description="Every user's data: `Authorization: Bearer ADMIN_API_KEY`")
+SERVICE = Tag(name="service", description="Health, metrics and counts")
+ADMIN_AUTH = [{"admin": []}]
+
+# every route may answer these; routes add their own (404, 409, 401, 403)
+COMMON = {400: s.ErrorOut, 415: s.ErrorOut, 503: s.ErrorOut}
+NOT_FOUND = {404: s.ErrorOut}
+ADMIN_ERRORS = {401: s.ErrorOut, 403: s.ErrorOut}
+
+bp = APIBlueprint("rest", __name__, abp_responses=COMMON)
 
 MAX_PAGE = 500
+MAX_COMMENT_CHARS = 2000
 HISTORY_PAGE = 200  # /history rows without `limit`: the recent chat (the whole chat was 12.8 MB
-MAX_HISTORY_PAGE = 1000  # after 3,000 turns); older rows page back with `before`
+# after 3,000 turns); older rows page back with `before` (web/schemas.py caps `limit`)
 
 
 def _error(message: str, status: int, **extra):
     return jsonify({"error": message, **extra}), status
 
 
-def _json_body() -> dict:
-    return parse_json_body()  # 415 / 413 / 400 (bad JSON, too deep, lone surrogates)
+def validation_error(exc: ValidationError):
+    """flask-openapi3's answer to a request its models reject: our 400 `{error, field}`."""
+    first = exc.errors(include_url=False)[0] if exc.error_count() else {}
+    loc = [str(p) for p in first.get("loc", ())]
+    if not loc or first.get("type") == "model_type":
+        if request.get_data() and request.get_json(silent=True) is None:
+            body = jsonify({"error": "the request body is not valid JSON", "field": "body"})
+        else:
+            body = jsonify({"error": "the request body must be a JSON object", "field": "body"})
+    else:
+        field = loc[0]
+        kind = first.get("type", "")
+        if kind == "missing":
+            text = f"'{field}' is required"
+        elif kind in ("string_too_short", "string_pattern_mismatch") and field != "before":
+            text = f"'{field}' must not be empty"
+        else:
+            text = f"'{field}': {first.get('msg', 'is not valid')}"
+        body = jsonify({"error": text, "field": field})
+    body.status_code = 400
+    return body
 
 
-def user_token(data: dict | None = None) -> str:
+@bp.before_request
+def _json_bodies_only():
+    """A body that is sent must be a JSON object: 415 / 413 / 400 (bad JSON, too deep,
+    lone surrogates) before the models read it."""
+    if request.method in ("POST", "PATCH", "PUT") and request.get_data(cache=True):
+        parse_json_body()
+
+
+def user_token(data=None) -> str:
     """The caller's token: the X-User-Token header, else `user_token` in the JSON body."""
     token = request.headers.get("X-User-Token")
     if token is None and data is not None:
-        token = data.get("user_token")
+        token = data.get("user_token") if isinstance(data, dict) else data.user_token
     if token is None:
         raise InvalidInput("user_token", "'user_token' is required: send the 'X-User-Token' header")
     return validate_token(token)
 
 
-@bp.post("/user_message")
-def user_message():
-    data = _json_body()
+def _wants_stream(body: s.UserMessageIn) -> bool:
+    return body.stream or request.accept_mimetypes.best == "text/event-stream"
+
+
+@bp.post("/user_message", tags=[CHAT], responses={200: s.UserMessageOut, 404: s.ErrorOut,
+                                                  409: s.ErrorOut})
+def user_message(body: s.UserMessageIn, header: s.TokenHeader):
+    """Ask Jelly: the whole answer as JSON, or the run's events as Server-Sent Events.
+
+    Send `Accept: text/event-stream` (or `"stream": true`) to stream; refusals
+    (400, 404, 409) still come as plain JSON before any stream starts.
+    `"references_only": true` answers with the knowledge sources only, no model.
+    """
     refuse_if_draining()
-    sink = CollectingSink()
-    final = get_chat().turn(
-        user_token(data), data.get("message"), data.get("application"), sink,
-        conversation_id=data.get("conversation_id"), client_address=request.remote_addr,
-        proof=data.get("pow"),
-    )
+    chat = get_chat()
+    token = user_token(body)
+    admission = {"client_address": request.remote_addr, "proof": body.pow}
+    if body.references_only:
+        final = chat.references(token, body.message, body.application, CollectingSink(),
+                                client_address=request.remote_addr)
+        if _wants_stream(body):  # the one event a references-only answer has
+            from web.sse import frame
+
+            return Response(frame("final_message", final), mimetype="text/event-stream")
+    elif _wants_stream(body):
+        from web.sse import stream_run  # the transport of the streaming answer
+
+        started = chat.start(token, body.message, body.application,
+                             conversation_id=body.conversation_id, **admission)
+        return stream_run(chat, started, get_settings())
+    else:
+        final = chat.turn(token, body.message, body.application, CollectingSink(),
+                          conversation_id=body.conversation_id, **admission)
     return jsonify({"response": final["message"], **{k: v for k, v in final.items() if k != "message"}})
 
 
@@ -66,15 +137,15 @@ def history_row(message: dict, user_id) -> dict:
             "timestamp": message["created"], "application": message["application"]}
 
 
-@bp.post("/history")
-def history():
+@bp.post("/history", tags=[CHAT], responses={200: s.HistoryOut})
+def history(body: s.HistoryIn, query: s.HistoryQuery, header: s.TokenHeader):
     """The default conversation's rows, as the JellyChat clients read them: the newest
-    `limit` (default HISTORY_PAGE), oldest first; `before` (a row id, from the
-    X-Next-Before header) pages back. Query parameters or body fields."""
-    data = _json_body()
-    token = user_token(data)
-    limit = int_arg("limit", HISTORY_PAGE, 1, MAX_HISTORY_PAGE, data)
-    before = int_arg("before", 0, 1, 2**63 - 1, data) if _given("before", data) else None
+    `limit` (default 200, at most 1,000), oldest first. Header `X-Next-Before`, when
+    older rows exist, is the `before` (a row id) of the page before. `limit` and
+    `before` may come in the body or the query."""
+    token = user_token(body)
+    limit = body.limit or query.limit or HISTORY_PAGE
+    before = body.before or query.before
     conversation = get_chat().store.history(token, limit, before)
     if conversation is None or (not conversation["messages"] and before is None):
         # a new visitor (not created by reading), or one whose chat is empty (an original
@@ -88,59 +159,78 @@ def history():
     return response
 
 
-def _given(name: str, data: dict | None = None) -> bool:
-    return name in request.args or (data is not None and data.get(name) is not None)
-
-
-@bp.get("/conversations")
-def list_conversations():
-    limit = int_arg("limit", 20, 1, 100)
-    before = _timestamp_arg("before")
-    items = get_chat().store.list_conversations(user_token(), limit, before)
+@bp.get("/conversations", tags=[CONVERSATIONS], responses={200: s.ConversationListOut})
+def list_conversations(query: s.ConversationListQuery, header: s.TokenHeader):
+    """The user's conversations, most recently updated first."""
+    before = query.before.isoformat() if query.before else None  # a datetime once validated
+    items = get_chat().store.list_conversations(user_token(), query.limit, before)
     return jsonify({"conversations": items,
-                    "next_before": items[-1]["updated"] if len(items) == limit else None})
+                    "next_before": items[-1]["updated"] if len(items) == query.limit else None})
 
 
-@bp.post("/conversations")
-def create_conversation():
-    data = _json_body() if request.content_length else {}
-    title = data.get("title")
-    title = validate_title(title) if title is not None else None
-    conversation = get_chat().store.create_conversation(user_token(data), GREETING, title)
+@bp.post("/conversations", tags=[CONVERSATIONS], responses={201: s.ConversationOut})
+def create_conversation(body: s.NewConversationIn, header: s.TokenHeader):
+    """A new, empty conversation (optionally titled)."""
+    title = validate_title(body.title) if body.title is not None else None
+    conversation = get_chat().store.create_conversation(user_token(body), GREETING, title)
     return jsonify(conversation), 201
 
 
-@bp.get("/conversations/<conversation_id>")
-def get_conversation(conversation_id):
-    conversation = get_chat().store.get_conversation(user_token(), _conversation(conversation_id))
+@bp.get("/conversations/<conversation_id>", tags=[CONVERSATIONS],
+        responses={200: s.ConversationFullOut, **NOT_FOUND})
+def get_conversation(path: s.ConversationPath, header: s.TokenHeader):
+    """A conversation with its messages; answers carry the user's feedback."""
+    conversation = get_chat().store.get_conversation(user_token(),
+                                                     _conversation(path.conversation_id))
     if conversation is None:
         raise NotFound("conversation not found")
     conversation.pop("user_id", None)
     return jsonify(conversation)
 
 
-@bp.patch("/conversations/<conversation_id>")
-def rename_conversation(conversation_id):
-    data = _json_body()
-    title = validate_title(data.get("title"))
+@bp.patch("/conversations/<conversation_id>", tags=[CONVERSATIONS],
+          responses={200: s.ConversationOut, **NOT_FOUND})
+def rename_conversation(path: s.ConversationPath, body: s.RenameIn, header: s.TokenHeader):
+    """Rename a conversation (the user's title is kept over automatic ones)."""
+    title = validate_title(body.title)
     return jsonify(get_chat().store.update_conversation(
-        user_token(data), _conversation(conversation_id), title))
+        user_token(body), _conversation(path.conversation_id), title))
 
 
-@bp.delete("/conversations/<conversation_id>")
-def delete_conversation(conversation_id):
-    get_chat().store.delete_conversation(user_token(), _conversation(conversation_id))
+@bp.delete("/conversations/<conversation_id>", tags=[CONVERSATIONS],
+           responses={204: None, **NOT_FOUND})
+def delete_conversation(path: s.ConversationPath, header: s.TokenHeader):
+    """Delete a conversation (the default one is emptied)."""
+    get_chat().store.delete_conversation(user_token(), _conversation(path.conversation_id))
     return "", 204
 
 
-@bp.post("/runs/<run_id>/stop")
-def stop_run(run_id):
-    data = _json_body() if request.content_length else {}
+@bp.post("/runs/<run_id>/stop", tags=[CONVERSATIONS], responses={202: s.StopOut, **NOT_FOUND})
+def stop_run(path: s.RunPath, body: s.StopIn, header: s.TokenHeader):
+    """Stop a run of the user, wherever it is served."""
     try:
-        run_id = validate_id(run_id, "run_id")
+        run_id = validate_id(path.run_id, "run_id")
     except InvalidInput:
         raise NotFound("run not found") from None
-    return jsonify(get_chat().stop(user_token(data), run_id)), 202
+    return jsonify(get_chat().stop(user_token(body), run_id)), 202
+
+
+@bp.post("/messages/<int:message_id>/feedback", tags=[FEEDBACK],
+         responses={200: s.FeedbackOut, **NOT_FOUND})
+def set_feedback(path: s.MessagePath, body: s.FeedbackIn, header: s.TokenHeader):
+    """Rate one of the user's answers `up` or `down` (with a comment); null withdraws it.
+
+    Anything but the user's own answer is 404.
+    """
+    comment = body.comment
+    if comment is not None:
+        comment = comment.strip() or None
+        if comment and len(comment) > MAX_COMMENT_CHARS:
+            raise InvalidInput("comment", f"'comment' is longer than {MAX_COMMENT_CHARS} characters")
+        if comment and "\x00" in comment:
+            raise InvalidInput("comment", "'comment' must not contain NUL characters")
+    token = user_token(body)
+    return jsonify(get_chat().store.set_feedback(token, path.message_id, body.rating, comment))
 
 
 def _conversation(conversation_id: str) -> str:
@@ -151,28 +241,10 @@ def _conversation(conversation_id: str) -> str:
         raise NotFound("conversation not found") from None
 
 
-def _timestamp_arg(name: str) -> str | None:
-    value = request.args.get(name)
-    if not value:
-        return None
+def int_arg(name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high], or InvalidInput naming it."""
     try:
-        return datetime.fromisoformat(value).isoformat()
-    except ValueError:
-        raise InvalidInput(name, f"'{name}' must be an ISO 8601 timestamp") from None
-
-
-def int_arg(name: str, default: int, low: int, high: int, data: dict | None = None) -> int:
-    """An integer query parameter (or field of `data`) within [low, high], or
-    InvalidInput naming it."""
-    value = request.args.get(name)
-    if value is None and data is not None:
-        value = data.get(name)
-    if value is None:
-        value = default
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise InvalidInput(name, f"'{name}' must be an integer")
-    try:
-        value = int(value)
+        value = int(request.args.get(name, default))
     except ValueError:
         raise InvalidInput(name, f"'{name}' must be an integer") from None
     if not low <= value <= high:
@@ -194,41 +266,69 @@ def _require_admin():
     return None
 
 
-@bp.get("/messages")
-@bp.get("/messages_answers")
-def messages():
+def _qa_page(query: s.QAQuery):
     denied = _require_admin()
     if denied:
         return denied
-    limit = int_arg("limit", 50, 1, MAX_PAGE)
-    before = request.args.get("before")
-    if before:
-        try:
-            before = datetime.fromisoformat(before)
-        except ValueError:
-            raise InvalidInput("before", "'before' must be an ISO 8601 timestamp") from None
-    pairs = get_chat().store.list_qa(limit, before or None)
-    response = jsonify([qa.to_json() for qa in pairs])
-    if len(pairs) == limit:
+    store = get_chat().store
+    pairs = store.list_qa(query.limit, query.before)
+    ratings = store.feedback_of([qa.message_id for qa in pairs])
+    response = jsonify([{**qa.to_json(), "feedback": ratings.get(qa.message_id)} for qa in pairs])
+    if len(pairs) == query.limit:
         response.headers["X-Next-Before"] = pairs[-1].date.isoformat()
     return response
 
 
-@bp.get("/human_message_count")
+QA_RESPONSES = {200: s.QAListOut, **ADMIN_ERRORS}
+
+
+@bp.get("/messages", tags=[ADMIN], responses=QA_RESPONSES, security=ADMIN_AUTH)
+def messages(query: s.QAQuery, header: s.AdminHeader):
+    """Question/answer pairs of all users, newest first, with their ratings.
+
+    The next page: `before` = the X-Next-Before header.
+    """
+    return _qa_page(query)
+
+
+@bp.get("/messages_answers", tags=[ADMIN], responses=QA_RESPONSES, security=ADMIN_AUTH)
+def messages_answers(query: s.QAQuery, header: s.AdminHeader):
+    """The same as /messages (the original JellyChat name)."""
+    return _qa_page(query)
+
+
+@bp.get("/feedback/summary", tags=[ADMIN, FEEDBACK],
+        responses={200: s.FeedbackSummaryOut, **ADMIN_ERRORS}, security=ADMIN_AUTH)
+def feedback_summary(query: s.FeedbackSummaryQuery, header: s.AdminHeader):
+    """Ratings counted per application and UTC day, newest day first."""
+    denied = _require_admin()
+    if denied:
+        return denied
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    since = today - timedelta(days=query.days - 1)
+    return jsonify({"days": get_chat().store.feedback_summary(since.isoformat())})
+
+
+@bp.get("/human_message_count", tags=[SERVICE], responses={200: s.CountOut})
 def human_message_count():
+    """How many questions were asked (a README badge)."""
     count = get_chat().store.count_human_messages()
     return jsonify({"subject": "Human messages", "status": count, "color": "purple"})
 
 
-@bp.get("/healthz")
+@bp.get("/healthz", tags=[SERVICE], responses={200: s.HealthOut})
 def healthz():
+    """200 while the database answers, else 503."""
     if get_chat().store.ping():
         return jsonify({"status": "ok", "version": __version__})
     return _error("the database does not answer", 503, version=__version__)
 
 
-@bp.get("/metrics")
+@bp.get("/metrics", tags=[SERVICE], responses={200: {
+    "description": "Prometheus metrics",
+    "content": {"text/plain": {"schema": {"type": "string"}}}}})
 def metrics():
+    """Prometheus metrics (text exposition format)."""
     return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
 
 
@@ -263,7 +363,13 @@ def store_error(exc: StoreError):
 
 @bp.app_errorhandler(HTTPException)
 def http_error(exc: HTTPException):
-    return _error(exc.description or exc.name, exc.code or 500)
+    if exc.response is not None:  # a response made on purpose (a validation error)
+        return exc.response
+    response, status = _error(exc.description or exc.name, exc.code or 500)
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value  # Allow on 405, for instance
+    return response, status
 
 
 @bp.app_errorhandler(Exception)

@@ -187,6 +187,7 @@ def serve(app, sock, *, max_connections: int, max_per_ip: int, header_timeout: f
         sock, sock.getsockname(), app, log=logging.getLogger("jellychat.http"),
         protocol=GuardedProtocol, keepalive=idle_timeout, socket_timeout=idle_timeout,
         log_output=log_output, debug=False,
+        minimum_chunk_size=0,  # write each chunk of a streamed body (SSE events) at once
     )
     server.header_timeout = header_timeout
     pool = eventlet.GreenPool(max_connections)

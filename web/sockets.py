@@ -33,7 +33,7 @@ class SocketSink:
 
 
 def _arguments(args) -> dict:
-    """Accept `{user_token, message, application, conversation_id}` or the first three
+    """Accept `{user_token, message, application, conversation_id, references_only}` or the first three
     positionally (the original JellyChat clients)."""
     if len(args) == 1 and isinstance(args[0], dict):
         return args[0]
@@ -71,6 +71,11 @@ def on_user_message(*args):
         check_payload(args[0] if len(args) == 1 else list(args))
         data = _arguments(args)
         refuse_if_draining()
+        if data.get("references_only") is True:  # the knowledge sources only, no model
+            get_chat().references(data.get("user_token"), data.get("message"),
+                                  data.get("application"), SocketSink(request.sid),
+                                  client_address=request.remote_addr)
+            return
         get_chat().turn(
             data.get("user_token"), data.get("message"), data.get("application"),
             SocketSink(request.sid), conversation_id=data.get("conversation_id"),
@@ -118,11 +123,15 @@ def on_error(exc):
     emit(ERROR, {"error": "internal error, please try again"})
 
 
-def watch_runs(app, sleep, interval: float = 0.25, sweep_every: float = 30.0) -> None:
-    """Forever: apply stops asked through the database; close runs of dead processes."""
+def watch_runs(app, sleep, interval: float = 0.25, sweep_every: float = 30.0,
+               retry_every: float = 1.0) -> None:
+    """Forever: apply stops asked through the database; store run outcomes the database
+    refused during an outage; close runs of dead processes and runs past their deadline."""
     import time
 
     next_sweep = time.monotonic() + sweep_every
+    next_retry = 0.0
+    warned = 0.0  # one log line per 30 s of an outage, not four a second
     while True:
         sleep(interval)
         chat = app.extensions.get("jellychat.chat")
@@ -130,11 +139,17 @@ def watch_runs(app, sleep, interval: float = 0.25, sweep_every: float = 30.0) ->
             continue
         try:
             chat.poll_stops()
-            if time.monotonic() > next_sweep:
-                next_sweep = time.monotonic() + sweep_every
+            now = time.monotonic()
+            if chat.unfinished and now > next_retry:
+                next_retry = now + retry_every
+                chat.retry_unfinished()
+            if now > next_sweep:
+                next_sweep = now + sweep_every
                 chat.recover()
         except StoreError as exc:
-            log.warning("run watcher: %s", exc)
+            if time.monotonic() - warned > 30:
+                warned = time.monotonic()
+                log.warning("run watcher: %s", exc)
         except Exception:  # noqa: BLE001 - the watcher must keep running
             log.exception("run watcher failed")
 

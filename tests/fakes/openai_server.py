@@ -16,6 +16,15 @@ Misbehaviours real models show, asked for by directives in the user message:
 - `[silent N]`  say nothing at all for N seconds before answering (no headers either)
 - `[slow S]`    S seconds between streamed tokens
 - `[long N]`    answer with N words ("word0 word1 ...")
+- `[ratelimit S]` answer 429 with `Retry-After: S` (S seconds)
+- `[stall S]`   send the headers and the first words, then nothing for S seconds
+- `[truncate]`  stop the stream after a few words: no finish_reason, no [DONE]
+- `[huge N]`    an answer of about N characters ("abc abc ...") in 4-character chunks,
+                written as fast as the socket takes them (64 KiB at a time)
+- `[surrogate]` an answer holding a lone surrogate, a NUL and a surrogate pair
+                split across two chunks (valid JSON escapes, as some models send)
+- `[once]`      the failure directives (`explode`, `[ratelimit]`) apply to the first
+                request with this question only; later ones (retries) succeed
 
 `delay` seconds pass before each completion starts (simulated model latency).
 Every request body is kept in `requests`; `closed` records each streamed
@@ -35,6 +44,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ARITHMETIC = re.compile(r"\d[\d.\s]*(?:[-+*/%]|\*\*)[\s(]*\d[\d.\s()+\-*/%]*")
 WORD = re.compile(r"\S+\s*")
+# a lone high surrogate, a NUL, and a smiley's surrogate pair split over two chunks
+SURROGATE_PIECES = ["Odd ", "text \ud800 here", ", a NUL \x00 there", " and a smile \ud83d",
+                    "\ude00 done."]
 
 
 def _text(message: dict) -> str:
@@ -44,8 +56,10 @@ def _text(message: dict) -> str:
     return content
 
 
-def script(messages: list[dict]) -> dict:
-    """Decide the reply: {'text': ...} or {'tool': name, 'args': {...}} or {'status': 500}."""
+def script(messages: list[dict], first: bool = True) -> dict:
+    """Decide the reply: {'text': ...} or {'tool': name, 'args': {...}} or {'status': 500}.
+
+    `first`: no earlier request carried this question (for `[once]`)."""
     last = messages[-1]
     if last.get("role") == "tool":
         return {"text": f"The result is {_text(last).split('=')[-1].strip()}."}
@@ -53,12 +67,21 @@ def script(messages: list[dict]) -> dict:
     question = users[-1] if users else ""
     directives = dict(
         (name, float(value) if value else True)
-        for name, value in re.findall(r"\[(preamble|silent|slow|long)\s*([\d.]*)\]", question)
+        for name, value in re.findall(
+            r"\[(preamble|silent|slow|long|ratelimit|stall|truncate|huge|surrogate|once)\s*([\d.]*)\]",
+            question)
     )
     if question.startswith("Give a title"):
         return {"text": "Scripted title"}
-    if "explode" in question:
+    failing = not directives.get("once") or first
+    if "explode" in question and failing:
         return {"status": 500}
+    if "ratelimit" in directives and failing:
+        return {"status": 429, "retry_after": directives["ratelimit"]}
+    if "huge" in directives:
+        return {"text": "", **directives}
+    if "surrogate" in directives:
+        return {"text": "", **directives}
     if "long" in directives:
         return {"text": " ".join(f"word{i}" for i in range(int(directives["long"]))), **directives}
     if re.search(r"what did i (just )?ask", question, re.I):
@@ -83,6 +106,7 @@ class OpenAIServer:
         self.delay = delay
         self.requests: list[dict] = []
         self.closed: list[dict] = []
+        self._seen: set[str] = set()
         self._lock = threading.Lock()
         self._closed_event = threading.Condition(self._lock)
         outer = self
@@ -98,22 +122,34 @@ class OpenAIServer:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     return self._json(404, {"error": {"message": f"no route {self.path}"}})
+                users = [_text(m) for m in body.get("messages", []) if m.get("role") == "user"]
                 with outer._lock:
                     outer.requests.append(body)
+                    key = users[-1] if users else ""
+                    first = key not in outer._seen
+                    outer._seen.add(key)
                 if outer.delay:
                     time.sleep(outer.delay)  # simulated model latency, not synchronisation
-                reply = script(body.get("messages", []))
+                reply = script(body.get("messages", []), first)
                 if reply.get("silent"):
                     time.sleep(reply["silent"])  # a model that says nothing for a while
                 if reply.get("status"):
-                    return self._json(reply["status"], {"error": {"message": "scripted failure"}})
+                    headers = {}
+                    if reply.get("retry_after") is not None:
+                        headers["Retry-After"] = f"{reply['retry_after']:g}"
+                    # providers echo request details in their errors; a key-like string
+                    # shows whether it reaches a log or the client
+                    message = "scripted failure for key sk-proj-ECHOEDSECRET0123456789"
+                    return self._json(reply["status"], {"error": {"message": message}}, headers)
                 if body.get("stream"):
                     return self._stream(body, reply)
                 return self._json(200, outer.completion(body, reply))
 
-            def _json(self, status, payload):
+            def _json(self, status, payload, headers=None):
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -126,13 +162,43 @@ class OpenAIServer:
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.close_connection = True
+                if reply.get("huge"):
+                    return self._flood(body, int(reply["huge"]))
                 chunks = list(outer.chunks(body, reply))
+                if reply.get("truncate"):
+                    chunks = chunks[:4]  # the connection ends mid-answer
                 for n, chunk in enumerate(chunks):
                     if reply.get("slow") and n:
                         time.sleep(reply["slow"])  # the model's pace between tokens
+                    if reply.get("stall") and n == 3:
+                        time.sleep(reply["stall"])  # headers and a few words sent, then silence
                     if not self._send(f"data: {json.dumps(chunk)}\n\n".encode()):
                         return outer._record_close(len(chunks) - n)
-                if not self._send(b"data: [DONE]\n\n"):
+                if not reply.get("truncate") and not self._send(b"data: [DONE]\n\n"):
+                    outer._record_close(0)
+
+            def _flood(self, body, size):
+                """`size` characters in 4-character chunks, as fast as the socket takes
+                them, 64 KiB per write."""
+                base = {**outer._base(body), "object": "chat.completion.chunk"}
+
+                def event(delta, finish=None):
+                    chunk = {**base, "choices": [{"index": 0, "delta": delta,
+                                                  "finish_reason": finish}]}
+                    return f"data: {json.dumps(chunk)}\n\n".encode()
+
+                word = event({"content": "abc "})
+                per_write = max(1, 65536 // len(word))
+                total = (size + 3) // 4
+                if not self._send(event({"role": "assistant", "content": ""})):
+                    return outer._record_close(total)
+                sent = 0
+                while sent < total:
+                    n = min(per_write, total - sent)
+                    if not self._send(word * n):
+                        return outer._record_close(total - sent)
+                    sent += n
+                if not self._send(event({}, "stop") + b"data: [DONE]\n\n"):
                     outer._record_close(0)
 
             def _send(self, data: bytes) -> bool:
@@ -209,8 +275,12 @@ class OpenAIServer:
             yield chunk({}, "tool_calls")
             return
         yield chunk({"role": "assistant", "content": ""})
-        for word in WORD.findall(reply["text"]):
-            yield chunk({"content": word})
+        if reply.get("surrogate"):
+            for piece in SURROGATE_PIECES:
+                yield chunk({"content": piece})
+        else:
+            for word in WORD.findall(reply["text"]):
+                yield chunk({"content": word})
         yield chunk({}, "stop")
 
 

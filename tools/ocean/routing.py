@@ -63,13 +63,74 @@ def find_hex(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _previous_address(history) -> str | None:
-    for message in reversed(history or []):
-        if getattr(message, "type", "") == "human":
-            found = find_address(str(message.content))
-            if found:
-                return found
+# --- live or explained? ---------------------------------------------------------------------
+# A question that asks for an explanation goes to the knowledge base even when
+# it names something the Ocean knows ("why does the DFI price matter", "what
+# will the maximum supply be"), unless it also says it wants today's figure.
+LIVE_CUES = (r"\b(current(ly)?|now|right now|today|at the moment|atm|live|latest|so far|to date|"
+             r"until now|real[- ]time|this (moment|minute))\b")
+EXPLAIN_CUES = (r"\b(why|explain|how (is|are|does|do|did|was|were|can|could)|what (is|are) an?|"
+                r"what does|will|would|meaning|mean|difference|determined|calculated|work)\b")
+
+
+def explained(text: str) -> bool:
+    """True when `text` asks for an explanation rather than a live figure."""
+    return _cue(EXPLAIN_CUES, text) and not _cue(LIVE_CUES, text)
+
+
+# --- follow-ups: "his address", "what about krysh's balance" ---------------------------------
+REFERENCES = r"\b(his|her|their|its|it|that|this|same|he|she|they|them)\b"
+ADDRESS_INFO = (r"\b(balances?|vaults?|loans?|tokens?|utxos?|unspent|outputs|transactions?|txs?|history|"
+                r"activity|holdings?|hold|holds|owns?|address|wallet)\b")
+_NAME_WORD = re.compile(r"[^\W\d_]{3,}")
+
+
+def _named(text: str) -> set[str]:
+    """The words of `text` that could be a name, with and without a trailing s ("Kügis")."""
+    words = set()
+    for word in _NAME_WORD.findall(text.lower()):
+        words.add(word)
+        if word.endswith("s") and len(word) > 3:
+            words.add(word[:-1])
+    return words
+
+
+def address_in_context(text: str, context) -> str | None:
+    """The address a follow-up points at, from the newest earlier message (question,
+    answer or tool result) that holds one: the address named next to a word of
+    `text` ("krysh: df1…"), else the first address of that message."""
+    wanted = _named(text) - {"address", "wallet", "balance", "vault", "vaults", "what", "about", "and",
+                             "the", "his", "her", "their", "its", "how", "many", "much", "are", "does",
+                             "hold", "check", "show", "tokens", "token", "utxo", "utxos"}
+    for message in reversed(context or []):
+        content = str(getattr(message, "content", ""))
+        found = [m for p in (_BECH32, _BASE58, _EVM) for m in p.finditer(content)]
+        if not found:
+            continue
+        found.sort(key=lambda m: m.start())
+        previous_end = 0
+        for match in found:
+            before = content[previous_end:match.start()]
+            if wanted & _named(before):
+                return match.group(0)
+            previous_end = match.end()
+        return found[0].group(0)
     return None
+
+
+def _previous_address(history) -> str | None:
+    return address_in_context("", history)
+
+
+def _names_owner(text: str, history, address: str) -> bool:
+    """`text` names the word written just before `address` in the conversation."""
+    wanted = _named(text)
+    for message in history or []:
+        content = str(getattr(message, "content", ""))
+        at = content.find(address)
+        if at > 0 and wanted & _named(content[max(0, at - 40):at]):
+            return True
+    return False
 
 
 # --- one route per tool ---------------------------------------------------------------------
@@ -77,10 +138,13 @@ def _previous_address(history) -> str | None:
 def route_address(text: str, history=None) -> dict | None:
     address = find_address(text)
     if address is None:
-        if not _cue(r"\b(its|that|this|the same) (address|wallet)\b|\b(and|what about) (its|it's)\b", text):
+        if not _cue(ADDRESS_INFO, text) or explained(text):
             return None
-        address = _previous_address(history)
+        address = address_in_context(text, history)
         if address is None:
+            return None
+        # a follow-up: it points back ("his address", "it") or names whose address it was
+        if not _cue(REFERENCES, text) and not _names_owner(text, history, address):
             return None
     if _cue(r"\bvaults?\b|\bloans?\b", text):
         info = "vaults"
@@ -96,6 +160,8 @@ def route_address(text: str, history=None) -> dict | None:
 
 
 def route_blocks(text: str, history=None) -> dict | None:
+    if explained(text) and not find_hex(text):
+        return None
     number = re.search(r"\bblock\s*(?:number|no\.?|height|#)?\s*#?\s*(\d[\d,]*)\b", text, _I) or \
         re.search(r"\bheight\s+(?:of\s+)?#?(\d[\d,]*)\b", text, _I)
     hexid = find_hex(text)
@@ -111,6 +177,8 @@ def route_blocks(text: str, history=None) -> dict | None:
 
 
 def route_governance(text: str, history=None) -> dict | None:
+    if explained(text) and not find_hex(text):
+        return None
     if not _cue(r"\b(proposals?|cfps?|vocs?|votes? of confidence)\b", text):
         return None
     hexid = find_hex(text)
@@ -144,9 +212,17 @@ def route_masternode(text: str, history=None) -> dict | None:
 
 
 def route_price(text: str, history=None) -> dict | None:
-    if not _cue(r"\bprice\b|\bworth\b|\btrading at\b|\bquote\b", text):
+    worth = re.search(r"\bhow much (?:is|are|'s)\s+(?:one|a|an|1)\s+(\$?[A-Za-z][A-Za-z0-9]{1,15})\s+"
+                      r"(?:in|to|worth in)\s+(?:usd|dollars?|us\$|\$)", text, _I)
+    if not worth:
+        worth = re.search(r"\b(?:what|how much) (?:does|do|is) (?:one|a|an|1)\s+"
+                          r"(\$?[A-Za-z][A-Za-z0-9]{1,15})\s+(?:cost|go for|sell for)\b", text, _I)
+    if worth and _symbol(worth.group(1)):
+        return {"symbol": _symbol(worth.group(1))}
+    if not _cue(r"\bprice\b|\bworth\b|\btrading at\b|\bquote\b", text) or explained(text):
         return None
     patterns = (
+        r"(\$?[A-Za-z][A-Za-z0-9]{1,15})\s+(?:is\s+)?trading at\b",
         r"\bprice\s+(?:of|for)\s+(?:the\s+|a\s+|an\s+|one\s+|1\s+)?(?:token\s+)?(\$?[A-Za-z][A-Za-z0-9]{0,15})",
         r"(\$?[A-Za-z][A-Za-z0-9]{1,15})(?:\s+(?:token|coin))?\s+price\b",
         r"\b(?:is|are)\s+(?:one\s+|a\s+|1\s+)?(\$?[A-Za-z][A-Za-z0-9]{1,15})\s+(?:worth|trading at)\b",
@@ -163,8 +239,10 @@ def route_price(text: str, history=None) -> dict | None:
 
 
 def route_stats(text: str, history=None) -> dict | None:
-    if _cue(r"\bsupply\b", text) and _cue(
-            r"\b(dfi|circulating|total|max(imum)?|current(ly)?|how much|how many)\b", text):
+    if explained(text):
+        return None
+    if _cue(r"\bsupply\b", text) and (
+            _cue(LIVE_CUES, text) or _cue(r"\b(circulating|minted|how much .* (is|are) there)\b", text)):
         return {"kind": "supply"}
     if _cue(r"\bburn(ed|t|ing)?\b", text) and _cue(
             r"\b(how much|how many|total|amount|current(ly)?|so far|to date|until now|stat(s|istics))\b",
@@ -224,6 +302,8 @@ def _pair_in(text: str) -> str | None:
 
 
 def route_poolpairs(text: str, history=None) -> dict | None:
+    if explained(text) and not find_hex(text):
+        return None
     if not _cue(_PAIR_WORDS, text):
         return None
     pair = _pair_in(text)

@@ -1,0 +1,331 @@
+"""The REST API's request and response models: they validate requests (through
+flask-openapi3) and are the schemas of /openapi.json, so the two cannot drift.
+
+Body models are strict (a number is not a string); the limits that depend on
+settings (MAX_MESSAGE_CHARS) and the finer rules are checked by agent/turn.py,
+shared with Socket.IO, and answered alike: 400 `{error, field}`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, WithJsonSchema, model_validator
+
+from agent.turn import MAX_TITLE_CHARS, MAX_TOKEN_CHARS
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 timestamp") from None
+
+
+# an ISO 8601 timestamp (no numbers: pydantic would read those as Unix times)
+Timestamp = Annotated[str, AfterValidator(_timestamp),
+                      WithJsonSchema({"type": "string", "format": "date-time"})]
+NOT_BLANK = r"\S"  # at least one character that is not white space
+Token = Annotated[str, Field(min_length=1, max_length=MAX_TOKEN_CHARS, pattern=NOT_BLANK,
+                             description="The user's token (or the X-User-Token header)")]
+Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE_CHARS, pattern=NOT_BLANK)]
+
+# one Server-Sent Event (OpenAPI 3.1: the schema of a text/event-stream describes each event)
+SSE_CONTENT = {"text/event-stream": {"schema": {
+    "type": "object",
+    "description": "`event:` is the Socket.IO event name, `data:` its JSON payload (see the "
+                   "README, Socket.IO events); the stream ends after final_message or error. "
+                   "A comment line every SSE_KEEPALIVE (15) seconds keeps it alive.",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"enum": ["run_started", "tool_start", "tool_end", "final_answer_token",
+                           "final_message", "error"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}}}
+
+
+class Body(BaseModel):
+    """A JSON object body; unknown fields are ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class OptionalBody(Body):
+    """A body that may be left out (treated as `{}`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty(cls, data):
+        return {} if data is None else data
+
+
+# ---------------------------------------------------------------- shared
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="What went wrong, for people")
+    field: str | None = Field(None, description="The request field at fault (400)")
+    run_id: str | None = Field(None, description="The run a busy conversation is serving (409)")
+
+
+class TokenHeader(BaseModel):
+    x_user_token: str | None = Field(
+        None, alias="X-User-Token", min_length=1, max_length=MAX_TOKEN_CHARS, pattern=NOT_BLANK,
+        description="The user's token (JSON bodies may carry `user_token` instead)")
+
+
+class AdminHeader(BaseModel):
+    authorization: str | None = Field(None, alias="Authorization",
+                                      description="`Bearer <ADMIN_API_KEY>`")
+
+
+class Source(BaseModel):
+    title: str | None = None
+    url: str | None = None
+    snippet: str | None = Field(None, description="references-only answers")
+    score: float | None = Field(None, description="references-only answers")
+
+
+class ToolCall(BaseModel):
+    call_id: str | None = None
+    tool: str | None = None
+    args: Any = None
+    status: str | None = None
+    result: str | None = None
+    duration_ms: int | None = None
+
+
+class Usage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+
+
+class Feedback(BaseModel):
+    rating: Literal["up", "down"]
+    comment: str | None = None
+    updated: datetime | None = None
+
+
+# ---------------------------------------------------------------- chat
+
+class UserMessageIn(Body):
+    user_token: Token | None = None
+    message: str = Field(min_length=1, pattern=NOT_BLANK,
+                         description="The question (at most MAX_MESSAGE_CHARS characters)")
+    application: str | None = Field(None, description="The client's name (web, telegram, …)")
+    conversation_id: str | None = Field(None, description="Default: the user's default conversation")
+    stream: bool = Field(False, description="Stream the run as Server-Sent Events "
+                                            "(as does `Accept: text/event-stream`)")
+    references_only: bool = Field(False, description="Answer with the knowledge sources for "
+                                                     "the question only, without the model")
+    pow: str | dict[str, Any] | None = Field(
+        None, description="POW_REQUIRED=1: a solved GET /pow/challenge (the ALTCHA payload, "
+                          "base64 or its JSON object), once per conversation")
+
+
+class UserMessageOut(BaseModel):
+    model_config = ConfigDict(openapi_extra={"content": SSE_CONTENT})
+
+    response: str = Field(description="The answer (empty for references-only)")
+    truncated: bool = Field(False, description="The answer was cut at MAX_ANSWER_CHARS "
+                                               "(a note at its end says so)")
+    sources: list[Source]
+    run_id: str | None
+    conversation_id: str | None
+    message_id: int | None
+    status: Literal["succeeded", "failed", "stopped", "timed_out"]
+    usage: Usage | None
+    tool_calls: list[ToolCall]
+    references_only: bool | None = None
+
+
+HistoryLimit = Annotated[int | None, Field(ge=1, le=1000, description="rows, the newest "
+                                                                     "chosen (default 200)")]
+HistoryBefore = Annotated[int | None, Field(ge=1, description="only rows with a smaller id: the "
+                                                              "`X-Next-Before` of the newer page")]
+
+
+class HistoryIn(Body):
+    user_token: Token | None = None
+    limit: HistoryLimit = None
+    before: HistoryBefore = None
+
+
+class HistoryQuery(BaseModel):
+    limit: HistoryLimit = None
+    before: HistoryBefore = None
+
+
+class HistoryRow(BaseModel):
+    id: int | None = Field(description="null for the greeting of a new visitor (not stored)")
+    user_id: int | None
+    message_type: Literal["human", "jelly", "tool"] = Field(description="= type (the original "
+                                                                         "JellyChat page's field)")
+    type: Literal["human", "jelly", "tool"]
+    content: str
+    timestamp: datetime | None
+    application: str | None
+
+
+class HistoryOut(RootModel[list[HistoryRow]]):
+    pass
+
+
+# ---------------------------------------------------------------- conversations
+
+class ConversationPath(BaseModel):
+    conversation_id: str
+
+
+class RunPath(BaseModel):
+    run_id: str
+
+
+class MessagePath(BaseModel):
+    message_id: int = Field(ge=1, le=2**63 - 1)
+
+
+class ConversationListQuery(BaseModel):
+    limit: int = Field(20, ge=1, le=100)
+    before: Timestamp | None = Field(None, description="`next_before` of the previous page")
+
+
+class ConversationOut(BaseModel):
+    id: str
+    title: str | None
+    created: datetime
+    updated: datetime
+    message_count: int
+    preview: str | None
+
+
+class ConversationListOut(BaseModel):
+    conversations: list[ConversationOut]
+    next_before: datetime | None
+
+
+class MessageOut(BaseModel):
+    id: int
+    type: Literal["human", "jelly", "tool"]
+    content: str
+    created: datetime
+    application: str | None = None
+    run_id: str | None = None
+    run_status: str | None = None
+    sources: list[Source] = []
+    tool_call: ToolCall | None = None
+    rating: Literal["up", "down"] | None = Field(None, description="The user's rating (answers)")
+    feedback: Feedback | None = None
+
+
+class ConversationFullOut(ConversationOut):
+    messages: list[MessageOut]
+
+
+class NewConversationIn(OptionalBody):
+    user_token: Token | None = None
+    title: Title | None = None
+
+
+class RenameIn(Body):
+    user_token: Token | None = None
+    title: Title
+
+
+class StopIn(OptionalBody):
+    user_token: Token | None = None
+
+
+class StopOut(BaseModel):
+    run_id: str
+    status: str
+
+
+# ---------------------------------------------------------------- feedback
+
+class FeedbackIn(Body):
+    user_token: Token | None = None
+    rating: Literal["up", "down"] | None = Field(description="null withdraws the rating")
+    comment: str | None = Field(None, description="At most 2000 characters")
+
+
+class FeedbackOut(BaseModel):
+    message_id: int
+    rating: Literal["up", "down"] | None
+    comment: str | None
+    updated: datetime | None
+
+
+class FeedbackSummaryQuery(BaseModel):
+    days: int = Field(30, ge=1, le=366, description="How many days back, today included")
+
+
+class FeedbackDay(BaseModel):
+    application: str | None
+    day: str = Field(description="UTC day, YYYY-MM-DD")
+    up: int
+    down: int
+    total: int
+
+
+class FeedbackSummaryOut(BaseModel):
+    days: list[FeedbackDay]
+
+
+# ---------------------------------------------------------------- admin and service
+
+class QAQuery(BaseModel):
+    limit: int = Field(50, ge=1, le=500)
+    before: Timestamp | None = Field(None, description="The X-Next-Before header of the last page")
+
+
+class QAOut(BaseModel):
+    id: int
+    message_id: int | None
+    date: datetime
+    question: str
+    answer: str
+    application: str | None
+    sources: list[Any]
+    feedback: Feedback | None
+
+
+class QAListOut(RootModel[list[QAOut]]):
+    pass
+
+
+class CountOut(BaseModel):
+    subject: str
+    status: int
+    color: str
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    version: str
+
+
+class KBSearchQuery(BaseModel):
+    q: str = Field(min_length=1, max_length=1000, pattern=NOT_BLANK, description="The search text")
+    kb: str = "wiki"
+    k: int = Field(5, ge=1, le=50)
+
+
+class KBResult(BaseModel):
+    rank: int
+    score: float
+    title: str
+    source: str
+    url: str | None
+    section: str | None
+    snippet: str
+
+
+class KBSearchOut(BaseModel):
+    query: str
+    kb: str = Field(description="The base that answered")
+    requested: str = Field(description="The base asked for (wiki falls back to starter)")
+    fallback: bool
+    mode: Literal["hybrid", "full-text"]
+    results: list[KBResult]
