@@ -248,7 +248,7 @@ def test_history_is_read_only_and_paged(capped):
     seen = page.json()
     while "X-Next-Before" in page.headers:
         page = requests.post(url, json={"user_token": user, "limit": 5,
-                                        "before": page.headers["X-Next-Before"]}, timeout=30)
+                                        "before": int(page.headers["X-Next-Before"])}, timeout=30)
         seen = page.json() + seen
     assert seen == whole.json()
 

@@ -15,7 +15,7 @@ ADMIN_KEY = "test-admin-key"  # the session server's ADMIN_API_KEY (conftest)
 FUZZ_EXAMPLES = 10  # per operation and phase: a few hundred requests in all
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance")
-ERROR_FIELDS = {"error", "field", "run_id"}
+ERROR_FIELDS = {"error", "field", "run_id", "retry_after", "limit"}
 
 
 @pytest.fixture(scope="module")

@@ -98,7 +98,7 @@ def _wants_stream(body: s.UserMessageIn) -> bool:
 
 
 @bp.post("/user_message", tags=[CHAT], responses={200: s.UserMessageOut, 404: s.ErrorOut,
-                                                  409: s.ErrorOut})
+                                                  409: s.ErrorOut, 429: s.ErrorOut})
 def user_message(body: s.UserMessageIn, header: s.TokenHeader):
     """Ask Jelly: the whole answer as JSON, or the run's events as Server-Sent Events.
 

@@ -67,6 +67,10 @@ class ErrorOut(BaseModel):
     error: str = Field(description="What went wrong, for people")
     field: str | None = Field(None, description="The request field at fault (400)")
     run_id: str | None = Field(None, description="The run a busy conversation is serving (409)")
+    retry_after: int | None = Field(None, description="Seconds until the limit allows another "
+                                                      "turn (429; also the Retry-After header)")
+    limit: str | None = Field(None, description="The limit reached (429): user_token, address "
+                                                "or runs")
 
 
 class TokenHeader(BaseModel):
