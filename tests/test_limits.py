@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import time
 import uuid
 
@@ -279,7 +280,11 @@ def redis_url(tmp_path_factory):
 
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        reason = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(reason + " -- CI must run the Redis tests (.ci/run installs it)")
+        print(f"\nSKIPPED Redis test: {reason}")
+        pytest.skip(reason)
     port = free_port()
     proc = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no",
                              "--dir", str(tmp_path_factory.mktemp("redis"))],
