@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     embeddings: Literal["auto", "openai", "local", "none"] = "auto"
     openai_embedding_model: str = "text-embedding-3-small"
     local_embedding_model: str = ""  # a sentence-transformers model folder; "" = bundled MiniLM
-    knowledge_top_k: int = Field(4, ge=1)
+    knowledge_top_k: int = Field(6, ge=1)  # 6: the offline answer often finds its page 5th or 6th
     knowledge_starter: bool = True  # ingest the bundled starter KB at startup (embedded DB)
 
     @field_validator("log_level", mode="before")

@@ -19,7 +19,7 @@ from tests.fakes.ocean_server import ADDRESS
 from tests.helpers import ROOT
 from tools import calculator, knowledge, ocean
 from tools.calculator import calculate, extract_expression
-from tools.knowledge import best_quote, best_snippet, coverage, format_results, parse_results
+from tools.knowledge import best_quote, best_quotes, best_snippet, coverage, format_results, parse_results
 
 KUEGI = "df1qqtlz4uw9w5s4pupwgucv4shl6atqw7xlz2wn07"
 KRYSH = "df1qw2yusvjqctn6p4esyfm5ajgsu5ek8zddvhv8jm"
@@ -270,6 +270,84 @@ def test_answers_say_plainly_when_nothing_covers_the_question():
     text = format_results("DeFiChain wiki", "q", [chunk])
     assert "doesn't cover" in answer("who was the first chancellor of germany", text)
     assert "doesn't cover" in answer("x", f"{knowledge.NOTHING_FOUND} in the DeFiChain wiki for: x")
+
+
+def test_hyphenated_names_are_their_words():
+    assert {"defi", "portfolio"} <= knowledge._words("What does DeFi-Portfolio do?")
+    assert coverage("what does the defichain portfolio app do", "DeFiChain-Portfolio app") == 1.0
+
+
+def test_where_can_i_see_asks_only_about_its_topic():
+    assert coverage("where can i see the anchor history", "The anchor history of the chain") == 1.0
+    assert coverage("where do i find my wallet file", "The wallet file lives in .defi") == 1.0
+
+
+def test_a_section_titled_with_the_question_is_quoted_though_its_sentences_do_not_repeat_it():
+    found = best_quote("where can i see the anchor history", passages(
+        ("Anchoring", "Blocks are written to Bitcoin every few minutes.", "Intro"),
+        ("Anchoring", "Open the block explorer and pick the tab Blocks.", "Anchor history"),
+    ))
+    assert found[2].startswith("Open the block explorer")
+
+
+def test_a_lower_ranked_passage_with_the_figure_beats_a_chatty_top_one():
+    found = best_quote("how many coins does a quokka node need?", passages(
+        ("Quokka", "Quokka nodes are popular. Everyone likes a quokka node at home.", None, "https://w/Quokka"),
+        ("Misc", "Some unrelated text about wallets.", None, "https://w/Misc"),
+        ("Nodes", "A quokka node needs 7,500 coins as a bond.", None, "https://w/Nodes"),
+    ))
+    assert "7,500" in found[2] and found[1] == "https://w/Nodes"
+
+
+def test_how_long_and_where_ask_for_a_duration_and_a_place():
+    found = best_quote("how long does a quokka sync take", passages(
+        ("Sync", "A quokka sync is something every user sees. A fresh quokka sync takes about 6 hours "
+                 "on a laptop.", None, "https://w/Sync"),
+    ))
+    assert "6 hours" in found[2]
+    found = best_quote("where do i see my quokka rewards", passages(
+        ("Rewards", "Quokka rewards are paid every block to every owner of a node, " + "and so on, " * 20
+                    + "as the rules say. Quokka rewards are listed on quokkascan.live under your address.",
+         None, "https://w/Rewards"),
+    ))
+    assert found[2].startswith("Quokka rewards are listed")
+
+
+def test_a_second_page_is_quoted_when_it_answers_nearly_as_well():
+    found = best_quotes("how do i stake quokka tokens", passages(
+        ("Staking", "To stake quokka tokens, open the wallet and click Stake.", None, "https://w/Staking"),
+        ("Staking", "Staked quokka tokens earn a reward every day.", "Rewards", "https://w/Staking#rewards"),
+        ("Pools", "You can also stake quokka tokens in a pool by clicking Add.", None, "https://w/Pools"),
+    ))
+    assert [link for _, link, _ in found] == ["https://w/Staking", "https://w/Pools"]  # one quote a page
+
+
+def test_no_second_quote_when_the_other_page_is_far_behind():
+    found = best_quotes("how many coins does a quokka node need?", passages(
+        ("Nodes", "A quokka node needs 7,500 coins as a bond.", None, "https://w/Nodes"),
+        ("Chat", "People chat about nodes here.", None, "https://w/Chat"),
+    ))
+    assert len(found) == 1
+
+
+def test_what_does_x_do_quotes_the_opening_of_the_page_named_after_x():
+    found = best_quote("what does the quokka tracker app do", passages(
+        ("Quokka-Tracker", "Open the app and click on the quokka tracker icon to start.", "Installation",
+         "https://w/Quokka-Tracker#installation"),
+        ("Quokka-Tracker", "Quokka tracker. Export and chart your rewards and transactions.", None,
+         "https://w/Quokka-Tracker"),
+    ))
+    assert "Export and chart" in found[2]
+
+
+def test_the_offline_answer_cites_each_quoted_page():
+    answer = knowledge._offline_answer("DeFiChain wiki")
+    chunks = [FakeChunk("Staking", "To stake quokka tokens, open the wallet and click Stake.", None,
+                        "https://w/Staking"),
+              FakeChunk("Pools", "You can also stake quokka tokens in a pool by clicking Add.", None,
+                        "https://w/Pools")]
+    text = answer("how do i stake quokka tokens", format_results("DeFiChain wiki", "q", chunks))
+    assert text.count("Source: ") == 2 and "(https://w/Staking)" in text and "(https://w/Pools)" in text
 
 
 # --- the local model never blocks the hub ----------------------------------------------------

@@ -54,7 +54,7 @@ def _words(text: str) -> set[str]:
     text = text.lower()
     for pattern, joined in SPELLINGS:
         text = re.sub(pattern, joined, text)
-    for raw in re.findall(r"[a-z0-9][a-z0-9,.'-]*", text):
+    for raw in re.findall(r"[a-z0-9][a-z0-9,.']*", text):  # "defi-portfolio" is two words
         word = raw.strip(".,'-")
         if not word or (word in _STOPWORDS and word not in _KEEP):
             continue
@@ -125,7 +125,7 @@ _WHAT_IS = re.compile(r"^\s*(?:what(?:'s|s|\s+is|\s+are)|define|explain)\s+(?:an
 _NOT_TOPIC = set(
     """first last best good bad way thing things work works happen happens mean means difference
     anything something someone people become became tell know possible still now today right
-    always never ever really pls please help thank thanks much many need needed""".split()
+    always never ever really pls please help thank thanks much many need needed see find look""".split()
 )
 
 
@@ -166,16 +166,22 @@ QUOTE_RULES = [
     (r"\bwhen\b|\bwhat year\b|\bsince when\b", r"\b(19|20)\d\d\b|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|"
      r"nov|dec)[a-z]*\b", 1.5, 0.7),
     (r"\bwho\b", r"\b[A-Z][a-z]+ [A-Z][a-z]+\b", 1.0, 0.8),
+    (r"\bhow (long|often)\b", r"\b\d[\d,.]*\s*(?:sec|min|hour|hr|day|week|month|year|block)", 1.0, 0.6),
+    (r"\bwhere\b", r"https?://|\bwww\.|\.(?:com|io|live|org|net)\b|\b(?:website|explorer|menu|tab|folder|"
+     r"directory|settings|page|site)\b", 0.5, 0.9),
     (r"\bhow (do|can|to|should)\b|\bhow\s+i\b", r"\b(click|go to|open|enter|select|run|use|type|command|"
      r"download|install|choose)\b", 0.5, 1.0),
 ]
 _JUNK = re.compile(r"[{}]|^:::|^\W*$|\bTODO\b")
 
 
-def _sentence_score(question: str, wanted: set[str], weights: dict, sentence: str, quote: str) -> float:
-    """How well `sentence` (quoted as `quote`, with what follows it) answers the question."""
+def _sentence_score(question: str, wanted: set[str], weights: dict, sentence: str, quote: str,
+                    heading: float = 0.0) -> float:
+    """How well `sentence` (quoted as `quote`, with what follows it) answers the question;
+    `heading` is what the passage's heading adds (a section titled with the question's
+    words answers it even where its sentences do not repeat them)."""
     words = _topic(sentence)
-    score = sum(weights.get(w, 1.0) for w in wanted & words)
+    score = sum(weights.get(w, 1.0) for w in wanted & words) + HEADING_SHARE * heading
     if not score:
         return 0.0
     for ask, has, bonus, otherwise in QUOTE_RULES:
@@ -195,44 +201,67 @@ def coverage(question: str, text: str) -> float:
 
 _ABOUT = r"\bwhat (does|do) .+ do\b|\bwhat (is|are|'s) .+ (for|about)\b|\bwhat (is|are) .+ used for\b"
 COVERED = 0.5  # a passage must hold at least this share of the question's topic words
-RANK_STEP = 0.3  # each lower-ranked passage counts this much less
+RANK_STEP = 0.5  # each lower-ranked passage counts this much less
 QUOTE_LENGTH = 220  # characters of context quoted after the best sentence
+SECOND_QUOTE = 0.3  # a second page is quoted too when it scores at least this share of the best
+OPENING = 2  # sentences that make a page's opening (it says what the page's subject is and does)
+HEADING_SHARE = 0.3  # a question word in a passage's heading counts this much in each of its sentences
 
 
-def best_quote(question: str, passages) -> tuple[str, str | None, str] | None:
-    """(heading, link, quote): the sentence that best answers the question, with the
-    sentence(s) after it for context. Question words weigh by how rare they are
-    among the passages; higher-ranked passages, definitions for "what is X" and
-    the kind of fact the question asks for (a number, a date, a name, a step)
-    weigh more. None when no passage covers the question's topic."""
+def _page(heading: str, link: str | None) -> str:
+    """The page a passage comes from: its link without the anchor, else its title."""
+    return (link or "").split("#", 1)[0] or heading.split(" › ", 1)[0]
+
+
+def best_quotes(question: str, passages, n: int = 2) -> list[tuple[str, str | None, str]]:
+    """Up to `n` (heading, link, quote), best first: the sentence that best answers the
+    question, with the sentence(s) after it for context, then the best of another page
+    when it scores nearly as well (the right page is often ranked second). Question
+    words weigh by how rare they are among the passages; higher-ranked passages,
+    headings, definitions for "what is X" and the kind of fact the question asks for
+    (a number, a date, a name, a step) weigh more. Empty when no passage covers the
+    question's topic."""
     wanted = _topic(question)
     if not wanted:
-        return None
+        return []
     split = [(heading, link, _sentences(body), body) for heading, link, body in passages]
     every = [_topic(sentence) for _, _, sentences, _ in split for sentence in sentences]
     weights = {w: 1.0 + math.log((len(every) + 1) / (1 + sum(1 for s in every if w in s))) for w in wanted}
     defines = _definition(question)
     about = defines is not None or re.search(_ABOUT, question, re.I) is not None
-    best = None
+    titled = sum(weights.values())  # what a sentence holding every question word would score
+    best: dict[str, tuple] = {}  # page -> its best (score, heading, link, quote)
     for rank, (heading, link, sentences, body) in enumerate(split):
         if coverage(question, heading + " " + body) < COVERED:
             continue
         in_heading = sum(weights[w] for w in wanted & _topic(heading))
+        page = _page(heading, link)
         for i, sentence in enumerate(sentences):
             quote = _with_context(sentences, i)
-            score = _sentence_score(question, wanted, weights, sentence, quote)
+            score = _sentence_score(question, wanted, weights, sentence, quote, in_heading)
             if not score:
                 continue
-            score = (score + 0.3 * in_heading) * (1.0 - RANK_STEP * rank) - 0.01 * i
+            score = score / (1.0 + RANK_STEP * rank) - 0.01 * i
             if defines and defines.search(sentence):
                 score += 3.0
-            if about and i == 0 and "›" not in heading:
+            if about and i < OPENING and "›" not in heading:
                 score += 1.0  # a page's opening says what its subject is and does
-            if best is None or score > best[0]:
-                best = (score, heading, link, quote)
-    if best is None:
-        return None
-    return best[1], best[2], best[3]
+                if titled and _topic(heading) <= wanted:
+                    score += titled  # ... above all on the page named after the subject
+            if page not in best or score > best[page][0]:
+                best[page] = (score, heading, link, quote)
+    ranked = sorted(best.values(), key=lambda b: -b[0])
+    if not ranked:
+        return []
+    top = ranked[0][0]
+    chosen = [ranked[0]] + [b for b in ranked[1:n] if b[0] >= SECOND_QUOTE * top]
+    return [b[1:] for b in chosen]
+
+
+def best_quote(question: str, passages) -> tuple[str, str | None, str] | None:
+    """The best of `best_quotes`, or None."""
+    found = best_quotes(question, passages, 1)
+    return found[0] if found else None
 
 
 def _with_context(sentences: list[str], i: int, length: int = QUOTE_LENGTH) -> str:
@@ -297,12 +326,14 @@ def _offline_answer(label: str, code: bool = False):
             heading, link, text = snippet
             where = f"{heading}" + (f" ({link})" if link else "")
             return f"Here's how, from the {label} 🐍\n\n```python\n{text}\n```\n\nSource: {where}"
-        quote = best_quote(question, passages)
-        if quote is None:
+        quotes = best_quotes(question, passages)
+        if not quotes:
             return f"I looked in the {label}, but it {NOT_COVERED} 🪼."
-        heading, link, text = quote
-        where = f"{heading}" + (f" ({link})" if link else "")
-        return f"Here's what the {label} says 📚\n\n> {text}\n\nSource: {where}"
+        parts = [f"Here's what the {label} says 📚"]
+        for heading, link, text in quotes:
+            where = f"{heading}" + (f" ({link})" if link else "")
+            parts.append(f"> {text}\n\nSource: {where}")
+        return "\n\n".join(parts)
     return answer
 
 
