@@ -19,7 +19,6 @@ import pytest
 import requests
 import socketio
 
-from tests.fakes.openai_server import OpenAIServer
 from tests.helpers import ServerProcess
 
 POW_MAX = 3000  # small work: the test solves challenges in Python
@@ -57,13 +56,6 @@ def limited(tmp_path_factory):
     }).start()
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def llm():
-    fake = OpenAIServer().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.openai_server import OpenAIServer
 from tests.helpers import ServerProcess, free_port
 
 SLOW = "[slow 0.05] [long 150] Please count for me"  # ~7 s of streaming, one word at a time
@@ -85,13 +84,6 @@ class HostSite:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-@pytest.fixture(scope="module")
-def llm():
-    fake = OpenAIServer().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(scope="module")
