@@ -50,7 +50,7 @@ from metrics import watch_hub_lag  # noqa: E402
 from settings import SECRET_FIELDS, Settings, SettingsError, unknown_variables  # noqa: E402
 from storage import StoreError  # noqa: E402
 from version import __version__  # noqa: E402
-from web import db_cli, kb, page, rest, sockets  # noqa: E402
+from web import db_cli, kb, limits, page, rest, sockets  # noqa: E402
 from web.services import get_chat  # noqa: E402
 from web.serving import Drain  # noqa: E402
 
@@ -99,13 +99,15 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:  # an Open
     _request_ids(app)
     if store is not None:
         app.extensions["jellychat.store"] = store
-    # a browser admin page pages through GET /messages with X-Next-Before
-    CORS(app, origins=settings.cors_origin_list, expose_headers=["X-Next-Before"])
+    # a browser admin page pages through GET /messages (and /history) with X-Next-Before;
+    # a page backs off a 429 by its Retry-After
+    CORS(app, origins=settings.cors_origin_list, expose_headers=["X-Next-Before", "Retry-After"])
     app.register_api(rest.bp)
     # the description at /openapi.json; /docs: Swagger UI from flask-openapi3-swagger's files
     app.add_url_rule("/openapi.json", "openapi_json", lambda: app.api_doc)
     app.add_url_rule("/docs", "docs", lambda: redirect("/docs/swagger"))
     sockets.init_app(app, settings)
+    limits.init_app(app, settings)  # after sockets: its proxy fix wraps Socket.IO too
     db_cli.init_app(app)
     app.register_api(kb.bp)
     app.register_blueprint(page.bp)  # the chat page, /widget.js, /static

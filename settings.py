@@ -28,7 +28,8 @@ _ENVIRON: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.Context
 KNOWN_PREFIXES = (
     "JELLY", "OPENAI_", "SUPABASE_", "OCEAN_", "KNOWLEDGE_", "SOCKETIO_", "LLM_", "TURN_",
     "MAX_", "LOG_", "SHUTDOWN_", "HEADER_", "IDLE_", "DATABASE_", "EMBEDDING", "LOCAL_EMBEDDING",
-    "ADMIN_", "CORS_", "MEMORY_", "MULTITASK", "STOP_ON", "RUN_SWEEP",
+    "ADMIN_", "CORS_", "MEMORY_", "MULTITASK", "STOP_ON", "RATE_", "POW_", "PROXY_",
+    "RUN_SWEEP",
 )
 # read by libraries themselves, not by us: never "unknown"
 FOREIGN_VARIABLES = {
@@ -98,6 +99,17 @@ class Settings(BaseSettings):
     multitask: Literal["enqueue", "reject", "interrupt"] = "enqueue"
     stop_on_disconnect: bool = True  # a client that disconnects stops its runs
     sse_keepalive: float = Field(15.0, gt=0)  # seconds between SSE comment lines while a run is quiet
+    # rate limits and quotas (web/limits.py): limit strings such as "30/minute;300/hour", 0 = off
+    rate_limit_storage: str = Field("memory://", repr=False)  # redis://host:6379 for several processes
+    rate_limit_turns_per_token: str = "30/minute;300/hour"
+    rate_limit_turns_per_address: str = "600/minute"
+    max_active_runs_per_user: int = Field(10, ge=0)  # pending + running runs of one user; 0 = no cap
+    proxy_hops: int = Field(0, ge=0)  # reverse proxies whose X-Forwarded-For names the client
+    # proof of work for public widgets (ALTCHA): a solved challenge opens each conversation
+    pow_required: bool = False
+    pow_hmac_key: str = Field("", repr=False)  # signs challenges; empty = random per process
+    pow_max_number: int = Field(100_000, ge=10)  # the work: about half this many SHA-256s on average
+    pow_expires: float = Field(600.0, gt=0)  # seconds a challenge can be solved and sent
     # tools
     ocean_url: str = "https://ocean.defichain.com"
     ocean_network: str = "mainnet"  # checked by the Ocean client (tools/ocean/client.py)
@@ -118,6 +130,29 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value):
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("rate_limit_turns_per_token", "rate_limit_turns_per_address")
+    @classmethod
+    def _rate_limits(cls, value: str):
+        value = value.strip()
+        if value.lower() in ("0", "off", "none"):
+            return "0"
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("use limits such as '30/minute' or '30/minute;300/hour', "
+                             "or 0 for none") from None
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _storage_uri(cls, value: str):
+        if not value.startswith(("memory://", "redis://", "rediss://", "redis+sentinel://",
+                                 "redis+cluster://")):
+            raise ValueError("use memory:// (one process) or redis://host:port (several)")
+        return value
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
@@ -166,7 +201,7 @@ class Settings(BaseSettings):
 
 
 SECRET_FIELDS = ("openai_api_key", "supabase_key", "admin_api_key", "database_url",
-                 "socketio_message_queue")
+                 "pow_hmac_key", "rate_limit_storage", "socketio_message_queue")
 
 
 def describe_errors(exc: ValidationError, overrides: Mapping | None = None) -> str:

@@ -198,7 +198,7 @@ class Chat:
                  max_message_chars: int = 10_000, turn_timeout: float = 120.0,
                  multitask: str = "enqueue", title_model=None, registry: RunRegistry | None = None,
                  retriever=None, reference_kbs: tuple[str, ...] = (), reference_k: int = 4,
-                 reference_filter=None):
+                 reference_filter=None, limits=None):
         self.store = store
         self.agent = agent
         self.memory_messages = memory_messages
@@ -207,6 +207,7 @@ class Chat:
         self.multitask = multitask
         self.title_model = title_model
         self.registry = registry or RunRegistry()
+        self.limits = limits  # admit(token, address, conversation_id, proof): rate limits, PoW
         # references-only answers: the knowledge retriever, the kbs it tries in
         # order, how many chunks, and which chunks count as relevant
         self.retriever = retriever
@@ -220,18 +221,21 @@ class Chat:
 
     # ------------------------------------------------------------------ runs
     def turn(self, user_token, message, application, sink: ev.EventSink, *,
-             conversation_id=None, origin: str | None = None) -> dict:
+             conversation_id=None, origin: str | None = None, client_address: str | None = None,
+             proof=None) -> dict:
         """Run one chat turn; returns the final_message payload.
 
-        Raises InvalidInput before anything is written, NotFound for another
-        user's conversation and Busy under MULTITASK=reject, before any event.
+        Raises InvalidInput before anything is written, RateLimited past a limit,
+        NotFound for another user's conversation and Busy under MULTITASK=reject,
+        before any event. `proof`: the solved proof of work, when one is required.
         """
         started = self.start(user_token, message, application, conversation_id=conversation_id,
-                             origin=origin)
+                             origin=origin, client_address=client_address, proof=proof)
         return self.serve(started, sink)
 
     def start(self, user_token, message, application, *, conversation_id=None,
-              origin: str | None = None) -> StartedRun:
+              origin: str | None = None, client_address: str | None = None,
+              proof=None) -> StartedRun:
         """The part of a turn that can refuse it: validate and create the run (begun at
         once, its question stored, when its conversation is idle).
 
@@ -240,6 +244,8 @@ class Chat:
         """
         data = validate(user_token, message, application, self.max_message_chars,
                         conversation_id)
+        if self.limits is not None:
+            self.limits.admit(data.user_token, client_address, data.conversation_id, proof)
         # one database call when the conversation is idle (the usual case)
         ticket = self.store.start_run(
             data.user_token, GREETING, data.conversation_id, data.application, self.multitask,
@@ -277,10 +283,14 @@ class Chat:
             run.cancel.close()
             self.registry.remove(run.run_id)
 
-    def references(self, user_token, message, application, sink: ev.EventSink) -> dict:
+    def references(self, user_token, message, application, sink: ev.EventSink, *,
+                   client_address: str | None = None) -> dict:
         """A references-only answer: the knowledge sources for the question, no model
-        call and nothing stored. Same validation and final_message as a run."""
+        call and nothing stored. Same validation, rate limits and final_message as a
+        run (no proof of work: it opens no conversation)."""
         data = validate(user_token, message, application, self.max_message_chars)
+        if self.limits is not None:
+            self.limits.admit(data.user_token, client_address, None, check_pow=False)
         sources = []
         kb = self.retriever.first_available(self.reference_kbs) if self.retriever else None
         if kb is not None:

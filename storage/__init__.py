@@ -10,13 +10,14 @@ from storage.base import (
     KnowledgeBaseInfo,
     KnowledgeDocument,
     NotFound,
+    RateLimited,
     Store,
     StoreError,
 )
 
 __all__ = [
     "QA", "Busy", "Chunk", "EmbeddingSpace", "KnowledgeBaseInfo", "KnowledgeDocument",
-    "NotFound", "Store", "StoreError", "make_store",
+    "NotFound", "RateLimited", "Store", "StoreError", "make_store",
 ]
 
 

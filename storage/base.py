@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 RRF_K = 60  # reciprocal rank fusion constant (the SQL functions use the same default)
+RUNS_RETRY_AFTER = 2  # seconds suggested to a user at MAX_ACTIVE_RUNS_PER_USER (a turn's usual length)
 
 
 class StoreError(RuntimeError):
@@ -29,6 +30,16 @@ class Busy(RuntimeError):
     def __init__(self, message: str, run_id: str | None = None):
         super().__init__(message)
         self.run_id = run_id
+
+
+class RateLimited(RuntimeError):
+    """A limit or quota is spent (429 / an `error` event): `retry_after` seconds until
+    it may be tried again, `scope` names the limit (user_token, address, runs)."""
+
+    def __init__(self, message: str, retry_after: int = 1, scope: str = ""):
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+        self.scope = scope
 
 
 @dataclass(frozen=True)
@@ -157,6 +168,9 @@ class Store(ABC):
             return NotFound(message)
         if code == "JL409":
             return Busy(message, detail)
+        if code == "JL429":
+            return RateLimited(f"{message}: at most {detail} at once; wait for one to finish",
+                               RUNS_RETRY_AFTER, "runs")
         return StoreError(message)
 
     def create_run(self, token: str, greeting: str, conversation_id: str | None,
@@ -257,6 +271,18 @@ class Store(ABC):
                 m["feedback"] = ratings.get(m["id"]) if m.get("type") == "jelly" else None
                 m["rating"] = m["feedback"]["rating"] if m["feedback"] else None
         return conversation
+
+    def history(self, token: str, limit: int, before: int | None = None) -> dict | None:
+        """The newest `limit` messages of the token's default conversation older than
+        message id `before`, oldest first: {user_id, conversation_id, messages, more};
+        None for an unknown token (nothing is created)."""
+        return self._fn("jelly_history", {"p_token": token, "p_limit": int(limit),
+                                          "p_before": before})
+
+    def set_run_cap(self, max_active: int) -> None:
+        """Active runs one user may have at once, enforced by the database for every
+        process (a trigger on runs; 0 = no cap)."""
+        self._fn("jelly_set_run_cap", {"p_max_active": int(max_active)}, idempotent=True)
 
     def update_conversation(self, token: str, conversation_id: str, title: str) -> dict:
         return self._fn("jelly_update_conversation",

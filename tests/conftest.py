@@ -51,6 +51,16 @@ def pg_store(pg_dsn):
 
 
 @pytest.fixture(scope="module")
+def llm():
+    """A local OpenAI-compatible server (tests/fakes/openai_server.py) for one test module."""
+    from tests.fakes.openai_server import OpenAIServer
+
+    fake = OpenAIServer().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
 def ocean():
     """A local Ocean-compatible HTTP server (tests/fakes/ocean_server.py) for one test module."""
     from tests.fakes.ocean_server import OceanServer

@@ -10,7 +10,6 @@ import uuid
 import pytest
 import requests
 
-from tests.fakes.openai_server import OpenAIServer
 from tests.helpers import RunClient, ServerProcess
 
 ADMIN = {"Authorization": "Bearer client-api-admin"}
@@ -19,13 +18,6 @@ KEEPALIVE = 0.3  # SSE_KEEPALIVE of this module's server, seconds
 
 def token() -> str:
     return f"capi-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture(scope="module")
-def llm():
-    fake = OpenAIServer().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ import pytest
 import requests
 
 from agent.turn import storable
-from tests.fakes.openai_server import OpenAIServer
 from tests.helpers import RunClient, ServerProcess
 
 TIMEOUT = 3.0  # TURN_TIMEOUT of the servers here, seconds
@@ -36,13 +35,6 @@ APOLOGY_WORD = "sorry"
 
 def token() -> str:
     return f"faults-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture(scope="module")
-def llm():
-    fake = OpenAIServer().start()
-    yield fake
-    fake.stop()
 
 
 def server_env(llm, **env) -> dict:

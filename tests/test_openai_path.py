@@ -5,15 +5,7 @@ import uuid
 
 import pytest
 
-from tests.fakes.openai_server import OpenAIServer
 from tests.helpers import ChatClient, ServerProcess
-
-
-@pytest.fixture(scope="module")
-def llm():
-    fake = OpenAIServer().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(scope="module")

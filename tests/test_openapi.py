@@ -15,7 +15,7 @@ ADMIN_KEY = "test-admin-key"  # the session server's ADMIN_API_KEY (conftest)
 FUZZ_EXAMPLES = 10  # per operation and phase: a few hundred requests in all
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance")
-ERROR_FIELDS = {"error", "field", "run_id"}
+ERROR_FIELDS = {"error", "field", "run_id", "retry_after", "limit"}
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,10 @@ def test_fuzzing_finds_no_server_error_and_no_undescribed_response(server, tmp_p
         str(st), "run", server.url + "/openapi.json", "--checks", CHECKS,
         "--phases", "coverage,fuzzing", "--max-examples", str(FUZZ_EXAMPLES), "--seed", "9",
         "--header", f"Authorization: Bearer {ADMIN_KEY}", "--request-timeout", "30",
-        "--workers", "2", "--no-color",
+        # one worker: Hypothesis raises the recursion limit while it runs, and under
+        # CPython 3.11.7 a second thread parsing source at that moment fails with
+        # "SystemError: AST constructor recursion depth mismatch" (CPython gh-106905)
+        "--workers", "1", "--no-color",
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "HOME": str(tmp_path)}
     done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path,

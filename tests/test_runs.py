@@ -9,7 +9,6 @@ import uuid
 import pytest
 import requests
 
-from tests.fakes.openai_server import OpenAIServer
 from tests.helpers import ChatClient, RunClient, ServerProcess
 
 TIMEOUT = 2  # TURN_TIMEOUT of the main test server, seconds
@@ -17,13 +16,6 @@ TIMEOUT = 2  # TURN_TIMEOUT of the main test server, seconds
 
 def token() -> str:
     return f"runs-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture(scope="module")
-def llm():
-    fake = OpenAIServer().start()
-    yield fake
-    fake.stop()
 
 
 def llm_server(tmp_path_factory, llm, **env) -> ServerProcess:

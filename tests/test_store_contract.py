@@ -17,7 +17,15 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from storage.base import Busy, Chunk, EmbeddingSpace, KnowledgeDocument, NotFound, StoreError
+from storage.base import (
+    Busy,
+    Chunk,
+    EmbeddingSpace,
+    KnowledgeDocument,
+    NotFound,
+    RateLimited,
+    StoreError,
+)
 from storage.migrations import apply_migrations
 from storage.postgres import PostgresStore
 from storage.supabase import SupabaseStore
@@ -451,13 +459,58 @@ def case_tool_rows_of_the_pre_run_format(b: Backend):
     return normal(rows)
 
 
+def case_history_pages_back_and_reads_create_nothing(b: Backend):
+    store = b.store
+    assert store.history("nobody", 200) is None
+    assert store.get_conversation("nobody") is None  # still nobody
+    for i in range(3):
+        ask(store, "pager", f"question {i}", f"answer {i}")
+    whole = store.history("pager", 200)
+    assert [m["type"] for m in whole["messages"]] == ["jelly"] + ["human", "jelly"] * 3
+    assert whole["more"] is False and whole["user_id"] is not None
+    page = store.history("pager", 4)
+    assert page["messages"] == whole["messages"][-4:] and page["more"] is True
+    older = store.history("pager", 4, page["messages"][0]["id"])
+    assert older["messages"] == whole["messages"][:3] and older["more"] is False
+    assert store.history("pager", 4, whole["messages"][0]["id"])["messages"] == []
+    return normal([whole, page, older])
+
+
+def case_active_runs_per_user_capped_by_the_database(b: Backend):
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = b.store
+    store.set_run_cap(3)
+    try:
+        def start(_):
+            try:
+                return store.create_run("capped", GREETING, None, None, "enqueue", OWNER)
+            except RateLimited as exc:
+                return exc
+
+        with ThreadPoolExecutor(8) as pool:  # concurrent turns cannot all slip under the cap
+            outcomes = list(pool.map(start, range(8)))
+        refused = [o for o in outcomes if isinstance(o, RateLimited)]
+        assert len(refused) == 5 and all(r.scope == "runs" and r.retry_after >= 1 for r in refused)
+        runs = [o["run_id"] for o in outcomes if isinstance(o, dict)]
+        store.create_run("someone else", GREETING, None, None, "enqueue", OWNER)  # per user
+        store.request_stop("capped", runs[0])  # a run asked to stop no longer counts
+        store.create_run("capped", GREETING, None, None, "enqueue", OWNER)
+        store.set_run_cap(0)
+        store.create_run("capped", GREETING, None, None, "enqueue", OWNER)  # no cap
+    finally:
+        store.set_run_cap(0)
+    return [len(refused), str(refused[0])]
+
+
 CASES = [case_run_stores_question_tools_answer_and_title, case_runs_of_a_conversation_queue_in_order,
          case_start_run_begins_an_idle_conversation_in_one_call,
          case_multitask_reject_interrupt_and_stop, case_conversations,
          case_recovery_answers_questions_of_dead_processes, case_finish_is_atomic,
          case_qa_newest_first_with_paging, case_counts, case_history_longer_than_one_page,
          case_knowledge_documents, case_knowledge_search, case_tool_rows_of_the_pre_run_format,
-         case_feedback]
+         case_feedback, case_history_pages_back_and_reads_create_nothing,
+         case_active_runs_per_user_capped_by_the_database]
 CASE_IDS = [c.__name__.removeprefix("case_") for c in CASES]
 
 

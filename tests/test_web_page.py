@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.openai_server import OpenAIServer
 from tests.helpers import ServerProcess, free_port
 
 SLOW = "[slow 0.05] [long 150] Please count for me"  # ~7 s of streaming, one word at a time
@@ -85,13 +84,6 @@ class HostSite:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-@pytest.fixture(scope="module")
-def llm():
-    fake = OpenAIServer().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(scope="module")
@@ -455,3 +447,23 @@ def test_unreachable_server_message_and_reconnection(context, web):
     # only the connection attempts while the server was down may have failed
     assert all("ERR_CONNECTION_REFUSED" in e or "WebSocket" in e or "Failed to load" in e
                for e in console.errors), console.errors
+
+
+def test_the_page_solves_the_proof_of_work_when_required(context, tmp_path):
+    """POW_REQUIRED=1: the page's first message of a conversation is refused for want of
+    a proof of work; the page solves the server's challenge and resends, once."""
+    srv = ServerProcess(tmp_path, env={"POW_REQUIRED": "1", "POW_MAX_NUMBER": "3000",
+                                       "KNOWLEDGE_STARTER": "0"}).start()
+    try:
+        refused = srv.post("/user_message", {"user_token": "pw-rest", "message": "hi"})
+        assert refused.status_code == 400 and refused.json()["field"] == "pow"  # it is required
+        page, console = open_chat(context, srv.url)
+        ask(page, "What is 6 * 7?")
+        wait_answer_done(page)
+        assert "42" in last_answer(page).text_content()
+        ask(page, "What is 7 * 7?")  # the conversation is open now: no second challenge
+        wait_answer_done(page)
+        assert "49" in last_answer(page).text_content()
+        assert console.errors == []
+    finally:
+        srv.stop()

@@ -44,6 +44,8 @@ bp = APIBlueprint("rest", __name__, abp_responses=COMMON)
 
 MAX_PAGE = 500
 MAX_COMMENT_CHARS = 2000
+HISTORY_PAGE = 200  # /history rows without `limit`: the recent chat (the whole chat was 12.8 MB
+# after 3,000 turns); older rows page back with `before` (web/schemas.py caps `limit`)
 
 
 def _error(message: str, status: int, **extra):
@@ -96,7 +98,7 @@ def _wants_stream(body: s.UserMessageIn) -> bool:
 
 
 @bp.post("/user_message", tags=[CHAT], responses={200: s.UserMessageOut, 404: s.ErrorOut,
-                                                  409: s.ErrorOut})
+                                                  409: s.ErrorOut, 429: s.ErrorOut})
 def user_message(body: s.UserMessageIn, header: s.TokenHeader):
     """Ask Jelly: the whole answer as JSON, or the run's events as Server-Sent Events.
 
@@ -107,8 +109,10 @@ def user_message(body: s.UserMessageIn, header: s.TokenHeader):
     refuse_if_draining()
     chat = get_chat()
     token = user_token(body)
+    admission = {"client_address": request.remote_addr, "proof": body.pow}
     if body.references_only:
-        final = chat.references(token, body.message, body.application, CollectingSink())
+        final = chat.references(token, body.message, body.application, CollectingSink(),
+                                client_address=request.remote_addr)
         if _wants_stream(body):  # the one event a references-only answer has
             from web.sse import frame
 
@@ -117,11 +121,11 @@ def user_message(body: s.UserMessageIn, header: s.TokenHeader):
         from web.sse import stream_run  # the transport of the streaming answer
 
         started = chat.start(token, body.message, body.application,
-                             conversation_id=body.conversation_id)
+                             conversation_id=body.conversation_id, **admission)
         return stream_run(chat, started, get_settings())
     else:
         final = chat.turn(token, body.message, body.application, CollectingSink(),
-                          conversation_id=body.conversation_id)
+                          conversation_id=body.conversation_id, **admission)
     return jsonify({"response": final["message"], **{k: v for k, v in final.items() if k != "message"}})
 
 
@@ -134,17 +138,25 @@ def history_row(message: dict, user_id) -> dict:
 
 
 @bp.post("/history", tags=[CHAT], responses={200: s.HistoryOut})
-def history(body: s.HistoryIn, header: s.TokenHeader):
-    """The default conversation's rows, as the JellyChat clients read them."""
+def history(body: s.HistoryIn, query: s.HistoryQuery, header: s.TokenHeader):
+    """The default conversation's rows, as the JellyChat clients read them: the newest
+    `limit` (default 200, at most 1,000), oldest first. Header `X-Next-Before`, when
+    older rows exist, is the `before` (a row id) of the page before. `limit` and
+    `before` may come in the body or the query."""
     token = user_token(body)
-    conversation = get_chat().store.get_conversation(token)
-    if conversation is None or not conversation["messages"]:
+    limit = body.limit or query.limit or HISTORY_PAGE
+    before = body.before or query.before
+    conversation = get_chat().store.history(token, limit, before)
+    if conversation is None or (not conversation["messages"] and before is None):
         # a new visitor (not created by reading), or one whose chat is empty (an original
         # JellyChat user made by /history alone, a cleared chat): the greeting, not stored
         greeting = {"id": None, "type": "jelly", "content": GREETING,
                     "created": datetime.now(UTC).isoformat(), "application": None}
         return jsonify([history_row(greeting, conversation and conversation["user_id"])])
-    return jsonify([history_row(m, conversation["user_id"]) for m in conversation["messages"]])
+    response = jsonify([history_row(m, conversation["user_id"]) for m in conversation["messages"]])
+    if conversation["more"] and conversation["messages"]:
+        response.headers["X-Next-Before"] = str(conversation["messages"][0]["id"])
+    return response
 
 
 @bp.get("/conversations", tags=[CONVERSATIONS], responses={200: s.ConversationListOut})

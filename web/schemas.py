@@ -67,6 +67,10 @@ class ErrorOut(BaseModel):
     error: str = Field(description="What went wrong, for people")
     field: str | None = Field(None, description="The request field at fault (400)")
     run_id: str | None = Field(None, description="The run a busy conversation is serving (409)")
+    retry_after: int | None = Field(None, description="Seconds until the limit allows another "
+                                                      "turn (429; also the Retry-After header)")
+    limit: str | None = Field(None, description="The limit reached (429): user_token, address "
+                                                "or runs")
 
 
 class TokenHeader(BaseModel):
@@ -119,6 +123,9 @@ class UserMessageIn(Body):
                                             "(as does `Accept: text/event-stream`)")
     references_only: bool = Field(False, description="Answer with the knowledge sources for "
                                                      "the question only, without the model")
+    pow: str | dict[str, Any] | None = Field(
+        None, description="POW_REQUIRED=1: a solved GET /pow/challenge (the ALTCHA payload, "
+                          "base64 or its JSON object), once per conversation")
 
 
 class UserMessageOut(BaseModel):
@@ -137,8 +144,21 @@ class UserMessageOut(BaseModel):
     references_only: bool | None = None
 
 
+HistoryLimit = Annotated[int | None, Field(ge=1, le=1000, description="rows, the newest "
+                                                                     "chosen (default 200)")]
+HistoryBefore = Annotated[int | None, Field(ge=1, description="only rows with a smaller id: the "
+                                                              "`X-Next-Before` of the newer page")]
+
+
 class HistoryIn(Body):
     user_token: Token | None = None
+    limit: HistoryLimit = None
+    before: HistoryBefore = None
+
+
+class HistoryQuery(BaseModel):
+    limit: HistoryLimit = None
+    before: HistoryBefore = None
 
 
 class HistoryRow(BaseModel):

@@ -25,9 +25,10 @@ log = logging.getLogger("jellychat")
 _lock = threading.Lock()
 
 
-def build_chat(settings, store=None) -> Chat:
+def build_chat(settings, store=None, limits=None) -> Chat:
     store = store or make_store(settings)
     store.initialize()
+    store.set_run_cap(settings.max_active_runs_per_user)  # enforced by the database
     prepare_knowledge(settings, store)  # starter kb, embedder checks
     tools = build_tools(settings, store)
     try:
@@ -63,6 +64,7 @@ def build_chat(settings, store=None) -> Chat:
         reference_kbs=WIKI_KBS,
         reference_k=settings.knowledge_top_k,
         reference_filter=is_relevant,
+        limits=limits,
     )
     chat.recover()
     # What startup built (modules, tools, the compiled graph) lives as long as the process:
@@ -80,7 +82,8 @@ def get_chat(app: Flask | None = None) -> Chat:
             chat = app.extensions.get("jellychat.chat")
             if chat is None:
                 settings = app.extensions["jellychat.settings"]
-                chat = build_chat(settings, app.extensions.get("jellychat.store"))
+                chat = build_chat(settings, app.extensions.get("jellychat.store"),
+                                  app.extensions.get("jellychat.limits"))
                 app.extensions["jellychat.chat"] = chat
     return chat
 

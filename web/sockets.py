@@ -12,7 +12,7 @@ from flask_socketio import SocketIO, emit, join_room, leave_room
 
 from agent.events import ERROR, FINAL
 from agent.turn import InvalidInput, validate_id
-from storage import Busy, NotFound, StoreError
+from storage import Busy, NotFound, RateLimited, StoreError
 from web.input import check_payload
 from web.page import socket_origins
 from web.services import Draining, get_chat, get_settings, refuse_if_draining
@@ -67,6 +67,8 @@ def error_payload(exc: Exception) -> dict:
         return {"error": exc.message, "field": exc.field}
     if isinstance(exc, NotFound):
         return {"error": "conversation not found", "field": "conversation_id"}
+    if isinstance(exc, RateLimited):
+        return {"error": str(exc), "retry_after": exc.retry_after, "limit": exc.scope}
     if isinstance(exc, Busy):
         return {"error": f"the conversation is busy with run {exc.run_id}; wait for it or stop it",
                 "run_id": exc.run_id}
@@ -85,19 +87,20 @@ def on_user_message(*args):
         refuse_if_draining()
         if data.get("references_only") is True:  # the knowledge sources only, no model
             get_chat().references(data.get("user_token"), data.get("message"),
-                                  data.get("application"), SocketSink(request.sid))
+                                  data.get("application"), SocketSink(request.sid),
+                                  client_address=request.remote_addr)
             return
         get_chat().turn(
             data.get("user_token"), data.get("message"), data.get("application"),
             SocketSink(request.sid), conversation_id=data.get("conversation_id"),
-            origin=request.sid,
+            origin=request.sid, client_address=request.remote_addr, proof=data.get("pow"),
         )
-    except (InvalidInput, NotFound, Busy, StoreError, Draining) as exc:
+    except (InvalidInput, NotFound, Busy, RateLimited, StoreError, Draining) as exc:
         emit(ERROR, error_payload(exc))
 
 
 @socketio.on("stop")
-def on_stop(data=None):
+def on_stop(data=None, *_extra):
     """Stop a run started from this connection (`{run_id}`), or all of them."""
     run_id = data.get("run_id") if isinstance(data, dict) else None
     try:
@@ -180,7 +183,38 @@ def watch_runs(app, sleep, interval: float = 0.25, sweep_every: float = 30.0,
             log.exception("run watcher failed")
 
 
+class _MalformedFrames(logging.Filter):
+    """A frame python-socketio cannot decode or dispatch (binary garbage, an event name
+    that is not a string) is the client's fault: one warning line, not a traceback
+    per frame that a client could use to flood the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.msg == "message handler error":
+            exc = record.exc_info[1]
+            record.msg, record.args = "malformed Socket.IO message dropped: %s: %.200s", (
+                type(exc).__name__, exc)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _drop_unnamed_events(server) -> None:
+    """python-socketio (5.18) dispatches an event whose name is not a string (`42[{}]`)
+    in a green thread that dies with a TypeError traceback on stderr, one per frame:
+    such events are dropped here with one warning line instead."""
+    handle = server._handle_event
+
+    def handle_event(eio_sid, namespace, id, data):
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            log.warning("malformed Socket.IO event dropped: its name is not a string")
+            return None
+        return handle(eio_sid, namespace, id, data)
+
+    server._handle_event = handle_event
+
+
 def init_app(app, settings) -> None:
+    logging.getLogger("engineio.server").addFilter(_MalformedFrames())
     with warnings.catch_warnings():
         # importing eventlet warns that it is in maintenance mode: a known, accepted
         # choice (see README, Concurrency), and noise on every `flask` CLI command
@@ -192,3 +226,4 @@ def init_app(app, settings) -> None:
             max_http_buffer_size=256 * 1024,
             message_queue=settings.socketio_message_queue or None,
         )
+    _drop_unnamed_events(socketio.server)

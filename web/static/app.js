@@ -119,6 +119,22 @@
     return data;
   }
 
+  // ---- proof of work (ALTCHA v1): the number whose SHA-256(salt + number) is the challenge
+  async function solveChallenge() {
+    const c = await api("GET", "/pow/challenge");
+    const encoder = new TextEncoder();
+    for (let n = 0; n <= c.maxNumber; n++) {
+      const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(c.salt + n)));
+      let hex = "";
+      for (const b of digest) hex += b.toString(16).padStart(2, "0");
+      if (hex === c.challenge) {
+        return btoa(JSON.stringify({ algorithm: c.algorithm, challenge: c.challenge, number: n,
+                                     salt: c.salt, signature: c.signature }));
+      }
+    }
+    throw new Error("no solution");
+  }
+
   // ---- banner and status
   function showBanner(text) { els.banner.textContent = text; els.banner.hidden = false; }
   function hideBanner() { els.banner.hidden = true; els.banner.textContent = ""; }
@@ -506,6 +522,16 @@
   });
   socket.on("error", (data) => {
     const message = (data && data.error) || "Something went wrong.";
+    if (run && data && data.field === "pow" && !run.powTried) {
+      // POW_REQUIRED=1: solve the server's challenge once for this conversation, then resend
+      const current = run;
+      current.powTried = true;
+      say("Checking this browser (a moment of work, no data leaves it)…");
+      solveChallenge().then((pow) => {
+        if (run === current) socket.emit("user_message", { ...current.payload, pow });
+      }).catch(() => abandonRun("The server's check could not be completed. Please try again."));
+      return;
+    }
     if (run && ours(data)) {
       const current = run;
       run = null;
@@ -535,6 +561,7 @@
     say("Jelly is answering…");
     const payload = { user_token: userToken, message: text, application };
     if (currentId) payload.conversation_id = currentId;
+    run.payload = payload;
     socket.emit("user_message", payload);
   }
   function stop() {
