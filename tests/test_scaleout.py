@@ -14,7 +14,6 @@ import uuid
 import pytest
 import requests
 
-from tests.fakes.openai_server import OpenAIServer
 from tests.helpers import RedisServer, RoundRobinProxy, RunClient, ServerProcess
 
 SLOW = "[long 80] [slow 0.1] tell me a long story"
@@ -30,13 +29,6 @@ def redis_server():
     server = RedisServer().start()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def llm():
-    fake = OpenAIServer().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture
