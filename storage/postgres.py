@@ -8,8 +8,7 @@ PSYCOPG_IMPL=python before importing psycopg, so queries yield to the hub.
 from __future__ import annotations
 
 import threading
-import time
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from datetime import datetime
 from urllib.parse import urlparse
 
@@ -31,7 +30,6 @@ try:
 except ImportError:  # pragma: no cover - guarded driver import
     psycopg = None
 
-BUSY_AFTER_FAILURE = 5.0  # seconds after a failed connection during which waits stay short
 HNSW_MAX_DIMENSIONS = 2000  # pgvector's limit for an HNSW index on `vector`
 INDEX_LOCK_ID = 7_324_002  # pg_advisory_xact_lock key for creating vector indexes
 
@@ -82,7 +80,6 @@ class PostgresStore(Store):
         self.dsn = dsn
         self.timeout = timeout
         self.request_timeout = request_timeout
-        self._last_failure = float("-inf")
         self._checking = threading.Lock()
         self._vector_indexes: set[int] = set()
         kwargs = {"autocommit": True}
@@ -172,35 +169,17 @@ class PostgresStore(Store):
 
     @contextmanager
     def _connection(self):
-        """A pooled connection; pool exhaustion and lost connections become StoreError.
-
-        A request waits `request_timeout` for a connection. When none came but the
-        database is merely busy (the pool holds connections and none failed lately),
-        it waits on up to `timeout`: a burst of turns queues instead of being refused,
-        while an outage still answers within `request_timeout`.
-        """
+        """A pooled connection; pool exhaustion and lost connections become StoreError,
+        within `request_timeout`."""
         try:
-            with ExitStack() as stack:
-                try:
-                    conn = stack.enter_context(self.pool.connection(timeout=self.request_timeout))
-                except PoolTimeout:
-                    if not self._busy():
-                        raise
-                    conn = stack.enter_context(self.pool.connection(
-                        timeout=max(0.0, self.timeout - self.request_timeout)))
+            with self.pool.connection(timeout=self.request_timeout) as conn:
                 yield conn
         except PoolTimeout:
             raise StoreError("no database connection became free in time") from None
         except psycopg.OperationalError as exc:
-            self._last_failure = time.monotonic()
             self._drop_dead_connections()
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise StoreError(f"the database connection failed: {first}") from None
-
-    def _busy(self) -> bool:
-        """Connections exist and none failed in the last few seconds: a queue, not an outage."""
-        recent_failure = time.monotonic() - self._last_failure < BUSY_AFTER_FAILURE
-        return not recent_failure and self.pool.get_stats().get("pool_size", 0) > 0
 
     def list_qa(self, limit, before: datetime | None = None) -> list[QA]:
         with self._connection() as conn:
