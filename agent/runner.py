@@ -20,7 +20,8 @@ from tools import friendly_name
 MAX_TOOL_RESULT = 2000  # characters of a tool result kept with the call
 SUMMARY_CHARS = 200  # characters of a tool result in `tool_end`
 STEP_SEPARATOR = "\n\n"  # between the texts of two model steps
-FLUSH_EVERY = 0.02  # seconds: tokens arriving within this are sent as one event
+FLUSH_EVERY = 0.02  # seconds: tokens piling up within this are sent as one event
+QUIET = 0.004  # seconds: a token this long after the last event is sent at once
 YIELD_EVERY = 0.005  # seconds of token work before the hub gets a turn
 
 
@@ -84,9 +85,11 @@ class _Stream:
     """Forwards answer text as tokens, keeping `result.answer` equal to what was sent.
 
     Text a model writes before a tool call is part of the answer: every model
-    step's text is forwarded, steps separated by a blank line. Tokens that
-    arrive together are sent as one `final_answer_token` (at most one emit per
-    FLUSH_EVERY; text waiting longer is sent by a timer); the text is made
+    step's text is forwarded, steps separated by a blank line. A token that
+    arrives alone (nothing sent in the last QUIET seconds, nothing waiting) is
+    sent at once, so a model's usual pace costs no delay; tokens that pile up
+    faster are sent together by a timer, at most one event per FLUSH_EVERY (a
+    huge fast answer costs few emits, not one per token); the text is made
     storable before it is sent, so the stored answer equals the joined tokens;
     past `max_chars` the rest is dropped.
     """
@@ -123,11 +126,12 @@ class _Stream:
         self.last_char = text[-1]
         with self.lock:
             self.pending.append(text)
-        now = time.monotonic()
-        if self.result.truncated or now - self.last_flush >= FLUSH_EVERY:
+            waiting = self.timer is not None
+        since = time.monotonic() - self.last_flush
+        if self.result.truncated or since >= FLUSH_EVERY or (not waiting and since >= QUIET):
             self.flush()
-        elif self.timer is None:
-            self.timer = call_later(FLUSH_EVERY, self.flush)
+        elif not waiting:
+            self.timer = call_later(FLUSH_EVERY - since, self.flush)
 
     def flush(self, final: bool = False) -> None:
         """Send what is pending as one token (a trailing high surrogate waits for its
