@@ -194,6 +194,28 @@ def test_a_huge_fast_answer_is_capped_and_freezes_no_one(srv, llm, clients):
     assert stored["content"] == final["message"]
 
 
+def test_a_token_that_arrives_alone_is_sent_at_once_piled_up_ones_together():
+    """The coalescing of agent/runner.py, without a server: a model's usual pace
+    (tokens apart) costs no delay; only tokens piling up wait for one event."""
+    from agent.runner import QUIET, AgentResult, _Stream
+
+    sent: list[str] = []
+    result = AgentResult()
+    stream = _Stream(lambda _event, data: sent.append(data["token"]), result, "run")
+    stream.text("step", "one")
+    assert sent == ["one"]  # alone: not held back for a timer
+    stream.text("step", " two")
+    stream.text("step", " three")
+    assert sent == ["one"] and stream.timer is not None  # piled up: waiting together
+    stream.flush()
+    assert sent == ["one", " two three"]
+    stream.last_flush -= QUIET  # as if the model paused that long
+    stream.text("step", " four")
+    assert sent[-1] == " four" and stream.timer is None
+    stream.flush(final=True)
+    assert "".join(sent) == result.answer == "one two three four"
+
+
 def test_model_text_that_cannot_be_stored_is_made_storable(srv, clients):
     c = clients[0]
     user = token()
