@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from agent.offline import OfflineChatModel
 
 
@@ -21,6 +23,30 @@ class RawStreamingCompletions:
 
     def __init__(self, completions):
         self._completions = completions
+        self._tools_json: dict[int, tuple[list, bytes]] = {}  # id -> (the list, its JSON)
+
+    def _body(self, params: dict):
+        """The request body as JSON bytes, the tool schemas serialized once per list.
+
+        The agent sends the same bound tool list (13 schemas, 8 KB) on every
+        model step; encoding it each time was most of the request's JSON work.
+        Anything json cannot encode goes to the SDK as a dict, as before.
+        """
+        tools = params.get("tools")
+        try:
+            if not tools:
+                return json.dumps(params).encode()
+            hit = self._tools_json.get(id(tools))
+            if hit is None or hit[0] is not tools:
+                hit = (tools, json.dumps(tools).encode())
+                if len(self._tools_json) < 16:
+                    self._tools_json[id(tools)] = hit
+            rest = json.dumps({k: v for k, v in params.items() if k != "tools"}).encode()
+        except (TypeError, ValueError):
+            return params
+        if rest == b"{}":
+            return b'{"tools": ' + hit[1] + b"}"
+        return rest[:-1] + b', "tools": ' + hit[1] + b"}"
 
     def create(self, **params):
         if not params.get("stream") or "response_format" in params:
@@ -31,7 +57,7 @@ class RawStreamingCompletions:
         options = {key: params.pop(key) for key in
                    ("extra_headers", "extra_query", "extra_body", "timeout") if key in params}
         return self._completions._post(
-            "/chat/completions", body=params,
+            "/chat/completions", body=self._body(params),
             options=make_request_options(**options, security={"bearer_auth": True}),
             cast_to=object, stream=True, stream_cls=Stream[object],
         )
