@@ -506,12 +506,33 @@ begin
 end;
 $$;
 
--- Only the server may call these functions (see the rpc migration).
-do $$
+-- Only the server may call our functions: execution is taken from public (and,
+-- on Supabase, from anon and authenticated) and given to service_role. Every
+-- later migration calls this for the functions it adds.
+create or replace function public.jelly_server_only(p_functions text[])
+returns void
+language plpgsql
+set search_path = ''
+as $$
 declare
     f text;
 begin
-    foreach f in array array[
+    foreach f in array p_functions loop
+        execute format('revoke execute on function %s from public', f);
+        if exists (select 1 from pg_roles where rolname = 'anon') then
+            execute format('revoke execute on function %s from anon', f);
+        end if;
+        if exists (select 1 from pg_roles where rolname = 'authenticated') then
+            execute format('revoke execute on function %s from authenticated', f);
+        end if;
+        if exists (select 1 from pg_roles where rolname = 'service_role') then
+            execute format('grant execute on function %s to service_role', f);
+        end if;
+    end loop;
+end;
+$$;
+
+select public.jelly_server_only(array[
         'public.jelly_user(text, text)',
         'public.jelly_conversation_json(uuid)',
         'public.jelly_create_run(text, text, uuid, text, text, text, text)',
@@ -526,21 +547,9 @@ begin
         'public.jelly_create_conversation(text, text, text)',
         'public.jelly_get_conversation(text, uuid, integer)',
         'public.jelly_update_conversation(text, uuid, text)',
-        'public.jelly_delete_conversation(text, uuid)'
-    ] loop
-        execute format('revoke execute on function %s from public', f);
-        if exists (select 1 from pg_roles where rolname = 'anon') then
-            execute format('revoke execute on function %s from anon', f);
-        end if;
-        if exists (select 1 from pg_roles where rolname = 'authenticated') then
-            execute format('revoke execute on function %s from authenticated', f);
-        end if;
-        if exists (select 1 from pg_roles where rolname = 'service_role') then
-            execute format('grant execute on function %s to service_role', f);
-        end if;
-    end loop;
-end
-$$;
+        'public.jelly_delete_conversation(text, uuid)',
+        'public.jelly_server_only(text[])'
+    ]);
 
 create or replace function public.jelly_api_version()
 returns integer

@@ -89,21 +89,6 @@ begin
 end;
 $$;
 
-do $$
-declare
-    f text := 'public.jelly_start_run(text, text, uuid, text, text, text, text, text, integer, double precision)';
-begin
-    execute format('revoke execute on function %s from public', f);
-    if exists (select 1 from pg_roles where rolname = 'anon') then
-        execute format('revoke execute on function %s from anon', f);
-    end if;
-    if exists (select 1 from pg_roles where rolname = 'authenticated') then
-        execute format('revoke execute on function %s from authenticated', f);
-    end if;
-    if exists (select 1 from pg_roles where rolname = 'service_role') then
-        execute format('grant execute on function %s to service_role', f);
-    end if;
-end
-$$;
+select public.jelly_server_only(array['public.jelly_start_run(text, text, uuid, text, text, text, text, text, integer, double precision)']);
 
 notify pgrst, 'reload schema';
