@@ -76,7 +76,8 @@ drop function if exists public.jelly_add_answer(bigint, text, text, text, jsonb,
 -- ---------------------------------------------------------------- helpers
 
 -- The user of a token, created (with a default conversation holding the greeting)
--- when new. Concurrent first contacts with one token create one user.
+-- when new; no write when it exists (the common case). Concurrent first contacts
+-- with one token create one user.
 create or replace function public.jelly_user(p_token text, p_greeting text)
 returns table (user_id bigint, created boolean, default_conversation uuid)
 language plpgsql
@@ -88,13 +89,22 @@ declare
     v_conv uuid;
     v_created boolean := false;
 begin
-    insert into public.users (token) values (p_token)
-    on conflict (token) do nothing
-    returning id into v_id;
+    select u.id, c.id into v_id, v_conv from public.users u
+    left join public.conversations c on c.user_id = u.id and c.is_default
+    where u.token = p_token;
+    if v_conv is not null then
+        return query select v_id, false, v_conv;
+        return;
+    end if;
     if v_id is null then
-        select u.id into v_id from public.users u where u.token = p_token;
-    else
-        v_created := true;
+        insert into public.users (token) values (p_token)
+        on conflict (token) do nothing
+        returning id into v_id;
+        if v_id is null then
+            select u.id into v_id from public.users u where u.token = p_token;
+        else
+            v_created := true;
+        end if;
     end if;
     select c.id into v_conv from public.conversations c where c.user_id = v_id and c.is_default;
     if v_conv is null then
