@@ -35,7 +35,7 @@ _STOPWORDS = set(
     into is it its me my of on or our please should so than that the their them then there these
     this to us was we what when where which who why will with would you your about tell explain
     much many one any some way does doing done want know need needed like also just use using
-    get make go there here up""".split()
+    get make go there here up whats hows wheres whos""".split()
 )
 # kept for scoring even though they are stop-ish: they carry the question's topic
 _KEEP = {"need", "many", "much"}
