@@ -9,7 +9,10 @@
 --   * kb_text_search: a question asking when ("when did ...", "what year ...")
 --     ranks a chunk that holds a year 3x higher, 9x when the year follows one
 --     of the question's less common words in the same sentence ("launched on
---     April 26th, 2020").
+--     April 26th, 2020");
+--   * kb_text_search: "what is X" where X is several words ranks a chunk that
+--     holds X as a phrase 3x higher ("the community fund" over "a community
+--     development fund").
 
 
 -- The question with the spellings users type replaced by the pages' words.
@@ -70,6 +73,9 @@ declare
     normal text := public.kb_normalise_query(query);
     asks_when boolean := query ~* '^\s*when\M|\mwhat\s+(year|date|day)\M|\msince\s+when\M';
     dated text;  -- for "when": a question word and a year in one sentence
+    -- for "what is X" where X is two or more words: X as a phrase ("community fund")
+    phrase text := substring(lower(query) from
+        '^\s*(?:what(?:''s|s|\s+is|\s+are)|define|explain)\s+(?:an?\s+|the\s+)?([[:alnum:]]+(?:\s+[[:alnum:]]+){1,3}?)s?[\s?.!]*$');
 begin
     if to_tsvector('english'::regconfig, normal) = ''::tsvector then
         return;  -- only stop words: nothing to look for
@@ -80,6 +86,9 @@ begin
            array_agg(l.lexeme)
     into terms, weights, lexemes
     from public.kb_query_lexemes(normal) l;
+    if phrase is not null then
+        phrase := '\m' || regexp_replace(phrase, '\s+', '[\s-]+', 'g') || 's?\M';
+    end if;
     if asks_when then
         select '\m(' || string_agg(regexp_replace(l.lexeme, '\W', '', 'g'), '|')
                || ')\w*[^.!?\n]{0,80}\m(19|20)\d\d\M'
@@ -107,7 +116,8 @@ begin
                    * case when $9 is null or c.content !~* $9 then 1
                           when left(c.content, 200) ~* $9 then 30.0 else 10.0 end
                    * case when not $10 or c.content !~* '\m(19|20)\d\d\M' then 1
-                          when $11 is not null and c.content ~* $11 then 9.0 else 3.0 end as score
+                          when $11 is not null and c.content ~* $11 then 9.0 else 3.0 end
+                   * case when $12 is not null and c.content ~* $12 then 3.0 else 1 end as score
             from candidates c
         )
         select s.id, s.content, s.metadata, s.score::double precision
@@ -117,6 +127,6 @@ begin
     $sql$
     using kb, public.kb_selective_words(normal, kb), plainto_tsquery('english'::regconfig, normal),
           public.kb_any_words(normal), k, terms, weights, lexemes, definition,
-          asks_when, dated;
+          asks_when, dated, phrase;
 end
 $$;
