@@ -76,7 +76,8 @@ drop function if exists public.jelly_add_answer(bigint, text, text, text, jsonb,
 -- ---------------------------------------------------------------- helpers
 
 -- The user of a token, created (with a default conversation holding the greeting)
--- when new. Concurrent first contacts with one token create one user.
+-- when new; no write when it exists (the common case). Concurrent first contacts
+-- with one token create one user.
 create or replace function public.jelly_user(p_token text, p_greeting text)
 returns table (user_id bigint, created boolean, default_conversation uuid)
 language plpgsql
@@ -88,13 +89,22 @@ declare
     v_conv uuid;
     v_created boolean := false;
 begin
-    insert into public.users (token) values (p_token)
-    on conflict (token) do nothing
-    returning id into v_id;
+    select u.id, c.id into v_id, v_conv from public.users u
+    left join public.conversations c on c.user_id = u.id and c.is_default
+    where u.token = p_token;
+    if v_conv is not null then
+        return query select v_id, false, v_conv;
+        return;
+    end if;
     if v_id is null then
-        select u.id into v_id from public.users u where u.token = p_token;
-    else
-        v_created := true;
+        insert into public.users (token) values (p_token)
+        on conflict (token) do nothing
+        returning id into v_id;
+        if v_id is null then
+            select u.id into v_id from public.users u where u.token = p_token;
+        else
+            v_created := true;
+        end if;
     end if;
     select c.id into v_conv from public.conversations c where c.user_id = v_id and c.is_default;
     if v_conv is null then
@@ -506,12 +516,33 @@ begin
 end;
 $$;
 
--- Only the server may call these functions (see the rpc migration).
-do $$
+-- Only the server may call our functions: execution is taken from public (and,
+-- on Supabase, from anon and authenticated) and given to service_role. Every
+-- later migration calls this for the functions it adds.
+create or replace function public.jelly_server_only(p_functions text[])
+returns void
+language plpgsql
+set search_path = ''
+as $$
 declare
     f text;
 begin
-    foreach f in array array[
+    foreach f in array p_functions loop
+        execute format('revoke execute on function %s from public', f);
+        if exists (select 1 from pg_roles where rolname = 'anon') then
+            execute format('revoke execute on function %s from anon', f);
+        end if;
+        if exists (select 1 from pg_roles where rolname = 'authenticated') then
+            execute format('revoke execute on function %s from authenticated', f);
+        end if;
+        if exists (select 1 from pg_roles where rolname = 'service_role') then
+            execute format('grant execute on function %s to service_role', f);
+        end if;
+    end loop;
+end;
+$$;
+
+select public.jelly_server_only(array[
         'public.jelly_user(text, text)',
         'public.jelly_conversation_json(uuid)',
         'public.jelly_create_run(text, text, uuid, text, text, text, text)',
@@ -526,21 +557,9 @@ begin
         'public.jelly_create_conversation(text, text, text)',
         'public.jelly_get_conversation(text, uuid, integer)',
         'public.jelly_update_conversation(text, uuid, text)',
-        'public.jelly_delete_conversation(text, uuid)'
-    ] loop
-        execute format('revoke execute on function %s from public', f);
-        if exists (select 1 from pg_roles where rolname = 'anon') then
-            execute format('revoke execute on function %s from anon', f);
-        end if;
-        if exists (select 1 from pg_roles where rolname = 'authenticated') then
-            execute format('revoke execute on function %s from authenticated', f);
-        end if;
-        if exists (select 1 from pg_roles where rolname = 'service_role') then
-            execute format('grant execute on function %s to service_role', f);
-        end if;
-    end loop;
-end
-$$;
+        'public.jelly_delete_conversation(text, uuid)',
+        'public.jelly_server_only(text[])'
+    ]);
 
 create or replace function public.jelly_api_version()
 returns integer

@@ -24,19 +24,6 @@ begin
 end;
 $$;
 
-do $$
-begin
-    execute 'revoke execute on function public.jelly_convert_tool_rows(jsonb) from public';
-    if exists (select 1 from pg_roles where rolname = 'anon') then
-        execute 'revoke execute on function public.jelly_convert_tool_rows(jsonb) from anon';
-    end if;
-    if exists (select 1 from pg_roles where rolname = 'authenticated') then
-        execute 'revoke execute on function public.jelly_convert_tool_rows(jsonb) from authenticated';
-    end if;
-    if exists (select 1 from pg_roles where rolname = 'service_role') then
-        execute 'grant execute on function public.jelly_convert_tool_rows(jsonb) to service_role';
-    end if;
-end
-$$;
+select public.jelly_server_only(array['public.jelly_convert_tool_rows(jsonb)']);
 
 notify pgrst, 'reload schema';

@@ -42,68 +42,6 @@ begin
 end;
 $$;
 
--- The user of a token without a write when it exists (the common case): the
--- insert-on-conflict of jelly_user only for new tokens.
-create or replace function public.jelly_user(p_token text, p_greeting text)
-returns table (user_id bigint, created boolean, default_conversation uuid)
-language plpgsql
-set search_path = ''
-as $$
-#variable_conflict use_column
-declare
-    v_id bigint;
-    v_conv uuid;
-    v_created boolean := false;
-begin
-    select u.id, c.id into v_id, v_conv from public.users u
-    left join public.conversations c on c.user_id = u.id and c.is_default
-    where u.token = p_token;
-    if v_conv is not null then
-        return query select v_id, false, v_conv;
-        return;
-    end if;
-    if v_id is null then
-        insert into public.users (token) values (p_token)
-        on conflict (token) do nothing
-        returning id into v_id;
-        if v_id is null then
-            select u.id into v_id from public.users u where u.token = p_token;
-        else
-            v_created := true;
-        end if;
-    end if;
-    select c.id into v_conv from public.conversations c where c.user_id = v_id and c.is_default;
-    if v_conv is null then
-        insert into public.conversations (user_id, is_default) values (v_id, true)
-        on conflict do nothing
-        returning id into v_conv;
-        if v_conv is null then
-            select c.id into v_conv from public.conversations c
-            where c.user_id = v_id and c.is_default;
-        elsif v_created then
-            insert into public.chat_messages (user_id, conversation_id, type, content)
-            values (v_id, v_conv, 'jelly', p_greeting);
-        end if;
-    end if;
-    return query select v_id, v_created, v_conv;
-end;
-$$;
-
-do $$
-declare
-    f text := 'public.jelly_start_run(text, text, uuid, text, text, text, text, text, integer, double precision)';
-begin
-    execute format('revoke execute on function %s from public', f);
-    if exists (select 1 from pg_roles where rolname = 'anon') then
-        execute format('revoke execute on function %s from anon', f);
-    end if;
-    if exists (select 1 from pg_roles where rolname = 'authenticated') then
-        execute format('revoke execute on function %s from authenticated', f);
-    end if;
-    if exists (select 1 from pg_roles where rolname = 'service_role') then
-        execute format('grant execute on function %s to service_role', f);
-    end if;
-end
-$$;
+select public.jelly_server_only(array['public.jelly_start_run(text, text, uuid, text, text, text, text, text, integer, double precision)']);
 
 notify pgrst, 'reload schema';

@@ -88,27 +88,10 @@ as $$
 $$;
 
 -- Only the server may call these functions (see the rpc migration).
-do $$
-declare
-    f text;
-begin
-    foreach f in array array[
+select public.jelly_server_only(array[
         'public.jelly_set_run_cap(integer)',
         'public.jelly_runs_cap()',
         'public.jelly_history(text, integer, bigint)'
-    ] loop
-        execute format('revoke execute on function %s from public', f);
-        if exists (select 1 from pg_roles where rolname = 'anon') then
-            execute format('revoke execute on function %s from anon', f);
-        end if;
-        if exists (select 1 from pg_roles where rolname = 'authenticated') then
-            execute format('revoke execute on function %s from authenticated', f);
-        end if;
-        if exists (select 1 from pg_roles where rolname = 'service_role') then
-            execute format('grant execute on function %s to service_role', f);
-        end if;
-    end loop;
-end
-$$;
+    ]);
 
 notify pgrst, 'reload schema';
