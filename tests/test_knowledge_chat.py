@@ -209,7 +209,7 @@ def test_knowledge_packages_do_not_import_flask():
         ("how can i get test dfi", "/docs/auto/Testnet", 3),  # "test dfi" is the testnet
         ("when did defichain launch", "/docs/auto/Introduction", 1),  # "launched on April 26th, 2020"
         ("what are dtokens", "/docs/auto/Decentralized_Assets", 1),  # "... known commonly as dTokens"
-        ("what is the community fund", "/docs/auto/Block_Rewards", 1),  # the phrase, not "community development fund"
+        ("what is the community fund", "/docs/auto/Block_Rewards", 1),  # the phrase itself
     ],
 )
 def test_ranking_prefers_definitions_titles_and_page_openings(wiki_server, question, page, within):
