@@ -206,6 +206,10 @@ def test_knowledge_packages_do_not_import_flask():
         ("what is DeFiChain?", "/docs/auto/Introduction", 1),  # the page that defines it, not an app's page
         ("what is a vault", "/docs/auto/Vaults_Loans", 1),
         ("how do i back up my wallet", "/docs/auto/Backup_Wallet", 3),  # "back up" is "backup" on the page
+        ("how can i get test dfi", "/docs/auto/Testnet", 3),  # "test dfi" is the testnet
+        ("when did defichain launch", "/docs/auto/Introduction", 1),  # "launched on April 26th, 2020"
+        ("what are dtokens", "/docs/auto/Decentralized_Assets", 1),  # "... known commonly as dTokens"
+        ("what is the community fund", "/docs/auto/Block_Rewards", 1),  # the phrase itself
     ],
 )
 def test_ranking_prefers_definitions_titles_and_page_openings(wiki_server, question, page, within):

@@ -19,7 +19,15 @@ from tests.fakes.ocean_server import ADDRESS
 from tests.helpers import ROOT
 from tools import calculator, knowledge, ocean
 from tools.calculator import calculate, extract_expression
-from tools.knowledge import best_quote, best_quotes, best_snippet, coverage, format_results, parse_results
+from tools.knowledge import (
+    best_quote,
+    best_quotes,
+    best_snippet,
+    coverage,
+    covered,
+    format_results,
+    parse_results,
+)
 
 KUEGI = "df1qqtlz4uw9w5s4pupwgucv4shl6atqw7xlz2wn07"
 KRYSH = "df1qw2yusvjqctn6p4esyfm5ajgsu5ek8zddvhv8jm"
@@ -244,6 +252,46 @@ def test_coverage_and_not_covered():
     assert coverage("how do i back up my wallet", "Make a backup of the wallet regularly.") == 1.0
     assert best_quote("who was the first chancellor of germany",
                       passages(("Anchoring", "The first anchor was written in 2020."))) is None
+
+
+@pytest.mark.parametrize(
+    ("question", "texts", "expected"),
+    [
+        # one of two topic words shared, the other foreign to every passage: not covered
+        ("who was the first chancellor of germany", ["ETF | dDAX | Global X DAX Germany ETF",
+                                                     "Fullnodes: 195.90.210.76 (Germany, Berlin)"], False),
+        ("what's the best pizza topping", ["The DEX lists the best pools."], False),
+        # two of three shared: covered, though "desktop" is on none of them
+        ("how do i back up my desktop wallet", ["Backup Wallet: make a backup of the wallet."], True),
+        # a typo of a word the passages hold is left out of the count
+        ("whats the minimun colateral ratio", ["The minimum collateral ratio is 150%."], True),
+        ("what's krysh's donation address", ["Donations to krysh: df1qw2yus..."], True),
+        ("when did defichain launch", ["DeFiChain officially launched on April 26th, 2020."], True),
+    ],
+)
+def test_not_covered_needs_the_words_the_passages_do_not_know(question, texts, expected):
+    assert covered(question, texts) is expected
+
+
+@pytest.mark.parametrize(
+    ("question", "words"),
+    [
+        ("how can i get test dfi", {"testnet", "dfi"}),  # what the pages call the test network
+        ("is there a test net", {"testnet"}),
+        ("how do i back up my wallet", {"backup", "wallet"}),
+    ],
+)
+def test_spellings_users_type_become_the_pages_words(question, words):
+    assert knowledge._words(question) == words
+
+
+def test_a_sentence_that_names_the_term_defines_it():
+    found = best_quote("what are dtokens", passages(
+        ("Future Swap", "The way the network uses futures to stabilize the dToken prices."),
+        ("Decentralized Assets", "Anybody can make a token. The other type of tokens are known "
+                                 "commonly as dTokens. These are very important to DeFiChain."),
+    ))
+    assert found[0] == "Decentralized Assets" and "known commonly as dTokens" in found[2]
 
 
 def test_code_questions_quote_the_snippet_that_calls_something():

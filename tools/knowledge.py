@@ -8,6 +8,7 @@ When a kb has not been ingested, the bundled starter kb answers instead.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import re
@@ -34,7 +35,7 @@ _STOPWORDS = set(
     into is it its me my of on or our please should so than that the their them then there these
     this to us was we what when where which who why will with would you your about tell explain
     much many one any some way does doing done want know need needed like also just use using
-    get make go there here up""".split()
+    get make go there here up whats hows wheres whos""".split()
 )
 # kept for scoring even though they are stop-ish: they carry the question's topic
 _KEEP = {"need", "many", "much"}
@@ -46,6 +47,8 @@ SPELLINGS = [
     (r"\bset(?:ting)?\s+up\b", "setup"),
     (r"\blog(?:ging|ged)?\s+in\b", "login"),
     (r"\bmaster\s+nodes?\b", "masternode"),
+    (r"\btest(?:ing)?[\s-]+net(?:work)?\b", "testnet"),  # the test network, as users write it
+    (r"\btest\s+(dfi|coins?|tokens?|funds?)\b", r"testnet \1"),
 ]
 
 
@@ -55,7 +58,7 @@ def _words(text: str) -> set[str]:
     for pattern, joined in SPELLINGS:
         text = re.sub(pattern, joined, text)
     for raw in re.findall(r"[a-z0-9][a-z0-9,.']*", text):  # "defi-portfolio" is two words
-        word = raw.strip(".,'-")
+        word = re.sub(r"'s$", "", raw.strip(".,'-"))  # "krysh's" -> krysh
         if not word or (word in _STOPWORDS and word not in _KEEP):
             continue
         if len(word) > 4 and word.endswith("es") and not word.endswith("ses"):
@@ -155,7 +158,10 @@ def _definition(question: str):
     subject = r"\W+".join(re.escape(w) for w in words)
     return re.compile(rf"^\W*(?:the\s+|an?\s+)?\W*{subject}s?\W*(?:\([^)]*\)\s*)?"
                       rf"(?:(?:is|are)\s+(?:a|an|the|one|short|similar|like|called|known)\b"
-                      rf"|means|refers to|describes|stands for)", re.I)
+                      rf"|means|refers to|describes|stands for)"
+                      # ... or a sentence that names it: "... are known commonly as dTokens"
+                      rf"|\b(?:known|called|referred\s+to)\s+(?:(?:commonly|simply|also)\s+)?(?:as\s+)?"
+                      rf"(?:the\s+|an?\s+)?{subject}s?\b", re.I)
 
 
 # What a question asks for, and what a sentence that answers it contains:
@@ -199,8 +205,25 @@ def coverage(question: str, text: str) -> float:
     return len(wanted & _topic(text)) / len(wanted) if wanted else 1.0
 
 
+def covered(question: str, texts) -> bool:
+    """Whether one of `texts` holds at least `COVERED` of the question's topic words, where
+    a word none of them holds counts `UNKNOWN` times: sharing one word is not enough when
+    the other is foreign to every passage ("the first chancellor of germany" against an
+    ETF table that lists a Germany fund). A word none holds but one spelled nearly like it
+    (a typo: "colateral") is left out of the count."""
+    wanted = _topic(question)
+    topics = [_topic(text) for text in texts]
+    seen = set().union(*topics) if topics else set()
+    weights = {w: 1.0 if w in seen else UNKNOWN for w in wanted
+               if w in seen or not difflib.get_close_matches(w, seen, 1, TYPO)}
+    total = sum(weights.values())
+    return not total or any(sum(weights.get(w, 0.0) for w in t) >= COVERED * total for t in topics)
+
+
 _ABOUT = r"\bwhat (does|do) .+ do\b|\bwhat (is|are|'s) .+ (for|about)\b|\bwhat (is|are) .+ used for\b"
 COVERED = 0.5  # a passage must hold at least this share of the question's topic words
+UNKNOWN = 2.0  # a question word no retrieved passage holds weighs this much in `covered`
+TYPO = 0.8  # a question word this similar (difflib ratio) to a passage's word is a typo of it
 RANK_STEP = 0.5  # each lower-ranked passage counts this much less
 QUOTE_LENGTH = 220  # characters of context quoted after the best sentence
 SECOND_QUOTE = 0.3  # a second page is quoted too when it scores at least this share of the best
@@ -384,7 +407,7 @@ def make_knowledge_tool(retriever: Retriever, *, name: str, label: str, kbs: tup
             return (f"{NOTHING_FOUND} in the {label}: it has not been ingested yet "
                     f"(make ingest SOURCE=... KB={kbs[0]})."), {"sources": []}
         chunks = [c for c in retriever.search(kb, question, k) if _relevant(question, c)]
-        if not any(coverage(question, _chunk_text(c)) >= COVERED for c in chunks):
+        if not covered(question, [_chunk_text(c) for c in chunks]):
             chunks = []  # nothing here is about the question's topic: say so, cite nothing
         label_used = label if kb == kbs[0] else f"{label} (starter knowledge base)"
         return format_results(label_used, question, chunks), {"sources": _sources(chunks), "kb": kb}
