@@ -14,6 +14,7 @@ from langchain_core.outputs import ChatGenerationChunk
 from agent import events as ev
 from agent.cancel import CancelCallbacks, CancelHandle, RunCancelled, call_later
 from agent.retry import BudgetRetry, RunBudget
+from agent.text import storable
 from metrics import TOOL_CALLS
 from tools import friendly_name
 
@@ -73,12 +74,6 @@ def merge_sources(sources: list[dict], new: list[dict]) -> None:
         if key and key not in seen:
             seen.add(key)
             sources.append({"title": source.get("title") or key, "url": source.get("url")})
-
-
-def _storable(text: str) -> str:
-    from agent.turn import storable  # late: turn imports this module
-
-    return storable(text)
 
 
 class _Stream:
@@ -147,7 +142,7 @@ class _Stream:
                 text = text[:-1]
             if not text:
                 return
-            text = _storable(text)
+            text = storable(text)
             self.last_flush = time.monotonic()
             self.result.parts.append(text)
             self.emits += 1

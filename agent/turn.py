@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -25,6 +24,7 @@ from agent.offline import tokens_of
 from agent.persona import APOLOGY, GREETING
 from agent.retry import describe
 from agent.runner import AgentResult, ChatAgent
+from agent.text import UNSTORABLE, storable
 from logs import bind_run_id
 from metrics import TURN_SECONDS, TURNS
 from storage.base import NotFound, StoreError
@@ -34,8 +34,6 @@ log = logging.getLogger("jellychat.turn")
 MAX_TOKEN_CHARS = 200
 MAX_APPLICATION_CHARS = 100
 MAX_TITLE_CHARS = 80
-MULTITASK = ("enqueue", "reject", "interrupt")
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 QUEUE_POLL = (0.02, 0.25)  # first and longest wait between checks while queued
 FINISH_RETRIES = (0.2,)  # pauses before storing a run's outcome again, seconds (then the watcher)
 CUT_NOTE = "\n\n[The answer was cut here: it reached the length limit.]"
@@ -87,6 +85,13 @@ def validate_id(value, name: str = "conversation_id") -> str:
         raise InvalidInput(name, f"'{name}' is not a valid id") from None
 
 
+def validate_optional_text(name: str, value, limit: int) -> str | None:
+    """An optional text field: None when absent or blank, else `_required_text`'s rules."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _required_text(name, value, limit)
+
+
 def validate_title(title) -> str:
     return _required_text("title", title, MAX_TITLE_CHARS)
 
@@ -102,13 +107,6 @@ def validate(user_token, message, application, max_message_chars: int,
         app_name = _required_text("application", application, MAX_APPLICATION_CHARS)
     conversation = None if conversation_id in (None, "") else validate_id(conversation_id)
     return TurnInput(token, text, app_name, conversation)
-
-
-def storable(text: str) -> str:
-    """Text a database can hold: lone surrogates and NULs become U+FFFD."""
-    if not UNSTORABLE.search(text):
-        return text
-    return UNSTORABLE.sub("\ufffd", text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
 
 
 def to_langchain(memory: list[dict]) -> list:
@@ -346,7 +344,6 @@ class Chat:
             self._apologize(result, sink, run.run_id)
         TURNS.labels(status).inc()
         TURN_SECONDS.observe(time.monotonic() - started)
-        result.answer = storable(result.answer)  # already storable token by token
         outcome = self._finish_or_keep(
             run, status, question=data.message, answer=result.answer,
             sources=result.sources, tool_calls=result.tool_calls,

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 import requests
 
-from agent.turn import storable
+from agent.text import storable
 from tests.helpers import RunClient, ServerProcess
 
 TIMEOUT = 3.0  # TURN_TIMEOUT of the servers here, seconds

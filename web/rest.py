@@ -19,7 +19,13 @@ from werkzeug.exceptions import HTTPException
 
 from agent.events import CollectingSink
 from agent.persona import GREETING
-from agent.turn import InvalidInput, validate_id, validate_title, validate_token
+from agent.turn import (
+    InvalidInput,
+    validate_id,
+    validate_optional_text,
+    validate_title,
+    validate_token,
+)
 from storage import Busy, NotFound, StoreError
 from version import __version__
 from web import schemas as s
@@ -222,13 +228,7 @@ def set_feedback(path: s.MessagePath, body: s.FeedbackIn, header: s.TokenHeader)
 
     Anything but the user's own answer is 404.
     """
-    comment = body.comment
-    if comment is not None:
-        comment = comment.strip() or None
-        if comment and len(comment) > MAX_COMMENT_CHARS:
-            raise InvalidInput("comment", f"'comment' is longer than {MAX_COMMENT_CHARS} characters")
-        if comment and "\x00" in comment:
-            raise InvalidInput("comment", "'comment' must not contain NUL characters")
+    comment = validate_optional_text("comment", body.comment, MAX_COMMENT_CHARS)
     token = user_token(body)
     return jsonify(get_chat().store.set_feedback(token, path.message_id, body.rating, comment))
 
@@ -239,17 +239,6 @@ def _conversation(conversation_id: str) -> str:
         return validate_id(conversation_id)
     except InvalidInput:
         raise NotFound("conversation not found") from None
-
-
-def int_arg(name: str, default: int, low: int, high: int) -> int:
-    """An integer query parameter within [low, high], or InvalidInput naming it."""
-    try:
-        value = int(request.args.get(name, default))
-    except ValueError:
-        raise InvalidInput(name, f"'{name}' must be an integer") from None
-    if not low <= value <= high:
-        raise InvalidInput(name, f"'{name}' must be between {low} and {high}")
-    return value
 
 
 def _require_admin():
