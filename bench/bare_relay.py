@@ -6,7 +6,7 @@ asking client: no agent, no database, no validation. It answers the same
 `user_message` event and `POST /user_message` as the project, so one
 benchmark drives both.
 
-Run: .venv/bin/python -m bench.bare_relay --port 8099 --llm http://127.0.0.1:9000/v1
+Run: .venv/bin/python -m bench.bare_relay --port 8099 --llm http://127.0.0.1:9000/v1 [--nodelay]
 """
 
 from __future__ import annotations
@@ -66,10 +66,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--llm", required=True, help="the OpenAI-compatible base URL")
+    parser.add_argument("--nodelay", action="store_true",
+                        help="TCP_NODELAY on accepted sockets, as the project sets it")
     args = parser.parse_args()
     client = OpenAI(base_url=args.llm, api_key="bench", max_retries=0)
     print(f"READY http://127.0.0.1:{args.port}", flush=True)
-    socketio.run(app, host="127.0.0.1", port=args.port, log_output=False)
+    if not args.nodelay:
+        socketio.run(app, host="127.0.0.1", port=args.port, log_output=False)
+        return
+    import socket
+
+    import eventlet.wsgi
+
+    listener = eventlet.listen(("127.0.0.1", args.port))
+    # Linux hands the listening socket's TCP_NODELAY down to every accepted socket
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    eventlet.wsgi.server(listener, app, log_output=False)
 
 
 if __name__ == "__main__":

@@ -53,15 +53,15 @@ def start_stub() -> tuple[subprocess.Popen, str]:
 
 
 class Bare:
-    """Baseline A in its own process."""
+    """Baseline A in its own process; with `nodelay`, A with TCP_NODELAY like the project."""
 
-    name = "bare relay (A)"
-
-    def __init__(self, llm_url: str):
+    def __init__(self, llm_url: str, nodelay: bool = False):
+        self.name = "A + TCP_NODELAY" if nodelay else "bare relay (A)"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.bare_relay", "--port", str(self.port), "--llm", llm_url],
+            [sys.executable, "-m", "bench.bare_relay", "--port", str(self.port), "--llm", llm_url,
+             *(["--nodelay"] if nodelay else [])],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.proc.stdout.readline()
         for _ in range(200):
@@ -233,9 +233,12 @@ def report(results: dict, args) -> None:
     print("|---|" + "---|" * len(names))
     for label, cell in rows:
         print(f"| {label} | " + " | ".join(cell(results[n]) for n in names) + " |")
-    p, a = results.get("project"), results.get(Bare.name)
-    if p and a:
-        print(f"\nratios project / A: CPU per streamed turn {p['cpu_n'] / a['cpu_n']:.2f} "
+    p = results.get("project")
+    for name in ("bare relay (A)", "A + TCP_NODELAY"):
+        a = results.get(name)
+        if not (p and a):
+            continue
+        print(f"\nratios project / {name}: CPU per streamed turn {p['cpu_n'] / a['cpu_n']:.2f} "
               f"(target <= 1.3), TTFT added at 50 {p['ttft50'] / max(a['ttft50'], 1e-4):.2f} "
               f"(target <= 1.5); fixed CPU {1000 * p['fixed_cpu']:.1f} ms (target <= 5), "
               f"TTFT added alone {1000 * p['ttft1']:.1f} ms (target <= 5), "
@@ -247,7 +250,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=400, help="streamed turns at once")
     parser.add_argument("--single", type=int, default=20, help="turns of the one conversation")
     parser.add_argument("--rest", type=int, default=1000, help="REST requests (0: skip)")
-    parser.add_argument("--only", choices=["project", "bare"], help="measure one server")
+    parser.add_argument("--only", choices=["project", "bare", "nodelay"],
+                        help="measure one server (bare: A; nodelay: A with TCP_NODELAY)")
     parser.add_argument("--db-pool", type=int, default=0,
                         help="the project's DATABASE_POOL_SIZE (0: its default)")
     args = parser.parse_args()
@@ -258,17 +262,19 @@ def main() -> None:
     results: dict = {}
     try:
         with tempfile.TemporaryDirectory() as data:
-            if args.only != "bare":
+            if args.only in (None, "project"):
                 project = Project(llm_url, data, {"DATABASE_POOL_SIZE": str(args.db_pool)}
                                   if args.db_pool else None)
                 try:
                     results["project"] = measure(project, args)
                 finally:
                     project.stop()
-            if args.only != "project":
-                bare = Bare(llm_url)
+            for nodelay, key in ((False, "bare"), (True, "nodelay")):
+                if args.only not in (None, key):
+                    continue
+                bare = Bare(llm_url, nodelay)
                 try:
-                    results[Bare.name] = measure(bare, args)
+                    results[bare.name] = measure(bare, args)
                 finally:
                     bare.stop()
     finally:
