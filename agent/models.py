@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from agent.offline import OfflineChatModel
+from agent.steps import model_step_in_run
 
 
 class RawStreamingCompletions:
@@ -90,6 +91,15 @@ def _chat_openai_class():
                     self._bound[key] = hit
             return hit[1]
 
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            """Within a run, the reply is streamed into it (agent/steps.py); the model
+            is built with `streaming` unset, so that LangChain calls this rather than
+            streaming through its callbacks."""
+            streamed = model_step_in_run(lambda: self._stream(messages, stop=stop, **kwargs))
+            if streamed is not None:
+                return streamed
+            return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+
     return ChatOpenAIBoundOnce
 
 
@@ -102,7 +112,8 @@ def make_chat_model(settings):
         model=settings.openai_model,
         api_key=settings.openai_api_key or "not-needed",
         base_url=settings.openai_base_url or None,
-        streaming=True,
+        # streamed within a run by `_generate` (see above); `streaming=True` would make
+        # LangChain stream through callbacks instead
         stream_usage=True,
         timeout=settings.llm_timeout,
         # retried by the agent within the turn's budget (agent/retry.py), not by the client,
@@ -114,29 +125,42 @@ def make_chat_model(settings):
     return model
 
 
-def make_title_model(settings):
-    """A small-budget model for conversation titles; None offline (titles from the question).
+class TitleWriter:
+    """Asks the model for a conversation title: one small request, not streamed.
 
-    Streamed like the chat model, through the same lean path: the SDK's
-    non-streaming path (parameter transform, response models, raw-response
-    wrapper) cost as much CPU as a whole streamed answer's tokens.
+    It goes through the openai client's public `post` (auth, timeout and errors
+    as for any call) with a JSON body and reads the JSON reply as a dict: a
+    LangChain model call around it (messages and results as objects, callbacks)
+    cost more CPU than the request itself, and every new conversation makes one.
     """
+
+    def __init__(self, client, model: str, max_tokens: int = 20):
+        self.client = client
+        self.model = model
+        self.max_tokens = max_tokens
+
+    def __call__(self, prompt: str) -> str:
+        reply = self.client.post("/chat/completions", cast_to=object, body={
+            "model": self.model, "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": self.max_tokens, "temperature": 0.2,
+        })
+        try:
+            return str(reply["choices"][0]["message"]["content"] or "")
+        except (KeyError, IndexError, TypeError):
+            return ""  # a reply without a message: no title
+
+
+def make_title_writer(settings) -> TitleWriter | None:
+    """Titles from the model with OPENAI_API_KEY or OPENAI_BASE_URL; None offline (the
+    question's words stay the title)."""
     if not settings.uses_openai:
         return None
-    from langchain_openai import ChatOpenAI
+    import openai
 
-    model = ChatOpenAI(
-        model=settings.openai_model,
-        api_key=settings.openai_api_key or "not-needed",
-        base_url=settings.openai_base_url or None,
-        streaming=True,
-        timeout=min(10.0, settings.llm_timeout),
-        max_retries=0,
-        max_tokens=20,
-        temperature=0.2,
-    )
-    model.client = RawStreamingCompletions(model.client)
-    return model
+    client = openai.OpenAI(api_key=settings.openai_api_key or "not-needed",
+                           base_url=settings.openai_base_url or None,
+                           timeout=min(10.0, settings.llm_timeout), max_retries=0)
+    return TitleWriter(client, settings.openai_model)
 
 
 def describe_model(settings) -> str:

@@ -18,6 +18,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from agent.persona import GREETING
+from agent.steps import model_step_in_run
 
 _TOKEN = re.compile(r"\S+\s*|\s+")
 
@@ -224,6 +225,9 @@ class OfflineChatModel(BaseChatModel):
 
     # --- LangChain chat model protocol -----------------------------------
     def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        streamed = model_step_in_run(lambda: self._stream(messages))  # within a run
+        if streamed is not None:
+            return streamed
         return ChatResult(generations=[ChatGeneration(message=self.respond(messages))])
 
     def _stream(self, messages, stop=None, run_manager=None, **kwargs):

@@ -14,9 +14,7 @@ import email.utils
 import logging
 import random
 import time
-from dataclasses import dataclass
 
-from langchain.agents.middleware import AgentMiddleware
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from agent.cancel import CancelHandle
@@ -30,13 +28,6 @@ MARGIN = 0.5  # seconds a retry needs after its wait to be worth starting
 
 class ModelUnavailable(RuntimeError):  # noqa: N818 - reads as the run's outcome
     """The model cannot answer within this run; the message is short and safe to show."""
-
-
-@dataclass
-class RunBudget:
-    """The runtime context of one run: where its deadline lives."""
-
-    cancel: CancelHandle
 
 
 def status_of(exc: BaseException) -> int | None:
@@ -99,49 +90,45 @@ def describe(exc: BaseException) -> str:
     return f"the model call failed ({type(exc).__name__})"
 
 
-class BudgetRetry(AgentMiddleware):
-    """Retries a failed model call while the run's budget allows it."""
+def budget_retrying(cancel: CancelHandle | None, max_retries: int) -> Retrying:
+    """A tenacity policy for one model call: retry while the run's budget allows it.
 
-    def __init__(self, max_retries: int = 2):
-        super().__init__()
-        self.max_retries = max(0, int(max_retries))
+    Used around opening the model's stream (agent/steps.py), so only failures
+    before the first chunk are retried.
+    """
+    max_retries = max(0, int(max_retries))
 
-    def wrap_model_call(self, request, handler):
-        context = getattr(request.runtime, "context", None)
-        cancel = context.cancel if isinstance(context, RunBudget) else None
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception()
+        asked = retry_after(exc)
+        if asked is not None:
+            return asked
+        backoff = BACKOFF[0] * 2 ** (state.attempt_number - 1)
+        return min(BACKOFF[1], backoff) * random.uniform(0.8, 1.2)
 
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception()
+    def out_of_budget(state: RetryCallState) -> bool:
+        exc = state.outcome.exception()
+        if state.attempt_number > max_retries:
+            return True
+        left = cancel.remaining() if cancel is not None else None
+        if left is not None and state.upcoming_sleep + MARGIN > left:
             asked = retry_after(exc)
             if asked is not None:
-                return asked
-            backoff = BACKOFF[0] * 2 ** (state.attempt_number - 1)
-            return min(BACKOFF[1], backoff) * random.uniform(0.8, 1.2)
+                raise ModelUnavailable(
+                    f"{describe(exc)}; it asks to retry in {asked:.0f} s "
+                    f"and the turn has {max(0.0, left):.0f} s left") from None
+            return True
+        return False
 
-        def out_of_budget(state: RetryCallState) -> bool:
-            exc = state.outcome.exception()
-            if state.attempt_number > self.max_retries:
-                return True
-            left = cancel.remaining() if cancel is not None else None
-            if left is not None and state.upcoming_sleep + MARGIN > left:
-                asked = retry_after(exc)
-                if asked is not None:
-                    raise ModelUnavailable(
-                        f"{describe(exc)}; it asks to retry in {asked:.0f} s "
-                        f"and the turn has {max(0.0, left):.0f} s left") from None
-                return True
-            return False
+    def before_sleep(state: RetryCallState) -> None:
+        log.debug("model call failed (%s); retry %d in %.1f s", describe(
+            state.outcome.exception()), state.attempt_number, state.upcoming_sleep)
 
-        def before_sleep(state: RetryCallState) -> None:
-            log.debug("model call failed (%s); retry %d in %.1f s", describe(
-                state.outcome.exception()), state.attempt_number, state.upcoming_sleep)
-
-        retrying = Retrying(
-            retry=retry_if_exception(retryable),
-            wait=wait,
-            stop=out_of_budget,
-            before_sleep=before_sleep,
-            sleep=time.sleep,  # green under eventlet; the deadline interrupts it
-            reraise=True,
-        )
-        return retrying(handler, request)
+    return Retrying(
+        retry=retry_if_exception(retryable),
+        wait=wait,
+        stop=out_of_budget,
+        before_sleep=before_sleep,
+        sleep=time.sleep,  # green under eventlet; the deadline interrupts it
+        reraise=True,
+    )

@@ -7,23 +7,19 @@ import time
 from dataclasses import dataclass, field
 
 from langchain.agents import create_agent
-from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
-from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.messages import AIMessage, ToolMessage
 
 from agent import events as ev
-from agent.cancel import CancelCallbacks, CancelHandle, RunCancelled, call_later
-from agent.retry import BudgetRetry, RunBudget
+from agent.cancel import CancelHandle, RunCancelled, call_later
+from agent.steps import STEP_SEPARATOR, YIELD_EVERY, AnswerTooLong, RunSteps, ToolSteps, current_run
 from agent.text import storable
 from metrics import TOOL_CALLS
 from tools import friendly_name
 
 MAX_TOOL_RESULT = 2000  # characters of a tool result kept with the call
 SUMMARY_CHARS = 200  # characters of a tool result in `tool_end`
-STEP_SEPARATOR = "\n\n"  # between the texts of two model steps
 FLUSH_EVERY = 0.02  # seconds: tokens piling up within this are sent as one event
 QUIET = 0.004  # seconds: a token this long after the last event is sent at once
-YIELD_EVERY = 0.005  # seconds of token work before the hub gets a turn
 
 
 @dataclass
@@ -57,13 +53,6 @@ class AgentResult:
         if self.input_tokens is None and self.output_tokens is None:
             return None
         return {"input_tokens": self.input_tokens or 0, "output_tokens": self.output_tokens or 0}
-
-
-class AnswerTooLong(BaseException):  # noqa: N818 - a signal, not an error
-    """Raised in the model's stream once the answer passed MAX_ANSWER_CHARS: it stops
-    reading and closes the HTTP response, so the provider stops generating. A
-    BaseException, like RunCancelled, so that no `except Exception` (nor LangChain's
-    callback manager, which would log it as a callback error) takes it for a failure."""
 
 
 def merge_sources(sources: list[dict], new: list[dict]) -> None:
@@ -149,55 +138,6 @@ class _Stream:
             self.emit(ev.TOKEN, {"token": text, "run_id": self.run_id})
 
 
-class StreamGuard(BaseCallbackHandler):
-    """Runs in the green thread that reads the model's HTTP stream, per token: it
-    yields to the hub every YIELD_EVERY (a fast stream's chunks arrive buffered,
-    and reading them never blocks, so nothing else would run), and stops the
-    stream once the answer passed `max_chars` (AnswerTooLong closes the response)."""
-
-    raise_error = True
-
-    def __init__(self, max_chars: int = 0):
-        self.max_chars = max_chars
-        self.seen = 0
-        self.last_yield = time.monotonic()
-
-    def on_llm_new_token(self, token, *, chunk=None, run_id=None, **kwargs):
-        self.seen += len(token) if isinstance(token, str) else 0
-        now = time.monotonic()
-        if now - self.last_yield >= YIELD_EVERY:
-            time.sleep(0)  # green under eventlet: let the other clients' work run
-            self.last_yield = time.monotonic()
-        if self.max_chars and self.seen > self.max_chars + len(STEP_SEPARATOR):
-            raise AnswerTooLong(f"the answer passed {self.max_chars} characters")
-
-
-class _RunCallbacks(CancelCallbacks):
-    """Cancel attachment plus the answer's tokens, straight from the model's stream.
-
-    Tokens are taken here rather than from LangGraph's "messages" stream mode:
-    that mode runs every model step on a thread-pool worker and hands each chunk
-    back through a queue (locks and a green-thread switch per token). With
-    "updates" only, a single model step runs inline in the run's own green
-    thread. Having `tap_output_iter` makes LangChain stream the model's reply to
-    this handler (as it does for LangGraph's own handler).
-    """
-
-    def __init__(self, handle: CancelHandle, stream_out: _Stream):
-        super().__init__(handle)
-        self.stream_out = stream_out
-
-    def on_llm_new_token(self, token, *, chunk=None, run_id, **kwargs):
-        if isinstance(chunk, ChatGenerationChunk) and isinstance(chunk.message, AIMessageChunk):
-            self.stream_out.text(run_id, chunk.message.text)
-
-    def tap_output_iter(self, run_id, output):
-        return output
-
-    def tap_output_aiter(self, run_id, output):
-        return output
-
-
 class ChatAgent:
     """A compiled agent graph plus what is needed to report its progress."""
 
@@ -209,9 +149,10 @@ class ChatAgent:
         `expects_finish_reason`: the model reports why it stopped (OpenAI protocol), so
         a stream that ends without saying is an incomplete answer."""
         self.tools = {t.name: t for t in tools}
+        # the model and the tools report to the run through agent/steps.py, not callbacks
         self.graph = create_agent(model, tools, system_prompt=system_prompt,
-                                  middleware=[BudgetRetry(max_retries)],
-                                  context_schema=RunBudget)
+                                  middleware=[ToolSteps()])
+        self.max_retries = max_retries
         # each tool iteration is a model step plus a tools step; +1 for the final answer
         self.recursion_limit = 2 * max_tool_iterations + 1
         self.model_name = model_name
@@ -229,13 +170,11 @@ class ChatAgent:
         stream_out = _Stream(emit, result, run_id, self.max_answer_chars)
         started: dict[str, float] = {}
         by_id: dict[str, dict] = {}
-        stream = self.graph.stream(
-            {"messages": messages},
-            {"recursion_limit": self.recursion_limit,
-             "callbacks": [_RunCallbacks(cancel, stream_out), StreamGuard(self.max_answer_chars)]},
-            stream_mode="updates",
-            context=RunBudget(cancel),
-        )
+        steps = current_run.set(RunSteps(cancel, stream_out.text, max_chars=self.max_answer_chars,
+                                          max_retries=self.max_retries))
+        stream = self.graph.stream({"messages": messages},
+                                   {"recursion_limit": self.recursion_limit},
+                                   stream_mode="updates")
         last_yield = time.monotonic()
         try:
             for data in stream:
@@ -256,6 +195,7 @@ class ChatAgent:
             result.truncated = True
         finally:
             stream.close()
+            current_run.reset(steps)
             stream_out.flush(final=True)
         return result
 

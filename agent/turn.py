@@ -194,7 +194,7 @@ class Chat:
 
     def __init__(self, store, agent: ChatAgent, *, memory_messages: int = 10,
                  max_message_chars: int = 10_000, turn_timeout: float = 120.0,
-                 multitask: str = "enqueue", title_model=None, registry: RunRegistry | None = None,
+                 multitask: str = "enqueue", title_writer=None, registry: RunRegistry | None = None,
                  retriever=None, reference_kbs: tuple[str, ...] = (), reference_k: int = 4,
                  reference_filter=None, limits=None):
         self.store = store
@@ -203,7 +203,7 @@ class Chat:
         self.max_message_chars = max_message_chars
         self.turn_timeout = turn_timeout
         self.multitask = multitask
-        self.title_model = title_model
+        self.title_writer = title_writer  # prompt -> title, or None
         self.registry = registry or RunRegistry()
         self.limits = limits  # admit(token, address, conversation_id, proof): rate limits, PoW
         # references-only answers: the knowledge retriever, the kbs it tries in
@@ -351,7 +351,7 @@ class Chat:
             title=None if begun.get("titled") else title_from(data.message),
         )
         final = self._final(sink, run, result, outcome, status)
-        if not begun.get("titled") and self.title_model is not None and status == "succeeded":
+        if not begun.get("titled") and self.title_writer is not None and status == "succeeded":
             self._better_title(run.conversation_id, data.message, result.answer)
         return final
 
@@ -445,14 +445,12 @@ class Chat:
     def _better_title(self, conversation_id: str, question: str, answer: str) -> None:
         """A short title from the model (small budget); the question's words stay on failure."""
         try:
-            reply = self.title_model.invoke([
-                HumanMessage(
-                    "Give a title of at most six words for this conversation. "
-                    f"Reply with the title only.\n\nQuestion: {question[:500]}\n"
-                    f"Answer: {answer[:500]}"
-                )
-            ])
-            title = " ".join(str(reply.text).strip().strip('"').split())[:MAX_TITLE_CHARS]
+            reply = self.title_writer(
+                "Give a title of at most six words for this conversation. "
+                f"Reply with the title only.\n\nQuestion: {question[:500]}\n"
+                f"Answer: {answer[:500]}"
+            )
+            title = " ".join(reply.strip().strip('"').split())[:MAX_TITLE_CHARS]
             if title:
                 self.store.set_auto_title(conversation_id, storable(title))
         except Exception as exc:  # noqa: BLE001 - a title is a nicety

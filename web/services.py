@@ -11,7 +11,7 @@ import threading
 
 from flask import Flask, current_app
 
-from agent.models import describe_model, make_chat_model, make_title_model
+from agent.models import describe_model, make_chat_model, make_title_writer
 from agent.persona import SYSTEM_PROMPT
 from agent.runner import ChatAgent
 from agent.turn import Chat
@@ -59,7 +59,7 @@ def build_chat(settings, store=None, limits=None) -> Chat:
         max_message_chars=settings.max_message_chars,
         turn_timeout=settings.turn_timeout,
         multitask=settings.multitask,
-        title_model=make_title_model(settings),
+        title_writer=make_title_writer(settings),
         retriever=get_retriever(settings, store),
         reference_kbs=WIKI_KBS,
         reference_k=settings.knowledge_top_k,
