@@ -12,8 +12,6 @@ if __name__ == "__main__":
     load_dotenv()
     _MODE = os.environ.get("SOCKETIO_ASYNC_MODE", "eventlet")
     if _MODE == "eventlet":
-        # psycopg's C implementation would block the hub; the pure-Python one yields
-        os.environ.setdefault("PSYCOPG_IMPL", "python")
         import logging
         import warnings
 
@@ -27,10 +25,15 @@ if __name__ == "__main__":
         eventlet.monkey_patch()
         logging.lastResort = _last_resort
     elif _MODE == "gevent":
-        os.environ.setdefault("PSYCOPG_IMPL", "python")
         from gevent import monkey
 
         monkey.patch_all()
+    if _MODE in ("eventlet", "gevent"):
+        # before psycopg is imported: its C implementation (pure Python without the
+        # psycopg-binary wheel), waiting through the green select() so queries yield
+        from storage.green_psycopg import use_green_psycopg
+
+        use_green_psycopg()
 
 import logging  # noqa: E402
 import re  # noqa: E402

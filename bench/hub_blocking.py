@@ -1,20 +1,24 @@
 """Does I/O block the eventlet hub? Run N concurrent calls in green threads.
 
-Under eventlet monkey-patching (as in `python app.py`), N green threads each run
-one slow call: a PostgreSQL `pg_sleep(0.5)` through the store's pool, and a
+Under eventlet monkey-patching and psycopg configured as in `python app.py`
+(storage.green_psycopg: the C implementation when installed, green waits), N green
+threads each run one slow call: a PostgreSQL `pg_sleep(0.5)` through the store's pool, and a
 chat completion through the real langchain-openai client against a local
 OpenAI-compatible server taking 1 s. If the hub were blocked, the calls would
 serialize (wall ≈ N × call); if not, wall ≈ one call.
 
 Run: .venv/bin/python -m bench.hub_blocking [-n 10]
+(PSYCOPG_IMPL=python for the pure-Python implementation; bench/psycopg_impl.py
+compares both and measures the hub's lag and the CPU per call)
 """
 
-import os
-
-os.environ.setdefault("PSYCOPG_IMPL", "python")
-import eventlet  # noqa: E402
+import eventlet
 
 eventlet.monkey_patch()
+
+from storage.green_psycopg import use_green_psycopg  # noqa: E402
+
+use_green_psycopg()
 
 import argparse  # noqa: E402
 import subprocess  # noqa: E402
@@ -36,6 +40,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import psycopg
+    import psycopg.waiting
 
     from agent.models import make_chat_model
     from settings import Settings
@@ -65,7 +70,8 @@ def main() -> None:
     finally:
         llm.terminate()
         llm.wait(10)
-    print(f"psycopg {psycopg.pq.__impl__} implementation: {args.n} x pg_sleep(0.5) in {pg_wall:.2f} s "
+    print(f"psycopg {psycopg.pq.__impl__} implementation ({psycopg.waiting.wait.__name__}): "
+          f"{args.n} x pg_sleep(0.5) in {pg_wall:.2f} s "
           f"(serialized would be {0.5 * args.n:.1f} s; ratio to one call {pg_wall / 0.5:.2f})")
     print(f"langchain-openai (httpx): {args.n} x 1 s completion in {llm_wall:.2f} s "
           f"(serialized would be {1.0 * args.n:.1f} s; ratio to one call {llm_wall / 1.0:.2f})")

@@ -1,8 +1,10 @@
 """Store on PostgreSQL + pgvector through a psycopg connection pool.
 
 Used for the embedded server and for any `DATABASE_URL` (Supabase's direct
-connection or its transaction pooler included). Under eventlet the app sets
-PSYCOPG_IMPL=python before importing psycopg, so queries yield to the hub.
+connection or its transaction pooler included). Under eventlet (and gevent) the
+app calls storage.green_psycopg before importing psycopg: the C implementation
+(psycopg-binary, pure Python without it) with PSYCOPG_WAIT_FUNC=wait_select, whose
+select() is green, so queries and connects yield to the hub.
 """
 
 from __future__ import annotations

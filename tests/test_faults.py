@@ -13,8 +13,10 @@ served meanwhile.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -25,7 +27,7 @@ import pytest
 import requests
 
 from agent.text import storable
-from tests.helpers import RunClient, ServerProcess
+from tests.helpers import ROOT, RunClient, ServerProcess
 
 TIMEOUT = 3.0  # TURN_TIMEOUT of the servers here, seconds
 MAX_ANSWER = 6_000  # small, so that the cut comes well within TIMEOUT
@@ -294,6 +296,50 @@ def dbsrv(tmp_path_factory, llm, db):
                            env=server_env(llm, DATABASE_URL=db.dsn, TURN_TIMEOUT="10")).start()
     yield server
     server.stop()
+
+
+def test_slow_queries_wait_off_the_hub(db, dbsrv):
+    """Queries stuck behind a lock wait green: the others reach the database at the same
+    time and /healthz answers at once. psycopg's C implementation with its default wait
+    (C poll(), `PSYCOPG_WAIT_FUNC=wait_c`) fails this: the first query blocks the hub."""
+    waiting = 4
+    # closed in reverse: the lock goes with its connection before the pool waits for the requests
+    with (concurrent.futures.ThreadPoolExecutor(waiting) as pool, psycopg.connect(db.dsn) as locker,
+          psycopg.connect(db.dsn, autocommit=True) as watcher):
+        locker.execute("lock table public.chat_messages in access exclusive mode")
+        counts = [pool.submit(requests.get, dbsrv.url + "/human_message_count", timeout=30)
+                  for _ in range(waiting)]
+        deadline = time.monotonic() + 10
+        blocked = 0
+        while blocked < waiting and time.monotonic() < deadline:
+            blocked = watcher.execute(  # outside the lock's transaction, whose view is frozen
+                "select count(*) from pg_stat_activity where wait_event_type = 'Lock'"
+                " and query like '%chat_messages%'").fetchone()[0]
+        assert blocked == waiting, f"only {blocked} of {waiting} queries reached the database at once"
+        started = time.monotonic()
+        health = requests.get(dbsrv.url + "/healthz", timeout=30)
+        elapsed = time.monotonic() - started
+        locker.rollback()
+        assert health.status_code == 200 and elapsed < 0.5, (health.status_code, elapsed)
+        assert all(c.result().status_code == 200 for c in counts)
+
+
+def test_the_server_configures_psycopg_green():
+    """What app.py sets before psycopg's import, read back under eventlet: the C
+    implementation when psycopg-binary is installed, else the pure-Python one, and the
+    wait function that calls the green select()."""
+    import importlib.util
+
+    code = ("import eventlet; eventlet.monkey_patch()\n"
+            "from storage.green_psycopg import use_green_psycopg; use_green_psycopg()\n"
+            "import psycopg, psycopg.waiting\n"
+            "print(psycopg.pq.__impl__, psycopg.waiting.wait.__name__)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PSYCOPG_")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    binary = importlib.util.find_spec("psycopg_binary") is not None
+    assert done.stdout.split() == ["binary" if binary else "python", "wait_select"]
 
 
 def test_database_stopped_and_restarted_mid_load(db, dbsrv):
