@@ -328,3 +328,20 @@ def test_limits_are_shared_by_processes_through_redis(tmp_path_factory, redis_ur
     finally:
         first.stop()
         second.stop()
+
+
+def test_memory_storage_clears_once_a_second_and_still_limits():
+    """The in-process storage's expiry scan runs every EXPIRE_EVERY seconds, not the
+    library's 10 ms (it scans every key); the moving window is counted all the same."""
+    from limits import parse
+    from limits.strategies import MovingWindowRateLimiter
+
+    from web.limits import CoarseMemoryStorage
+
+    storage = CoarseMemoryStorage()
+    limiter = MovingWindowRateLimiter(storage)
+    item = parse("2/minute")
+    assert [limiter.hit(item, "t", key) for key in ("a", "a", "a", "b")] == [True, True, False, True]
+    assert storage.timer.interval == CoarseMemoryStorage.EXPIRE_EVERY
+    storage._MemoryStorage__expire_events()  # nothing has expired: the counts stay
+    assert not limiter.hit(item, "t", "a")
