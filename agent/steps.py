@@ -31,6 +31,7 @@ from agent.cancel import CancelHandle
 from agent.retry import budget_retrying
 
 YIELD_EVERY = 0.005  # seconds of token work before the hub gets a turn
+WAITED = 0.001  # seconds: a read that took this long waited for the network (the hub ran)
 STEP_SEPARATOR = "\n\n"  # between the texts of two model steps
 
 
@@ -83,6 +84,9 @@ class RunSteps:
                     time.sleep(0)  # green under eventlet: a fast stream must not hold the hub
                     last_yield = now
                 chunk = next(stream, None)
+                after = time.monotonic()
+                if after - now >= WAITED:
+                    last_yield = after  # the read waited for the network: the hub ran meanwhile
         finally:
             if stream is not None:
                 stream.close()  # closes the HTTP response when the step ends early

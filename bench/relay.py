@@ -3,8 +3,13 @@
 Starts one OpenAI-compatible stub (tests/fakes/openai_server.py, its own
 process), the project (`python app.py`: eventlet, embedded PostgreSQL, every
 tool) and baseline A (bench/bare_relay.py: Flask-SocketIO + eventlet + the
-`openai` client, emitting each token; no agent, no database). Both stream from
-the same stub; the figures of the two are taken in the same run, alternately.
+`openai` client, emitting each token; no agent, no database), also with
+TCP_NODELAY as the project sets it. All stream from the same stub and run at
+once; in each round every server is measured in turn (who goes first rotates),
+and the report gives each figure's median over the rounds and the median of
+the rounds' ratios (this machine is shared: one run of one server decides
+nothing). `--project-root` adds the project of another checkout, e.g. an
+earlier commit.
 
 The streamed turn: 50 tokens 20 ms apart, the first after 200 ms (stub floor
 1.2 s per turn). The fixed-cost turn: 5 tokens, no delay. Prints, for each server:
@@ -19,15 +24,18 @@ The streamed turn: 50 tokens 20 ms apart, the first after 200 ms (stub floor
 - wall time of the N-at-once batch over the stub's own 1.2 s floor
 - REST `POST /user_message` (fixed-cost turn) at 200 concurrent: req/s and p99
 
-Run: .venv/bin/python -m bench.relay [--n 400] [--single 20] [--rest 1000]
+Run: .venv/bin/python -m bench.relay [--n 400] [--single 20] [--rest 1000] [--rounds 3]
+     [--project-root PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,10 +89,10 @@ class Bare:
 
 
 class Project:
-    name = "project"
+    """The project (`python app.py`) from this checkout or another one (`root`)."""
 
-    def __init__(self, llm_url: str, data_dir: str, env: dict | None = None):
-        self.server = ServerProcess(data_dir, env={
+    def __init__(self, llm_url: str, data_dir: str, env: dict | None = None, root=ROOT):
+        self.server = ServerProcess(data_dir, root=root, env={
             "OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", "LOG_LEVEL": "WARNING",
             "MAX_CONNECTIONS_PER_IP": "0",  # every client comes from 127.0.0.1
             "RATE_LIMIT_TURNS_PER_ADDRESS": "0",  # the same: one address (0: no limit)
@@ -175,9 +183,6 @@ async def rest(url: str, total: int, concurrency: int) -> dict:
 def measure(server, args) -> dict:
     url = server.url
     out: dict = {}
-    asyncio.run(batch(url, 5, STREAMED))  # warm-up: imports, pools, first connections
-    asyncio.run(batch(url, 5, FIXED, 2))
-
     single = asyncio.run(sequential(url, args.single, STREAMED))
     out["ttft1"] = percentile([t.first_token for t in single], 50) - FIRST_TOKEN_FLOOR
     delays = [d for t in single for d in t.token_delays()]
@@ -207,7 +212,27 @@ def measure(server, args) -> dict:
     return out
 
 
-def report(results: dict, args) -> None:
+def warm_up(server) -> None:
+    """Imports, pools, first connections: before any figure is taken."""
+    asyncio.run(batch(server.url, 5, STREAMED))
+    asyncio.run(batch(server.url, 5, FIXED, 2))
+
+
+def median_of(rounds: list[dict]) -> dict:
+    """One server's figures over the rounds: medians, and the counts summed."""
+    out = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]
+           if key not in ("rest", "answered", "asked")}
+    out["answered"] = sum(r["answered"] for r in rounds)
+    out["asked"] = sum(r["asked"] for r in rounds)
+    if "rest" in rounds[0]:
+        out["rest"] = {"rps": statistics.median(r["rest"]["rps"] for r in rounds),
+                       "p99": statistics.median(r["rest"]["p99"] for r in rounds),
+                       "failures": sum(r["rest"]["failures"] for r in rounds)}
+    return out
+
+
+def report(per_round: dict, args) -> None:
+    results = {name: median_of(rounds) for name, rounds in per_round.items()}
     names = list(results)
     rows = [
         (f"server CPU per streamed turn, {args.n} at once",
@@ -233,15 +258,19 @@ def report(results: dict, args) -> None:
     print("|---|" + "---|" * len(names))
     for label, cell in rows:
         print(f"| {label} | " + " | ".join(cell(results[n]) for n in names) + " |")
-    p = results.get("project")
     for name in ("bare relay (A)", "A + TCP_NODELAY"):
-        a = results.get(name)
-        if not (p and a):
+        if "project" not in per_round or name not in per_round:
             continue
-        print(f"\nratios project / {name}: CPU per streamed turn {p['cpu_n'] / a['cpu_n']:.2f} "
-              f"(target <= 1.3), TTFT added at 50 {p['ttft50'] / max(a['ttft50'], 1e-4):.2f} "
-              f"(target <= 1.5); fixed CPU {1000 * p['fixed_cpu']:.1f} ms (target <= 5), "
-              f"TTFT added alone {1000 * p['ttft1']:.1f} ms (target <= 5), "
+        pairs = list(zip(per_round["project"], per_round[name], strict=True))
+
+        def ratio(key, pairs=pairs):
+            return statistics.median(p[key] / max(a[key], 1e-4) for p, a in pairs)
+
+        p = results["project"]
+        print(f"\nproject / {name}, median of the rounds' ratios: CPU per streamed turn "
+              f"{ratio('cpu_n'):.2f} (target <= 1.3), TTFT added at 50 {ratio('ttft50'):.2f} "
+              f"(target <= 1.5); project's medians: fixed CPU {1000 * p['fixed_cpu']:.1f} ms "
+              f"(target <= 5), TTFT added alone {1000 * p['ttft1']:.1f} ms (target <= 5), "
               f"relay delay p99 {1000 * p['delay_p99']:.1f} ms (target <= 6)")
 
 
@@ -250,8 +279,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=400, help="streamed turns at once")
     parser.add_argument("--single", type=int, default=20, help="turns of the one conversation")
     parser.add_argument("--rest", type=int, default=1000, help="REST requests (0: skip)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds; the servers take turns within each, medians are reported")
     parser.add_argument("--only", choices=["project", "bare", "nodelay"],
                         help="measure one server (bare: A; nodelay: A with TCP_NODELAY)")
+    parser.add_argument("--project-root", action="append", default=[], metavar="PATH",
+                        help="also measure the project of another checkout (e.g. a worktree of "
+                             "an earlier commit: git worktree add /tmp/old <commit>)")
     parser.add_argument("--db-pool", type=int, default=0,
                         help="the project's DATABASE_POOL_SIZE (0: its default)")
     args = parser.parse_args()
@@ -259,28 +293,38 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the servers inherit it
 
     stub, llm_url = start_stub()
-    results: dict = {}
+    servers: dict = {}
+    per_round: dict[str, list[dict]] = {}
     try:
-        with tempfile.TemporaryDirectory() as data:
+        with contextlib.ExitStack() as stack:
+            def data_dir() -> str:
+                return stack.enter_context(tempfile.TemporaryDirectory())
+
+            env = {"DATABASE_POOL_SIZE": str(args.db_pool)} if args.db_pool else None
             if args.only in (None, "project"):
-                project = Project(llm_url, data, {"DATABASE_POOL_SIZE": str(args.db_pool)}
-                                  if args.db_pool else None)
-                try:
-                    results["project"] = measure(project, args)
-                finally:
-                    project.stop()
+                servers["project"] = Project(llm_url, data_dir(), env)
+            for root in args.project_root:
+                commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                                        capture_output=True, text=True).stdout.strip()
+                servers[f"project at {commit or root}"] = Project(llm_url, data_dir(), env, root)
             for nodelay, key in ((False, "bare"), (True, "nodelay")):
-                if args.only not in (None, key):
-                    continue
-                bare = Bare(llm_url, nodelay)
-                try:
-                    results[bare.name] = measure(bare, args)
-                finally:
-                    bare.stop()
+                if args.only in (None, key):
+                    bare = Bare(llm_url, nodelay)
+                    servers[bare.name] = bare
+            for server in servers.values():
+                warm_up(server)
+            names = list(servers)
+            for number in range(args.rounds):
+                order = names[number % len(names):] + names[:number % len(names)]
+                for name in order:  # who goes first changes from round to round
+                    per_round.setdefault(name, []).append(measure(servers[name], args))
+                print(f"round {number + 1} of {args.rounds} done", file=sys.stderr, flush=True)
     finally:
+        for server in servers.values():
+            server.stop()
         stub.terminate()
         stub.wait(10)
-    report(results, args)
+    report({name: per_round[name] for name in servers if name in per_round}, args)
 
 
 if __name__ == "__main__":
