@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from tests.fakes.ocean_server import ADDRESS, TIP
-from tests.helpers import ChatClient, ServerProcess
+from tests.helpers import ChatClient, RunClient, ServerProcess
 
 OCEAN_TIMEOUT = 2
 
@@ -115,3 +115,24 @@ def test_unreachable_ocean_answers_within_the_timeout(server):
         answer, seconds = _ask(server, question)
         assert "Ocean is not reachable right now" in answer and "try again" in answer
         assert seconds < 10 + 5  # the default OCEAN_TIMEOUT + 5 s
+
+
+def test_stop_interrupts_a_tool_waiting_on_ocean(app_server, fake):
+    """The tool's green thread is attached to the run's cancel handle (agent/steps.py,
+    ToolSteps): a stop ends the run at once, not when the Ocean call times out."""
+    fake.mode = "hang"
+    client = RunClient(app_server.url)
+    try:
+        client.start({"user_token": _user(), "message": f"balance of {ADDRESS}"})
+        started = client.until("run_started").of("run_started")[0]
+        seen = client.until("tool_start")
+        assert fake.request_seen.wait(10), "the tool reached the (hanging) Ocean"
+        stop_at = time.monotonic()
+        client.sio.emit("stop", {"run_id": started["run_id"]})
+        final = client.until("final_message", into=seen).final
+        stopped_in = time.monotonic() - stop_at
+    finally:
+        client.close()
+    assert final["status"] == "stopped"
+    assert stopped_in < OCEAN_TIMEOUT - 0.5, f"the stop waited for the Ocean timeout ({stopped_in:.2f} s)"
+    assert "not answering right now" not in final["message"]
