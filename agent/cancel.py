@@ -1,7 +1,8 @@
 """Stopping a run wherever it waits: on the model's HTTP stream, a tool, or a retry.
 
 Under eventlet every wait is a green thread parked in the hub. The run's
-callbacks attach the green thread that runs each model or tool step; `cancel`
+steps (agent/steps.py) attach the green thread that runs each model or tool
+step; `cancel`
 throws `RunCancelled` into it, which unwinds the blocking read, so the HTTP
 response is closed at once (the provider stops generating) and the agent graph
 raises in the run. The deadline is a hub timer that cancels the same way, so it
@@ -17,9 +18,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from uuid import UUID
-
-from langchain_core.callbacks import BaseCallbackHandler
 
 
 def green() -> bool:
@@ -55,7 +53,7 @@ class CancelHandle:
 
     def __init__(self) -> None:
         self.reason: str | None = None  # "stopped" | "timed_out"
-        self._waits: dict[UUID, object] = {}
+        self._waits: dict[object, object] = {}  # step key -> its green thread
         self._timer = None
         self._lock = threading.Lock()
         self.deadline: float | None = None  # time.monotonic() when the run times out
@@ -64,14 +62,14 @@ class CancelHandle:
     def cancelled(self) -> bool:
         return self.reason is not None
 
-    def attach(self, key: UUID) -> None:
+    def attach(self, key: object) -> None:
         """The current green thread works for this run until `detach(key)`."""
         if green():
             self._waits[key] = _current()
         if self.reason:
             raise RunCancelled(self.reason)
 
-    def detach(self, key: UUID) -> None:
+    def detach(self, key: object) -> None:
         self._waits.pop(key, None)
 
     def cancel(self, reason: str) -> bool:
@@ -87,7 +85,7 @@ class CancelHandle:
                     hub.schedule_call_global(0, self._throw, key, glet)
         return True
 
-    def _throw(self, key: UUID, glet) -> None:
+    def _throw(self, key: object, glet) -> None:
         # checked when the hub runs it: the green thread may have moved on to other work
         if self._waits.get(key) is glet and not glet.dead:
             self._waits.pop(key, None)
@@ -128,33 +126,3 @@ def call_later(seconds: float, fn):
     timer.daemon = True
     timer.start()
     return timer
-
-
-class CancelCallbacks(BaseCallbackHandler):
-    """Attaches each model and tool step of a run to its cancel handle."""
-
-    raise_error = True  # RunCancelled from `attach` must reach the step
-
-    def __init__(self, handle: CancelHandle):
-        self.handle = handle
-
-    def on_chat_model_start(self, serialized, messages, *, run_id, **kwargs):
-        self.handle.attach(run_id)
-
-    def on_llm_start(self, serialized, prompts, *, run_id, **kwargs):
-        self.handle.attach(run_id)
-
-    def on_tool_start(self, serialized, input_str, *, run_id, **kwargs):
-        self.handle.attach(run_id)
-
-    def on_llm_end(self, response, *, run_id, **kwargs):
-        self.handle.detach(run_id)
-
-    def on_llm_error(self, error, *, run_id, **kwargs):
-        self.handle.detach(run_id)
-
-    def on_tool_end(self, output, *, run_id, **kwargs):
-        self.handle.detach(run_id)
-
-    def on_tool_error(self, error, *, run_id, **kwargs):
-        self.handle.detach(run_id)
