@@ -117,6 +117,9 @@ class OpenAIServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body are two writes: with Nagle's algorithm the body waited for
+            # the client's delayed ACK (40 ms per non-streamed reply); providers do not
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):  # quiet
                 pass
