@@ -60,23 +60,27 @@ class RunSteps:
         stream = None
         try:
             stream, chunk = budget_retrying(self.cancel, self.max_retries)(_opened, open_stream)
-            texts: list[str] = []
-            rest: list[AIMessageChunk] = []  # chunks that carry more than text
+            texts: list[str] = []  # the text of every chunk, joined once at the end
+            rest: list[AIMessageChunk] = []  # the chunks that carry more than text
+            every: list[AIMessageChunk] = []  # all of them, for content blocks (below)
+            blocks = False  # a chunk's content was a list of blocks, not text
             last_yield = time.monotonic()
             while chunk is not None:
                 message = chunk.message
                 if chunk.generation_info:  # finish_reason, model name: as LangChain merges them
                     message.response_metadata = {**message.response_metadata,
                                                  **chunk.generation_info}
-                text = message.content if isinstance(message.content, str) else message.text
+                plain = isinstance(message.content, str)
+                text = message.content if plain else message.text
                 if text:
-                    texts.append(text)
                     self.text(step, text)
                     self.seen += len(text)
                     if self.max_chars and self.seen > self.max_chars + len(STEP_SEPARATOR):
                         raise AnswerTooLong(f"the answer passed {self.max_chars} characters")
-                    message.content = ""
-                if (message.tool_call_chunks or message.usage_metadata
+                    texts.append(text)
+                blocks = blocks or not plain
+                every.append(message)
+                if (message.tool_call_chunks or message.usage_metadata or not plain
                         or message.response_metadata or message.additional_kwargs or not rest):
                     rest.append(message)
                 now = time.monotonic()
@@ -88,11 +92,15 @@ class RunSteps:
                 if after - now >= WAITED:
                     last_yield = after  # the read waited for the network: the hub ran meanwhile
         finally:
-            if stream is not None:
-                stream.close()  # closes the HTTP response when the step ends early
+            _close(stream)  # closes the HTTP response when the step ends early
             self.cancel.detach(step)
-        whole = rest[0] if len(rest) == 1 else rest[0] + rest[1:] if rest else AIMessageChunk("")
-        whole.content = "".join(texts)
+        # LangChain adds the chunks up one by one (a new message each time); only the few
+        # that carry more than text are added here, and the text is joined once. Content
+        # blocks (not plain text) are left to LangChain's own addition.
+        parts = every if blocks else rest
+        whole = parts[0] + parts[1:] if len(parts) > 1 else parts[0] if parts else AIMessageChunk("")
+        if not blocks:
+            whole.content = "".join(texts)
         return ChatResult(generations=[ChatGeneration(message=message_chunk_to_message(whole))])
 
 
@@ -103,8 +111,16 @@ def _opened(open_stream):
     try:
         return stream, next(stream, None)
     except BaseException:
-        stream.close()
+        _close(stream)
         raise
+
+
+def _close(stream) -> None:
+    """Close a model's chunk generator (and so its HTTP response); a plain iterator has
+    nothing to close."""
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
 
 
 current_run: ContextVar[RunSteps | None] = ContextVar("jellychat_run_steps", default=None)
