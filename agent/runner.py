@@ -172,6 +172,8 @@ class ChatAgent:
         by_id: dict[str, dict] = {}
         steps = current_run.set(RunSteps(cancel, stream_out.text, max_chars=self.max_answer_chars,
                                           max_retries=self.max_retries))
+        # "updates" only: with "messages", LangGraph runs each model step on a thread-pool
+        # worker and hands every chunk back through a queue; tokens come from agent/steps.py
         stream = self.graph.stream({"messages": messages},
                                    {"recursion_limit": self.recursion_limit},
                                    stream_mode="updates")
