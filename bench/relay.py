@@ -63,8 +63,10 @@ def start_stub() -> tuple[subprocess.Popen, str]:
 class Bare:
     """Baseline A in its own process; with `nodelay`, A with TCP_NODELAY like the project."""
 
+    NAMES = {False: "bare relay (A)", True: "A + TCP_NODELAY"}  # by `nodelay`
+
     def __init__(self, llm_url: str, nodelay: bool = False):
-        self.name = "A + TCP_NODELAY" if nodelay else "bare relay (A)"
+        self.name = self.NAMES[nodelay]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
@@ -258,7 +260,7 @@ def report(per_round: dict, args) -> None:
     print("|---|" + "---|" * len(names))
     for label, cell in rows:
         print(f"| {label} | " + " | ".join(cell(results[n]) for n in names) + " |")
-    for name in ("bare relay (A)", "A + TCP_NODELAY"):
+    for name in Bare.NAMES.values():
         if "project" not in per_round or name not in per_round:
             continue
         pairs = list(zip(per_round["project"], per_round[name], strict=True))
@@ -293,23 +295,28 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the servers inherit it
 
     stub, llm_url = start_stub()
-    servers: dict = {}
     per_round: dict[str, list[dict]] = {}
     try:
-        with contextlib.ExitStack() as stack:
+        with contextlib.ExitStack() as stack:  # each server stops before its data dir goes
             def data_dir() -> str:
                 return stack.enter_context(tempfile.TemporaryDirectory())
 
+            def started(server):
+                stack.callback(server.stop)
+                return server
+
+            servers: dict = {}
             env = {"DATABASE_POOL_SIZE": str(args.db_pool)} if args.db_pool else None
             if args.only in (None, "project"):
-                servers["project"] = Project(llm_url, data_dir(), env)
+                servers["project"] = started(Project(llm_url, data_dir(), env))
             for root in args.project_root:
                 commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
                                         capture_output=True, text=True).stdout.strip()
-                servers[f"project at {commit or root}"] = Project(llm_url, data_dir(), env, root)
+                servers[f"project at {commit or root}"] = started(
+                    Project(llm_url, data_dir(), env, root))
             for nodelay, key in ((False, "bare"), (True, "nodelay")):
                 if args.only in (None, key):
-                    bare = Bare(llm_url, nodelay)
+                    bare = started(Bare(llm_url, nodelay))
                     servers[bare.name] = bare
             for server in servers.values():
                 warm_up(server)
@@ -320,11 +327,9 @@ def main() -> None:
                     per_round.setdefault(name, []).append(measure(servers[name], args))
                 print(f"round {number + 1} of {args.rounds} done", file=sys.stderr, flush=True)
     finally:
-        for server in servers.values():
-            server.stop()
         stub.terminate()
         stub.wait(10)
-    report({name: per_round[name] for name in servers if name in per_round}, args)
+    report(per_round, args)  # the first round's order is the servers' order
 
 
 if __name__ == "__main__":
