@@ -205,7 +205,8 @@ class ChatAgent:
         result = stream_out.result
         step = stream_out.current_step
         if message.text and step not in stream_out.streamed_steps:
-            # a model that did not stream this step: its text as one token
+            # a model without agent/steps.py's hook (both of ours have it) did not stream
+            # this step: its text as one token, so the tokens still join to the answer
             stream_out.text(("whole", id(message)), message.text)
         if self.expects_finish_reason and not message.response_metadata.get("finish_reason"):
             result.incomplete = True  # the stream ended without saying why: cut off

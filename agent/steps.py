@@ -63,7 +63,6 @@ class RunSteps:
             texts: list[str] = []  # the text of every chunk, joined once at the end
             rest: list[AIMessageChunk] = []  # the chunks that carry more than text
             every: list[AIMessageChunk] = []  # all of them, for content blocks (below)
-            blocks = False  # a chunk's content was a list of blocks, not text
             last_yield = time.monotonic()
             while chunk is not None:
                 message = chunk.message
@@ -78,7 +77,6 @@ class RunSteps:
                     if self.max_chars and self.seen > self.max_chars + len(STEP_SEPARATOR):
                         raise AnswerTooLong(f"the answer passed {self.max_chars} characters")
                     texts.append(text)
-                blocks = blocks or not plain
                 every.append(message)
                 if (message.tool_call_chunks or message.usage_metadata or not plain
                         or message.response_metadata or message.additional_kwargs or not rest):
@@ -97,6 +95,7 @@ class RunSteps:
         # LangChain adds the chunks up one by one (a new message each time); only the few
         # that carry more than text are added here, and the text is joined once. Content
         # blocks (not plain text) are left to LangChain's own addition.
+        blocks = any(not isinstance(m.content, str) for m in rest)  # block chunks are in `rest`
         parts = every if blocks else rest
         whole = parts[0] + parts[1:] if len(parts) > 1 else parts[0] if parts else AIMessageChunk("")
         if not blocks:
