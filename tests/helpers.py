@@ -51,7 +51,6 @@ class ServerProcess:
         self.extra_env = dict(env or {})
         self.proc: subprocess.Popen | None = None
         self.output: list[str] = []
-        self._ready = threading.Event()
         self._serving = False
 
     @property
@@ -67,25 +66,27 @@ class ServerProcess:
         return env
 
     def start(self, timeout: float = 90) -> ServerProcess:
-        self._ready.clear()
+        # an event of this start's own: the reader of a process stopped just before (a
+        # restart) may still be draining its last lines, and its end must not wake us
+        ready = threading.Event()
         self._serving = False
         self.proc = subprocess.Popen(
             [sys.executable, "app.py"], cwd=self.root, env=self.env(), text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
-        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
-        if not self._ready.wait(timeout) or not self._serving:
+        threading.Thread(target=self._pump, args=(self.proc, ready), daemon=True).start()
+        if not ready.wait(timeout) or not self._serving:
             self.stop()
             raise RuntimeError("server did not start:\n" + "".join(self.output[-60:]))
         return self
 
-    def _pump(self, proc) -> None:
+    def _pump(self, proc, ready: threading.Event) -> None:
         for line in proc.stdout:
             self.output.append(line)
             if line.startswith("READY "):
                 self._serving = True
-                self._ready.set()
-        self._ready.set()  # process ended: wake start() so it can report
+                ready.set()
+        ready.set()  # process ended: wake its start() so it can report
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> int | None:
         """Send `sig` (SIGINT by default; SIGTERM is what docker and Fly send), wait, and
