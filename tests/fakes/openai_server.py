@@ -1,8 +1,9 @@
 """A local OpenAI-compatible chat-completions server for tests and benchmarks.
 
 It speaks the real wire protocol (JSON, or server-sent events when
-`stream: true`) so the real `openai` / `langchain-openai` clients talk to it
-over HTTP. Its replies are scripted from the request it receives:
+`stream: true`, sent chunked on a connection kept alive for the next request,
+as the real API does) so the real `openai` / `langchain-openai` clients talk
+to it over HTTP. Its replies are scripted from the request it receives:
 
 - last message from a tool            -> stream "The result is <tool output>."
 - user asks "what did I ask"           -> stream the previous user message it was sent
@@ -20,7 +21,8 @@ Misbehaviours real models show, asked for by directives in the user message:
                 so a client can measure what a relay adds per token (benchmarks)
 - `[ratelimit S]` answer 429 with `Retry-After: S` (S seconds)
 - `[stall S]`   send the headers and the first words, then nothing for S seconds
-- `[truncate]`  stop the stream after a few words: no finish_reason, no [DONE]
+- `[truncate]`  stop the stream after a few words and close the connection: no
+                finish_reason, no [DONE]
 - `[huge N]`    an answer of about N characters ("abc abc ...") in 4-character chunks,
                 written as fast as the socket takes them (64 KiB at a time)
 - `[surrogate]` an answer holding a lone surrogate, a NUL and a surrogate pair
@@ -163,12 +165,18 @@ class OpenAIServer:
                 self.wfile.write(data)
 
             def _stream(self, body, reply):
+                # like the real API: chunked, and the connection stays open for the next
+                # request; a truncated answer is a connection that drops mid-stream
+                self.chunked = not reply.get("truncate")
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-cache")
-                self.send_header("Connection", "close")
+                if self.chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                else:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.end_headers()
-                self.close_connection = True
                 if reply.get("huge"):
                     return self._flood(body, int(reply["huge"]))
                 chunks = list(outer.chunks(body, reply))
@@ -184,7 +192,7 @@ class OpenAIServer:
                         data = data.replace("@T", f"@{time.time():.6f}")
                     if not self._send(f"data: {data}\n\n".encode()):
                         return outer._record_close(len(chunks) - n)
-                if not reply.get("truncate") and not self._send(b"data: [DONE]\n\n"):
+                if not reply.get("truncate") and not self._send(b"data: [DONE]\n\n", last=True):
                     outer._record_close(0)
 
             def _flood(self, body, size):
@@ -208,19 +216,24 @@ class OpenAIServer:
                     if not self._send(word * n):
                         return outer._record_close(total - sent)
                     sent += n
-                if not self._send(event({}, "stop") + b"data: [DONE]\n\n"):
+                if not self._send(event({}, "stop") + b"data: [DONE]\n\n", last=True):
                     outer._record_close(0)
 
-            def _send(self, data: bytes) -> bool:
-                """Write unless the client has gone; False once it has."""
+            def _send(self, data: bytes, last: bool = False) -> bool:
+                """Write unless the client has gone; False once it has. `last` ends
+                a chunked body."""
                 try:
                     readable, _, _ = select.select([self.connection], [], [], 0)
                     if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                        self.close_connection = True
                         return False
+                    if self.chunked:
+                        data = b"%x\r\n%s\r\n%s" % (len(data), data, b"0\r\n\r\n" if last else b"")
                     self.wfile.write(data)
                     self.wfile.flush()
                     return True
                 except OSError:
+                    self.close_connection = True
                     return False
 
         self.httpd = _Server((host, port), Handler)
