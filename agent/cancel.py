@@ -117,11 +117,17 @@ class CancelHandle:
 
 def call_later(seconds: float, fn):
     """Run `fn` in its own (green) thread after `seconds`; returns an object with
-    `cancel()`. Used to flush a run's buffered tokens while it waits for more."""
+    `cancel()`. Used to flush a run's buffered tokens while it waits for more.
+
+    Under eventlet a hub timer that starts the green thread when it fires: cancelling
+    it is cheap. (`eventlet.spawn_after` makes the green thread at once, and cancelling
+    that one throws GreenletExit into it and yields to the hub, from the run's own
+    thread, leaving a cycle of exception, traceback and frames for the collector.)
+    """
     if green():
         import eventlet
 
-        return eventlet.spawn_after(seconds, fn)
+        return _hub().schedule_call_global(seconds, eventlet.spawn_n, fn)
     timer = threading.Timer(seconds, fn)
     timer.daemon = True
     timer.start()

@@ -8,6 +8,10 @@ is covered by tests/test_faults.py and tests/test_runs.py.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 from langchain_core.language_models.chat_models import generate_from_stream
 from langchain_core.messages import AIMessageChunk
@@ -15,6 +19,7 @@ from langchain_core.outputs import ChatGenerationChunk
 
 from agent.cancel import CancelHandle
 from agent.steps import AnswerTooLong, RunSteps
+from tests.helpers import ROOT
 
 
 def reply_chunks(content_blocks: bool = False) -> list[ChatGenerationChunk]:
@@ -65,3 +70,31 @@ def test_the_answer_cap_stops_the_stream_and_closes_it():
         steps.model_step(stream)
     assert closed == [True]
     assert steps.seen < 100  # it stopped reading soon after the cap
+
+
+def test_cancelling_a_pending_flush_costs_the_run_nothing():
+    """Under eventlet, cancelling the token stream's pending flush (`call_later`) neither
+    yields the run's green thread to the hub nor leaves a killed green thread behind,
+    and a flush that is not cancelled runs in a green thread of its own (it emits,
+    which may wait on a socket or Redis). With `eventlet.spawn_after`, cancel() killed
+    the waiting green thread: a trip round the hub, where another ready green thread
+    ran first (and, in the server, a GreenletExit cycle left for the collector)."""
+    code = textwrap.dedent("""
+        import eventlet; eventlet.monkey_patch()
+        import greenlet
+        from eventlet import hubs
+        from agent.cancel import call_later
+        order, ran = [], []
+        def run():
+            eventlet.spawn_n(order.append, "another green thread")  # runs at our next yield
+            call_later(60, lambda: ran.append("the cancelled flush")).cancel()
+            order.append("the run, after cancel")
+            call_later(0, lambda: ran.append(greenlet.getcurrent() is not hubs.get_hub().greenlet))
+            eventlet.sleep(0.2)
+        eventlet.spawn(run).wait()
+        print(order[0], "|", ran)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "the run, after cancel | [True]", done.stdout
