@@ -35,6 +35,7 @@ if __name__ == "__main__":
 
         use_green_psycopg()
 
+import gc  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
 import signal  # noqa: E402
@@ -49,7 +50,7 @@ from flask_openapi3 import Info, OpenAPI  # noqa: E402
 
 from knowledge import cli as knowledge_cli  # noqa: E402
 from logs import REQUEST_ID, configure_logging  # noqa: E402
-from metrics import watch_hub_lag  # noqa: E402
+from metrics import watch_gc, watch_hub_lag  # noqa: E402
 from settings import SECRET_FIELDS, Settings, SettingsError, unknown_variables  # noqa: E402
 from storage import StoreError  # noqa: E402
 from version import __version__  # noqa: E402
@@ -215,6 +216,8 @@ def main() -> None:
             stopped=lambda: drain.is_draining,
         )
     sockets.socketio.start_background_task(watch_hub_lag, sockets.socketio.sleep)
+    gc.set_threshold(settings.gc_young_threshold, *gc.get_threshold()[1:])
+    watch_gc()
     sockets.socketio.start_background_task(sockets.watch_runs, app, sockets.socketio.sleep,
                                            sweep_every=settings.run_sweep_interval)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host

@@ -2,10 +2,13 @@
 
 `hub_lag` is the measure of the rule "the eventlet hub never blocks on I/O":
 a background task asks to wake every 100 ms and records how late it woke.
+`gc_pause` times the garbage collector, which stops the whole process, hub
+included, while it runs.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -21,6 +24,11 @@ HUB_LAG = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
 HUB_LAG_MAX = Gauge("jellychat_hub_lag_max_seconds", "Largest hub lag seen since start")
+GC_PAUSE = Histogram(
+    "jellychat_gc_pause_seconds", "Garbage-collector pauses by generation (the hub stops too)",
+    ["generation"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+GC_PAUSE_MAX = Gauge("jellychat_gc_pause_max_seconds", "Longest garbage-collector pause since start")
 
 LAG_INTERVAL = 0.1
 
@@ -36,3 +44,23 @@ def watch_hub_lag(sleep) -> None:
         if lag > worst:
             worst = lag
             HUB_LAG_MAX.set(lag)
+
+
+def watch_gc() -> None:
+    """Time every collection from now on (gc.callbacks run around each one)."""
+    started = 0.0
+    worst = 0.0
+    pauses = {generation: GC_PAUSE.labels(str(generation)) for generation in range(3)}
+
+    def on_collection(phase: str, info: dict) -> None:
+        nonlocal started, worst
+        if phase == "start":
+            started = time.perf_counter()
+            return
+        pause = time.perf_counter() - started
+        pauses[info["generation"]].observe(pause)
+        if pause > worst:
+            worst = pause
+            GC_PAUSE_MAX.set(pause)
+
+    gc.callbacks.append(on_collection)

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     # scale-out: several processes share Socket.IO events through this queue (redis://...)
     socketio_message_queue: str = Field("", repr=False)
     run_sweep_interval: float = Field(30.0, gt=0)  # seconds between checks for runs of dead processes
+    # allocations between young garbage collections (Python's own: 700); each collection
+    # stops the hub, and with hundreds of turns at once 700 meant 1 s of collecting per
+    # 400 turns (docs/benchmarks.md)
+    gc_young_threshold: int = Field(10_000, ge=100)
     # storage
     database_url: str = Field("", repr=False)
     # connections one process keeps to PostgreSQL (DATABASE_URL or embedded); turns queue

@@ -9,7 +9,7 @@ once; in each round every server is measured in turn (who goes first rotates),
 and the report gives each figure's median over the rounds and the median of
 the rounds' ratios (this machine is shared: one run of one server decides
 nothing). `--project-root` adds the project of another checkout, e.g. an
-earlier commit.
+earlier commit; `--variant NAME=VALUE` this checkout's with a variable set.
 
 The streamed turn: 50 tokens 20 ms apart, the first after 200 ms (stub floor
 1.2 s per turn). The fixed-cost turn: 5 tokens, no delay. Prints, for each server:
@@ -22,10 +22,12 @@ The streamed turn: 50 tokens 20 ms apart, the first after 200 ms (stub floor
 - relay delay per token, one conversation: arrival minus the time the stub
   sent the word (the stub stamps each word), p50 / p99
 - wall time of the N-at-once batch over the stub's own 1.2 s floor
+- the project's garbage collection during that batch, per turn, and its longest
+  pause since start (the server's /metrics: `jellychat_gc_pause_seconds`)
 - REST `POST /user_message` (fixed-cost turn) at 200 concurrent: req/s and p99
 
 Run: .venv/bin/python -m bench.relay [--n 400] [--single 20] [--rest 1000] [--rounds 3]
-     [--project-root PATH]
+     [--project-root PATH] [--variant NAME=VALUE]
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import uuid
 
 import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.sio_client import Connection, percentile
 from tests.helpers import ROOT, ServerProcess, free_port
@@ -121,6 +124,19 @@ class Project:
                 except psutil.NoSuchProcess:
                     continue
         return total
+
+    def gc_pauses(self) -> tuple[float, float] | None:
+        """Seconds the collector has stopped the server in all, and its longest pause
+        (the server's own /metrics; None from a checkout without them)."""
+        text = httpx.get(self.url + "/metrics", timeout=30).text
+        total, longest = None, 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "jellychat_gc_pause_seconds_sum":
+                    total = (total or 0.0) + sample.value
+                elif sample.name == "jellychat_gc_pause_max_seconds":
+                    longest = sample.value
+        return None if total is None else (total, longest)
 
     def stop(self) -> None:
         self.server.stop()
@@ -207,8 +223,12 @@ def measure(server, args) -> dict:
     out["fixed_db"] = (server.db_cpu() - db0) / len(fixed["turns"])
 
     cpu0, db0 = cpu(server.pid), server.db_cpu()
+    gc0 = server.gc_pauses() if isinstance(server, Project) else None
     many = asyncio.run(batch(url, args.n, STREAMED))
     out["cpu_n"] = (cpu(server.pid) - cpu0) / args.n
+    if gc0 is not None:
+        total, out["gc_longest"] = server.gc_pauses()  # the longest since the server started
+        out["gc_n"] = (total - gc0[0]) / args.n
     out["db_n"] = (server.db_cpu() - db0) / args.n
     out["wall_ratio"] = many["wall"] / STREAM_FLOOR
     out["answered"] = many["answered"] + fifty["answered"] + fixed["answered"]
@@ -234,6 +254,8 @@ def median_of(rounds: list[dict]) -> dict:
            if key not in ("rest", "answered", "asked")}
     out["answered"] = sum(r["answered"] for r in rounds)
     out["asked"] = sum(r["asked"] for r in rounds)
+    if "gc_longest" in rounds[0]:
+        out["gc_longest"] = max(r["gc_longest"] for r in rounds)
     if "rest" in rounds[0]:
         out["rest"] = {"rps": statistics.median(r["rest"]["rps"] for r in rounds),
                        "p99": statistics.median(r["rest"]["p99"] for r in rounds),
@@ -258,6 +280,9 @@ def report(per_round: dict, args) -> None:
         (f"wall time, {args.n} at once / stub floor {STREAM_FLOOR:.1f} s",
          lambda r: f"{r['wall_ratio']:.2f}x"),
         (f"time to first token, {args.n} at once, p99", lambda r: f"{r['ttft_n_p99']:.2f} s"),
+        (f"garbage collection per streamed turn, {args.n} at once; longest pause",
+         lambda r: f"{1000 * r['gc_n']:.2f} ms; {1000 * r['gc_longest']:.0f} ms" if "gc_n" in r
+         else "not measured"),
     ]
     if args.rest:
         rows.append((f"REST POST /user_message, 200 concurrent ({args.rest} requests)",
@@ -298,6 +323,9 @@ def main() -> None:
                              "an earlier commit: git worktree add /tmp/old <commit>)")
     parser.add_argument("--db-pool", type=int, default=0,
                         help="the project's DATABASE_POOL_SIZE (0: its default)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=VALUE",
+                        help="also measure this checkout's project with this variable set "
+                             "(e.g. GC_YOUNG_THRESHOLD=700)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the servers inherit it
@@ -322,6 +350,10 @@ def main() -> None:
                                         capture_output=True, text=True).stdout.strip()
                 servers[f"project at {commit or root}"] = started(
                     Project(llm_url, data_dir(), env, root))
+            for variant in args.variant:
+                name, _, value = variant.partition("=")
+                servers[f"project with {variant}"] = started(
+                    Project(llm_url, data_dir(), {**(env or {}), name: value}))
             for nodelay, key in ((False, "bare"), (True, "nodelay")):
                 if args.only in (None, key):
                     bare = started(Bare(llm_url, nodelay))

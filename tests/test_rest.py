@@ -5,6 +5,7 @@ from datetime import datetime
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 ADMIN = {"Authorization": "Bearer test-admin-key"}
 
@@ -140,3 +141,16 @@ def test_human_message_count_badge(server):
 def test_healthz(server):
     response = server.get("/healthz")
     assert response.status_code == 200 and response.json()["status"] == "ok"
+
+
+def test_metrics_time_the_garbage_collector(server):
+    """/metrics has every collection's pause by generation and the longest one: the
+    collector stops the whole process, hub included, so its pauses are hub lag too."""
+    answer = server.post("/user_message", json={"user_token": f"gc-{uuid.uuid4().hex[:8]}",
+                                                 "message": "hello", "application": "pytest"})
+    assert answer.status_code == 200
+    samples = {(s.name, s.labels.get("generation")): s.value
+               for family in text_string_to_metric_families(server.get("/metrics").text)
+               for s in family.samples}
+    assert samples[("jellychat_gc_pause_seconds_count", "0")] > 0
+    assert 0 < samples[("jellychat_gc_pause_max_seconds", None)] < 5
