@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
+from agent.cancel import green
 from agent.offline import OfflineChatModel
 from agent.steps import model_step_in_run
+
+DRAIN_SECONDS = 0.1  # what the SDK's async stream allows for the same read
 
 
 class RawStreamingCompletions:
@@ -52,7 +56,6 @@ class RawStreamingCompletions:
     def create(self, **params):
         if not params.get("stream") or "response_format" in params:
             return self._completions.create(**params)
-        from openai import Stream
         from openai._base_client import make_request_options
 
         options = {key: params.pop(key) for key in
@@ -60,11 +63,56 @@ class RawStreamingCompletions:
         return self._completions._post(
             "/chat/completions", body=self._body(params),
             options=make_request_options(**options, security={"bearer_auth": True}),
-            cast_to=object, stream=True, stream_cls=Stream[object],
+            cast_to=object, stream=True, stream_cls=_keep_alive_stream_class(),
         )
 
     def __getattr__(self, name):
         return getattr(self._completions, name)
+
+
+@functools.cache
+def _keep_alive_stream_class():
+    """openai's `Stream` that reads a finished reply to its end, so that its
+    connection goes back to the pool.
+
+    The SDK's sync stream stops at `data: [DONE]` and closes the response before
+    the chunked body's last (empty) chunk is read; httpx then cannot reuse the
+    connection and drops it, so every streamed model step opened a new one (with a
+    real provider, a TLS handshake before the first token). The SDK's async
+    stream reads the rest for HTTP/1.1, within 0.1 s; this does the same, where a
+    wait can be bounded (under eventlet, which is how the server runs).
+    """
+    from openai import Stream
+
+    class KeepAliveStream(Stream[object]):
+        def _iter_events(self):
+            for sse in super()._iter_events():
+                if sse.data.startswith("[DONE]") and self.response.http_version == "HTTP/1.1":
+                    _drain(self.response)
+                yield sse
+
+    return KeepAliveStream
+
+
+def _drain(response) -> None:
+    """Read what is left of a finished reply's body for at most DRAIN_SECONDS.
+
+    It reads the raw body, which does not close the response when it ends: the SDK
+    closes it afterwards, outside the time limit. (Closing waits for the
+    connection pool's lock; a time limit that expired there left the request in
+    the pool for good, and the pool filled up after two bursts of 400 turns.)
+    Whatever happens, the answer is complete: at worst the connection is dropped.
+    """
+    if not green():
+        return  # a blocked thread's read could not be bounded
+    import eventlet
+
+    try:
+        with eventlet.Timeout(DRAIN_SECONDS, False):
+            for _ in response.stream:
+                pass
+    except Exception:  # noqa: BLE001 - a broken connection after [DONE] loses nothing
+        pass
 
 
 def _chat_openai_class():

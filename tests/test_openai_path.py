@@ -1,11 +1,14 @@
 """The OpenAI path: the real langchain-openai client in the real server, talking
 over HTTP to a local OpenAI-compatible server that streams scripted tool calls."""
 
+import subprocess
+import sys
+import textwrap
 import uuid
 
 import pytest
 
-from tests.helpers import ChatClient, ServerProcess
+from tests.helpers import ROOT, ChatClient, ServerProcess
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +66,44 @@ def test_llm_failure_gives_streamed_apology(openai_server):
     log = openai_server.log()
     assert "failed: " in log and "answered HTTP 500" in log  # one line, the cause
     assert "sk-test-secret-value" not in log
+
+
+def test_streamed_replies_give_their_connections_back_under_load():
+    """Under eventlet, 300 streamed replies at once, half from a model that keeps
+    the body open after [DONE]: the finished ones leave their connection in the
+    pool for the next request, and no request stays in the pool. (Reading the rest
+    of the body through the response's own iterator closed it inside the time
+    limit; a limit that expired while the close waited for the pool's lock left the
+    request there for good, about 180 in a burst of 300, until the pool was full.)
+    The pool is httpx's own, read through the client's private attributes: no
+    public API tells what it holds."""
+    code = textwrap.dedent("""
+        import eventlet; eventlet.monkey_patch()
+        import os, subprocess, sys
+        stub = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server"],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            os.environ.update(OPENAI_BASE_URL=stub.stdout.readline().split()[1],
+                              OPENAI_API_KEY="sk-test")
+            from agent.models import make_chat_model
+            from settings import Settings
+            model = make_chat_model(Settings.from_env())
+            def ask(n):
+                linger = "[linger 0.5]" if n % 2 else ""
+                return "".join(c.text for c in model.stream(f"[long 10] [slow 0.01] {linger} hi"))
+            pile = eventlet.GreenPile(300)
+            for n in range(300):
+                pile.spawn(ask, n)
+            answers = set(pile)
+            pool = model.root_client._client._transport._pool
+            print(len(answers), len(pool._requests), len(pool.connections))
+        finally:
+            stub.kill()
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    answers, requests_left, connections = map(int, done.stdout.split())
+    assert answers == 1  # every reply was read whole: the same ten words
+    assert requests_left == 0
+    assert 0 < connections <= 100  # kept for reuse, up to the client's keep-alive limit

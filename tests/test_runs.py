@@ -71,6 +71,29 @@ def test_stop_closes_the_llm_stream_and_stores_the_partial_answer(srv, llm, clie
     assert answer["content"] == final["message"] and answer["id"] == final["message_id"]
 
 
+def test_finished_answers_leave_their_connection_to_the_model_open_for_the_next(llm, client):
+    """openai's sync stream closed each response at `data: [DONE]`, before the
+    chunked body's last chunk, so every model step opened a new connection (a TLS
+    handshake with a real provider)."""
+    before = llm.connections
+    user = token()
+    for n in range(4):
+        client.start({"user_token": user, "message": f"[long 5] question {n}"})
+        assert client.until("final_message").final["status"] == "succeeded"
+    # four answers and a title (which may overlap the first answer): two at most
+    assert llm.connections - before <= 2
+
+
+def test_a_reply_kept_open_after_done_is_left_after_a_tenth_of_a_second(llm, client):
+    """A model (or proxy) that sends [DONE] but ends the body 5 s later: the answer
+    is complete, so the run must not wait for it (the TURN_TIMEOUT is 2 s)."""
+    started = time.monotonic()
+    client.start({"user_token": token(), "message": "[long 5] [linger 5] hi"})
+    final = client.until("final_message").final
+    assert final["status"] == "succeeded" and final["message"] == "word0 word1 word2 word3 word4"
+    assert time.monotonic() - started < 1.0
+
+
 def test_text_before_a_tool_call_is_part_of_the_answer(client):
     client.start({"user_token": token(), "message": "[preamble] what is 6 * 7"})
     result = client.until("final_message")

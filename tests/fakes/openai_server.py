@@ -23,6 +23,8 @@ Misbehaviours real models show, asked for by directives in the user message:
 - `[stall S]`   send the headers and the first words, then nothing for S seconds
 - `[truncate]`  stop the stream after a few words and close the connection: no
                 finish_reason, no [DONE]
+- `[linger S]`  send `data: [DONE]`, then keep the chunked body open S seconds before
+                its last chunk (a proxy or provider that is slow to end the response)
 - `[huge N]`    an answer of about N characters ("abc abc ...") in 4-character chunks,
                 written as fast as the socket takes them (64 KiB at a time)
 - `[surrogate]` an answer holding a lone surrogate, a NUL and a surrogate pair
@@ -31,9 +33,10 @@ Misbehaviours real models show, asked for by directives in the user message:
                 request with this question only; later ones (retries) succeed
 
 `delay` seconds pass before each completion starts (simulated model latency).
-Every request body is kept in `requests`; `closed` records each streamed
-response whose client went away: when it was noticed and how many chunks were
-still unsent (the server stops generating at once).
+Every request body is kept in `requests`; `connections` counts the connections
+accepted (a client that reuses its connections opens few); `closed` records each
+streamed response whose client went away: when it was noticed and how many
+chunks were still unsent (the server stops generating at once).
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def script(messages: list[dict], first: bool = True) -> dict:
     directives = dict(
         (name, float(value) if value else True)
         for name, value in re.findall(
-            r"\[(preamble|silent|slow|long|ratelimit|stall|truncate|huge|surrogate|once|stamp)\s*([\d.]*)\]",
+            r"\[(preamble|silent|slow|long|ratelimit|stall|truncate|huge|surrogate|once|stamp|linger)\s*([\d.]*)\]",
             question)
     )
     if question.startswith("Give a title"):
@@ -111,6 +114,7 @@ class OpenAIServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, delay: float = 0.0):
         self.delay = delay
         self.requests: list[dict] = []
+        self.connections = 0
         self.closed: list[dict] = []
         self._seen: set[str] = set()
         self._lock = threading.Lock()
@@ -125,6 +129,11 @@ class OpenAIServer:
 
             def log_message(self, *args):  # quiet
                 pass
+
+            def setup(self):
+                super().setup()
+                with outer._lock:
+                    outer.connections += 1
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -192,7 +201,15 @@ class OpenAIServer:
                         data = data.replace("@T", f"@{time.time():.6f}")
                     if not self._send(f"data: {data}\n\n".encode()):
                         return outer._record_close(len(chunks) - n)
-                if not reply.get("truncate") and not self._send(b"data: [DONE]\n\n", last=True):
+                if reply.get("truncate"):
+                    return
+                if reply.get("linger"):
+                    if not self._send(b"data: [DONE]\n\n"):
+                        return outer._record_close(0)
+                    time.sleep(reply["linger"])  # the answer is done; the body ends later
+                    if not self._send(b"", last=True):
+                        outer._record_close(0)
+                elif not self._send(b"data: [DONE]\n\n", last=True):
                     outer._record_close(0)
 
             def _flood(self, body, size):
@@ -223,12 +240,16 @@ class OpenAIServer:
                 """Write unless the client has gone; False once it has. `last` ends
                 a chunked body."""
                 try:
-                    readable, _, _ = select.select([self.connection], [], [], 0)
+                    # poll, not select: a benchmark holds more than 1,024 connections
+                    poller = select.poll()
+                    poller.register(self.connection, select.POLLIN)
+                    readable = poller.poll(0)
                     if readable and not self.connection.recv(1, socket.MSG_PEEK):
                         self.close_connection = True
                         return False
                     if self.chunked:
-                        data = b"%x\r\n%s\r\n%s" % (len(data), data, b"0\r\n\r\n" if last else b"")
+                        end = b"0\r\n\r\n" if last else b""
+                        data = b"%x\r\n%s\r\n%s" % (len(data), data, end) if data else end
                     self.wfile.write(data)
                     self.wfile.flush()
                     return True
