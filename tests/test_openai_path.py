@@ -107,3 +107,42 @@ def test_streamed_replies_give_their_connections_back_under_load():
     assert answers == 1  # every reply was read whole: the same ten words
     assert requests_left == 0
     assert 0 < connections <= 100  # kept for reuse, up to the client's keep-alive limit
+
+
+def test_a_request_does_not_go_round_the_hub_once_per_idle_connection():
+    """Under eventlet, with 50 idle connections kept in the model client's pool, one
+    more streamed reply switches green threads a handful of times: the pool's check
+    of its idle connections (a zero-timeout poll per connection, at each request's
+    start and end) went through eventlet's green select before, 202 switches. The
+    switches are counted with greenlet's trace hook; the pool is httpx's own."""
+    code = textwrap.dedent("""
+        import eventlet; eventlet.monkey_patch()
+        import os, subprocess, sys, greenlet
+        stub = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server"],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            os.environ.update(OPENAI_BASE_URL=stub.stdout.readline().split()[1],
+                              OPENAI_API_KEY="sk-test")
+            from agent.models import make_chat_model
+            from settings import Settings
+            model = make_chat_model(Settings.from_env())
+            ask = lambda text: "".join(c.text for c in model.stream(text))
+            pile = eventlet.GreenPile(50)
+            for _ in range(50):
+                pile.spawn(ask, "[silent 0.1] [long 3] hi")  # 50 open at once, then idle
+            list(pile)
+            switches = []
+            greenlet.settrace(lambda event, args: switches.append(event))
+            answer = ask("[long 3] hi")
+            greenlet.settrace(None)
+            pool = model.root_client._client._transport._pool
+            print(len(pool.connections), len(switches), len(answer.split()))
+        finally:
+            stub.kill()
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    idle, switches, words = map(int, done.stdout.split())
+    assert idle == 50 and words == 3
+    assert switches < 20
