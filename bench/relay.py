@@ -10,6 +10,9 @@ and the report gives each figure's median over the rounds and the median of
 the rounds' ratios (this machine is shared: one run of one server decides
 nothing). `--project-root` adds the project of another checkout, e.g. an
 earlier commit; `--variant NAME=VALUE` this checkout's with a variable set.
+`--tls`: the stub serves HTTPS (a certificate of its own, trusted through
+SSL_CERT_FILE), so a new connection to the model costs a TLS handshake, as
+with a real provider.
 
 The streamed turn: 50 tokens 20 ms apart, the first after 200 ms (stub floor
 1.2 s per turn). The fixed-cost turn: 5 tokens, no delay. Prints, for each server:
@@ -27,7 +30,7 @@ The streamed turn: 50 tokens 20 ms apart, the first after 200 ms (stub floor
 - REST `POST /user_message` (fixed-cost turn) at 200 concurrent: req/s and p99
 
 Run: .venv/bin/python -m bench.relay [--n 400] [--single 20] [--rest 1000] [--rounds 3]
-     [--project-root PATH] [--variant NAME=VALUE]
+     [--project-root PATH] [--variant NAME=VALUE] [--tls]
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import os
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -58,9 +63,14 @@ FIRST_TOKEN_FLOOR = 0.22  # silent 0.2 s, then the first word after one 20 ms ga
 STREAM_FLOOR = 0.2 + 50 * 0.02
 
 
-def start_stub() -> tuple[subprocess.Popen, str]:
-    stub = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server"], cwd=ROOT,
+def start_stub(tls_dir: str | None = None) -> tuple[subprocess.Popen, str]:
+    """The stub; with `tls_dir`, over HTTPS, and every process started after this
+    trusts its certificate."""
+    stub = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server",
+                             *(["--tls", tls_dir] if tls_dir else [])], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
+    if tls_dir:
+        os.environ["SSL_CERT_FILE"] = os.path.join(tls_dir, "cert.pem")
     return stub, stub.stdout.readline().split()[1]
 
 
@@ -326,11 +336,14 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=VALUE",
                         help="also measure this checkout's project with this variable set "
                              "(e.g. GC_YOUNG_THRESHOLD=700)")
+    parser.add_argument("--tls", action="store_true",
+                        help="the stub serves HTTPS: new connections cost a TLS handshake")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the servers inherit it
 
-    stub, llm_url = start_stub()
+    tls_dir = tempfile.mkdtemp() if args.tls else None
+    stub, llm_url = start_stub(tls_dir)
     per_round: dict[str, list[dict]] = {}
     try:
         with contextlib.ExitStack() as stack:  # each server stops before its data dir goes
@@ -369,6 +382,8 @@ def main() -> None:
     finally:
         stub.terminate()
         stub.wait(10)
+        if tls_dir:
+            shutil.rmtree(tls_dir)
     report(per_round, args)  # the first round's order is the servers' order
 
 

@@ -33,6 +33,8 @@ Misbehaviours real models show, asked for by directives in the user message:
                 request with this question only; later ones (retries) succeed
 
 `delay` seconds pass before each completion starts (simulated model latency).
+With `tls` (a certificate and its key, e.g. from `self_signed_certificate`) it
+serves HTTPS, as a real provider does: each new connection costs a TLS handshake.
 Every request body is kept in `requests`; `connections` counts the connections
 accepted (a client that reuses its connections opens few); `closed` records each
 streamed response whose client went away: when it was noticed and how many
@@ -45,6 +47,7 @@ import json
 import re
 import select
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -111,8 +114,10 @@ class _Server(ThreadingHTTPServer):
 
 
 class OpenAIServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, delay: float = 0.0):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, delay: float = 0.0,
+                 tls: tuple[str, str] | None = None):
         self.delay = delay
+        self.tls = tls
         self.requests: list[dict] = []
         self.connections = 0
         self.closed: list[dict] = []
@@ -131,6 +136,8 @@ class OpenAIServer:
                 pass
 
             def setup(self):
+                if isinstance(self.request, ssl.SSLSocket):
+                    self.request.do_handshake()  # here, not in the one thread that accepts
                 super().setup()
                 with outer._lock:
                     outer.connections += 1
@@ -258,6 +265,11 @@ class OpenAIServer:
                     return False
 
         self.httpd = _Server((host, port), Handler)
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True,
+                                                    do_handshake_on_connect=False)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def _record_close(self, unsent: int) -> None:
@@ -273,7 +285,7 @@ class OpenAIServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}/v1"
 
     def start(self) -> OpenAIServer:
         self.thread.start()
@@ -328,15 +340,49 @@ class OpenAIServer:
         yield chunk({}, "stop")
 
 
+def self_signed_certificate(directory) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, written to `directory` as cert.pem and
+    key.pem; clients trust it with SSL_CERT_FILE=<directory>/cert.pem."""
+    import datetime
+    import ipaddress
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    directory = Path(directory)
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return str(directory / "cert.pem"), str(directory / "key.pem")
+
+
 def main() -> None:
-    """Run standalone: `python -m tests.fakes.openai_server --port 0 --delay 1`."""
+    """Run standalone: `python -m tests.fakes.openai_server --port 0 --delay 1`
+    (`--tls DIR`: HTTPS with a certificate written to DIR/cert.pem)."""
     import argparse
 
     parser = argparse.ArgumentParser(description="scripted OpenAI-compatible server")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--tls", metavar="DIR", help="serve HTTPS; cert.pem and key.pem go in DIR")
     args = parser.parse_args()
-    server = OpenAIServer(port=args.port, delay=args.delay)
+    server = OpenAIServer(port=args.port, delay=args.delay,
+                          tls=self_signed_certificate(args.tls) if args.tls else None)
     print(f"READY {server.url}", flush=True)
     server.httpd.serve_forever()
 
