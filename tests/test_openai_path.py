@@ -146,3 +146,33 @@ def test_a_request_does_not_go_round_the_hub_once_per_idle_connection():
     idle, switches, words = map(int, done.stdout.split())
     assert idle == 50 and words == 3
     assert switches < 20
+
+
+def test_replies_over_https_share_one_connection(tmp_path):
+    """Under eventlet, three streamed replies in a row from the stub over HTTPS (a
+    certificate of its own, trusted through SSL_CERT_FILE) leave one kept-alive
+    connection in the pool: one TLS handshake, not one per model step. The pool is
+    httpx's own, read through the client's private attributes."""
+    code = textwrap.dedent(f"""
+        import eventlet; eventlet.monkey_patch()
+        import os, subprocess, sys
+        stub = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server",
+                                 "--tls", {str(tmp_path)!r}], stdout=subprocess.PIPE, text=True)
+        try:
+            url = stub.stdout.readline().split()[1]
+            os.environ.update(OPENAI_BASE_URL=url, OPENAI_API_KEY="sk-test",
+                              SSL_CERT_FILE={str(tmp_path / "cert.pem")!r})
+            from agent.models import make_chat_model
+            from settings import Settings
+            model = make_chat_model(Settings.from_env())
+            words = [len("".join(c.text for c in model.stream("[long 4] hi")).split())
+                     for _ in range(3)]
+            pool = model.root_client._client._transport._pool
+            print(url.split(":")[0], *words, len(pool.connections))
+        finally:
+            stub.kill()
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["https", "4", "4", "4", "1"]
