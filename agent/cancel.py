@@ -15,9 +15,13 @@ between stream events.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
+
+THROW_RETRY = 0.001  # seconds: how often a stop retries a green thread it must not cut short
+_UNINTERRUPTIBLE: set = set()  # green threads inside `uninterruptible()`
 
 
 def green() -> bool:
@@ -88,6 +92,9 @@ class CancelHandle:
     def _throw(self, key: object, glet) -> None:
         # checked when the hub runs it: the green thread may have moved on to other work
         if self._waits.get(key) is glet and not glet.dead:
+            if glet in _UNINTERRUPTIBLE:  # try again when it has left that section
+                _hub().schedule_call_global(THROW_RETRY, self._throw, key, glet)
+                return
             self._waits.pop(key, None)
             glet.throw(RunCancelled(self.reason or "stopped"))
 
@@ -113,6 +120,26 @@ class CancelHandle:
             self._timer.cancel()
             self._timer = None
         self._waits.clear()
+
+
+@contextlib.contextmanager
+def uninterruptible():
+    """A section of a run's green thread that a stop or the deadline waits for, and
+    interrupts the run after it.
+
+    Closing an HTTP response is one: it waits for the client's pool lock, and a close
+    cut short there cannot be repeated, so the request stayed in the pool for good,
+    holding its connection (with enough of them, the model could no longer be asked).
+    """
+    me = _current() if green() else None
+    if me is None or me in _UNINTERRUPTIBLE:
+        yield
+        return
+    _UNINTERRUPTIBLE.add(me)
+    try:
+        yield
+    finally:
+        _UNINTERRUPTIBLE.discard(me)
 
 
 def call_later(seconds: float, fn):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 
-from agent.cancel import green
+from agent.cancel import green, uninterruptible
 from agent.offline import OfflineChatModel
 from agent.steps import model_step_in_run
 
@@ -85,6 +85,16 @@ def _keep_alive_stream_class():
     from openai import Stream
 
     class KeepAliveStream(Stream[object]):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            close = self.response.close
+
+            def close_whole():  # the SDK closes at [DONE], inside the run's interruptible read
+                with uninterruptible():
+                    close()
+
+            self.response.close = close_whole
+
         def _iter_events(self):
             for sse in super()._iter_events():
                 if sse.data.startswith("[DONE]") and self.response.http_version == "HTTP/1.1":

@@ -176,3 +176,55 @@ def test_replies_over_https_share_one_connection(tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["https", "4", "4", "4", "1"]
+
+
+def test_a_stop_while_a_reply_closes_leaves_nothing_in_the_pool():
+    """Under eventlet, a stop that arrives while a finished reply's close waits for
+    the HTTP client's pool lock (another green thread holds it) waits for the close:
+    the request leaves the pool and its connection stays for the next one. Thrown
+    into that wait, the stop cut the close short, which cannot be repeated: the
+    request stayed in the pool for good, holding its connection. The pool and its
+    lock are httpx's own, reached through the client's private attributes."""
+    code = textwrap.dedent("""
+        import eventlet; eventlet.monkey_patch()
+        import os, subprocess, sys
+        stub = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server"],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            os.environ.update(OPENAI_BASE_URL=stub.stdout.readline().split()[1],
+                              OPENAI_API_KEY="sk-test")
+            from agent.cancel import CancelHandle, RunCancelled
+            from agent.models import make_chat_model
+            from agent.steps import RunSteps, current_run
+            from settings import Settings
+            model = make_chat_model(Settings.from_env())
+            pool = model.root_client._client._transport._pool
+            cancel = CancelHandle()
+
+            def hold_the_pool():
+                with pool._optional_thread_lock:
+                    cancel.cancel("stopped")  # arrives while the reply's close waits
+                    eventlet.sleep(0.05)
+
+            def text(step, words):
+                if words.startswith("word2"):  # the last word: the close comes next
+                    eventlet.spawn(hold_the_pool)
+                    eventlet.sleep(0)
+
+            current_run.set(RunSteps(cancel, text))
+            try:
+                outcome = model.invoke("[long 3] hi").text
+            except RunCancelled:
+                outcome = "cut short"
+            eventlet.sleep(0.1)
+            print(cancel.reason, len(pool._requests), len(pool.connections), outcome)
+        finally:
+            stub.kill()
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    reason, requests_left, connections, *answer = done.stdout.split()
+    assert reason == "stopped"
+    assert (requests_left, connections) == ("0", "1")
+    assert answer == ["word0", "word1", "word2"]  # the reply had been read whole
