@@ -80,7 +80,8 @@ def _keep_alive_stream_class():
     connection and drops it, so every streamed model step opened a new one (with a
     real provider, a TLS handshake before the first token). The SDK's async
     stream reads the rest for HTTP/1.1, within 0.1 s; this does the same, where a
-    wait can be bounded (under eventlet, which is how the server runs).
+    wait can be bounded (under eventlet, which is how the server runs). Its close
+    is `uninterruptible`: a stop thrown into it left the request in the pool.
     """
     from openai import Stream
 
