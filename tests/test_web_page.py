@@ -285,6 +285,47 @@ def test_a_second_conversation_is_listed_and_switches(context, web):
     assert console.errors == []
 
 
+HOLD_NEXT_LIST = """
+window.__holdNextList = false; window.__heldList = null;
+const realFetch = window.fetch.bind(window);
+window.fetch = (url, init) => {
+  if (window.__holdNextList && String(url).includes("/conversations?limit=50")) {
+    window.__holdNextList = false;
+    return new Promise((resolve) => { window.__heldList = () => resolve(realFetch(url, init)); });
+  }
+  return realFetch(url, init);
+};
+"""
+
+
+def test_a_rename_is_kept_when_the_list_reloads_under_it(context, web):
+    """The list reloads when an answer ends. That reload, held back in the page
+    (its `fetch` wrapped by an init script) until the rename box is open, comes
+    back while the user types: the box and the new name survive it, and the list
+    read before the rename does not bring the old name back. (It redrew the list
+    under the box, and the typed name went nowhere.)"""
+    context.add_init_script(HOLD_NEXT_LIST)
+    page, console = open_chat(context, web.url)
+    ask(page, "What is 1 + 1?")
+    wait_answer_done(page)
+    page.wait_for_selector("#conversations li.current")
+    page.evaluate("() => { window.__holdNextList = true; }")
+    ask(page, "What is 2 + 2?")
+    wait_answer_done(page)
+    page.wait_for_function("() => window.__heldList !== null")
+    page.locator("#conversations li.current .rename").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#conversations .rename-box:focus")
+    page.evaluate("() => window.__heldList()")
+    page.keyboard.press("Control+a")
+    page.keyboard.type("Sums")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#conversations li.current .name:text('Sums')")
+    page.reload()
+    page.wait_for_selector("#conversations li.current .name:text('Sums')")  # stored
+    assert console.errors == []
+
+
 def test_html_in_an_answer_renders_as_text(context, web):
     page, console = open_chat(context, web.url)
     payload = "<img src=x onerror=\"window.__xss=1\"> and <script>window.__xss=2</script>"

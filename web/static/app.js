@@ -317,7 +317,9 @@
   }
 
   // ---- conversations (sidebar)
+  let renaming = false; // a rename box is open: the list is redrawn when it closes, not under it
   function renderList() {
+    if (renaming) return;
     els.list.textContent = "";
     for (const c of conversations) {
       const li = el("li");
@@ -341,9 +343,12 @@
       els.list.append(li);
     }
   }
+  let listEdits = 0; // changes made here to the list: one asked for before a change is out of date
   async function loadList() {
+    const edits = listEdits;
     try {
       const data = await api("GET", "/conversations?limit=50");
+      if (edits !== listEdits) return loadList(); // it crossed a rename, a new chat or a delete
       conversations = data.conversations || [];
       renderList();
     } catch (e) {
@@ -371,6 +376,7 @@
   async function newChat() {
     try {
       const c = await api("POST", "/conversations", {});
+      listEdits++;
       conversations.unshift(c);
       await switchTo(c.id);
       closeSidebar();
@@ -386,6 +392,7 @@
     box.setAttribute("aria-label", "New name of the conversation");
     li.textContent = "";
     li.append(box);
+    renaming = true;
     box.focus();
     box.select();
     let done = false;
@@ -396,11 +403,15 @@
       if (save && title && title !== c.title) {
         try {
           const updated = await api("PATCH", `/conversations/${encodeURIComponent(c.id)}`, { title });
+          listEdits++;
+          // the list may have been reloaded meanwhile (an answer ended): update what it holds now
+          for (const held of conversations) if (held.id === c.id) Object.assign(held, updated);
           Object.assign(c, updated);
         } catch (e) {
           if (e.status) say(`Couldn't rename: ${e.message}`);
         }
       }
+      renaming = false;
       renderList();
       const again = els.list.querySelector(`li[data-id="${CSS.escape(c.id)}"] .rename`);
       if (again) again.focus();
@@ -418,6 +429,7 @@
     } catch (e) {
       if (e.status !== 404) { if (e.status) say(`Couldn't delete: ${e.message}`); return; }
     }
+    listEdits++;
     conversations = conversations.filter((x) => x.id !== c.id);
     if (c.id === currentId) await switchTo(conversations.length ? conversations[0].id : null);
     else renderList();
