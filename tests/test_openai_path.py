@@ -68,6 +68,34 @@ def test_llm_failure_gives_streamed_apology(openai_server):
     assert "sk-test-secret-value" not in log
 
 
+def under_eventlet(body: str, *stub_args: str) -> list[str]:
+    """Run `body` in a fresh interpreter under eventlet's monkey patching, as the server
+    runs, with `model`: the project's model client for a stub of its own (started with
+    `stub_args`). Returns the words `body` prints."""
+    code = textwrap.dedent("""
+        import eventlet; eventlet.monkey_patch()
+        import os, subprocess, sys
+        stub = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server", *{args!r}],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            url = stub.stdout.readline().split()[1]
+            os.environ.update(OPENAI_BASE_URL=url, OPENAI_API_KEY="sk-test")
+            if "--tls" in {args!r}:
+                os.environ["SSL_CERT_FILE"] = os.path.join({args!r}[-1], "cert.pem")
+            from agent.models import make_chat_model
+            from settings import Settings
+            model = make_chat_model(Settings.from_env())
+            pool = model.root_client._client._transport._pool  # httpx's own
+        {body}
+        finally:
+            stub.kill()
+    """).format(args=list(stub_args), body=textwrap.indent(textwrap.dedent(body), "    "))
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
 def test_streamed_replies_give_their_connections_back_under_load():
     """Under eventlet, 300 streamed replies at once, half from a model that keeps
     the body open after [DONE]: the finished ones leave their connection in the
@@ -77,33 +105,16 @@ def test_streamed_replies_give_their_connections_back_under_load():
     request there for good, about 180 in a burst of 300, until the pool was full.)
     The pool is httpx's own, read through the client's private attributes: no
     public API tells what it holds."""
-    code = textwrap.dedent("""
-        import eventlet; eventlet.monkey_patch()
-        import os, subprocess, sys
-        stub = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server"],
-                                stdout=subprocess.PIPE, text=True)
-        try:
-            os.environ.update(OPENAI_BASE_URL=stub.stdout.readline().split()[1],
-                              OPENAI_API_KEY="sk-test")
-            from agent.models import make_chat_model
-            from settings import Settings
-            model = make_chat_model(Settings.from_env())
-            def ask(n):
-                linger = "[linger 0.5]" if n % 2 else ""
-                return "".join(c.text for c in model.stream(f"[long 10] [slow 0.01] {linger} hi"))
-            pile = eventlet.GreenPile(300)
-            for n in range(300):
-                pile.spawn(ask, n)
-            answers = set(pile)
-            pool = model.root_client._client._transport._pool
-            print(len(answers), len(pool._requests), len(pool.connections))
-        finally:
-            stub.kill()
-    """)
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    answers, requests_left, connections = map(int, done.stdout.split())
+    answers, requests_left, connections = map(int, under_eventlet("""
+        def ask(n):
+            linger = "[linger 0.5]" if n % 2 else ""
+            return "".join(c.text for c in model.stream(f"[long 10] [slow 0.01] {linger} hi"))
+        pile = eventlet.GreenPile(300)
+        for n in range(300):
+            pile.spawn(ask, n)
+        answers = set(pile)
+        print(len(answers), len(pool._requests), len(pool.connections))
+    """))
     assert answers == 1  # every reply was read whole: the same ten words
     assert requests_left == 0
     assert 0 < connections <= 100  # kept for reuse, up to the client's keep-alive limit
@@ -115,35 +126,19 @@ def test_a_request_does_not_go_round_the_hub_once_per_idle_connection():
     of its idle connections (a zero-timeout poll per connection, at each request's
     start and end) went through eventlet's green select before, 202 switches. The
     switches are counted with greenlet's trace hook; the pool is httpx's own."""
-    code = textwrap.dedent("""
-        import eventlet; eventlet.monkey_patch()
-        import os, subprocess, sys, greenlet
-        stub = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server"],
-                                stdout=subprocess.PIPE, text=True)
-        try:
-            os.environ.update(OPENAI_BASE_URL=stub.stdout.readline().split()[1],
-                              OPENAI_API_KEY="sk-test")
-            from agent.models import make_chat_model
-            from settings import Settings
-            model = make_chat_model(Settings.from_env())
-            ask = lambda text: "".join(c.text for c in model.stream(text))
-            pile = eventlet.GreenPile(50)
-            for _ in range(50):
-                pile.spawn(ask, "[silent 0.1] [long 3] hi")  # 50 open at once, then idle
-            list(pile)
-            switches = []
-            greenlet.settrace(lambda event, args: switches.append(event))
-            answer = ask("[long 3] hi")
-            greenlet.settrace(None)
-            pool = model.root_client._client._transport._pool
-            print(len(pool.connections), len(switches), len(answer.split()))
-        finally:
-            stub.kill()
-    """)
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    idle, switches, words = map(int, done.stdout.split())
+    idle, switches, words = map(int, under_eventlet("""
+        import greenlet
+        ask = lambda text: "".join(c.text for c in model.stream(text))
+        pile = eventlet.GreenPile(50)
+        for _ in range(50):
+            pile.spawn(ask, "[silent 0.1] [long 3] hi")  # 50 open at once, then idle
+        list(pile)
+        switches = []
+        greenlet.settrace(lambda event, args: switches.append(event))
+        answer = ask("[long 3] hi")
+        greenlet.settrace(None)
+        print(len(pool.connections), len(switches), len(answer.split()))
+    """))
     assert idle == 50 and words == 3
     assert switches < 20
 
@@ -153,29 +148,12 @@ def test_replies_over_https_share_one_connection(tmp_path):
     certificate of its own, trusted through SSL_CERT_FILE) leave one kept-alive
     connection in the pool: one TLS handshake, not one per model step. The pool is
     httpx's own, read through the client's private attributes."""
-    code = textwrap.dedent(f"""
-        import eventlet; eventlet.monkey_patch()
-        import os, subprocess, sys
-        stub = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server",
-                                 "--tls", {str(tmp_path)!r}], stdout=subprocess.PIPE, text=True)
-        try:
-            url = stub.stdout.readline().split()[1]
-            os.environ.update(OPENAI_BASE_URL=url, OPENAI_API_KEY="sk-test",
-                              SSL_CERT_FILE={str(tmp_path / "cert.pem")!r})
-            from agent.models import make_chat_model
-            from settings import Settings
-            model = make_chat_model(Settings.from_env())
-            words = [len("".join(c.text for c in model.stream("[long 4] hi")).split())
-                     for _ in range(3)]
-            pool = model.root_client._client._transport._pool
-            print(url.split(":")[0], *words, len(pool.connections))
-        finally:
-            stub.kill()
-    """)
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["https", "4", "4", "4", "1"]
+    out = under_eventlet("""
+        words = [len("".join(c.text for c in model.stream("[long 4] hi")).split())
+                 for _ in range(3)]
+        print(url.split(":")[0], *words, len(pool.connections))
+    """, "--tls", str(tmp_path))
+    assert out == ["https", "4", "4", "4", "1"]
 
 
 def test_a_stop_while_a_reply_closes_leaves_nothing_in_the_pool():
@@ -185,46 +163,29 @@ def test_a_stop_while_a_reply_closes_leaves_nothing_in_the_pool():
     into that wait, the stop cut the close short, which cannot be repeated: the
     request stayed in the pool for good, holding its connection. The pool and its
     lock are httpx's own, reached through the client's private attributes."""
-    code = textwrap.dedent("""
-        import eventlet; eventlet.monkey_patch()
-        import os, subprocess, sys
-        stub = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server"],
-                                stdout=subprocess.PIPE, text=True)
+    reason, requests_left, connections, *answer = under_eventlet("""
+        from agent.cancel import CancelHandle, RunCancelled
+        from agent.steps import RunSteps, current_run
+        cancel = CancelHandle()
+
+        def hold_the_pool():
+            with pool._optional_thread_lock:
+                cancel.cancel("stopped")  # arrives while the reply's close waits
+                eventlet.sleep(0.05)
+
+        def text(step, words):
+            if words.startswith("word2"):  # the last word: the close comes next
+                eventlet.spawn(hold_the_pool)
+                eventlet.sleep(0)
+
+        current_run.set(RunSteps(cancel, text))
         try:
-            os.environ.update(OPENAI_BASE_URL=stub.stdout.readline().split()[1],
-                              OPENAI_API_KEY="sk-test")
-            from agent.cancel import CancelHandle, RunCancelled
-            from agent.models import make_chat_model
-            from agent.steps import RunSteps, current_run
-            from settings import Settings
-            model = make_chat_model(Settings.from_env())
-            pool = model.root_client._client._transport._pool
-            cancel = CancelHandle()
-
-            def hold_the_pool():
-                with pool._optional_thread_lock:
-                    cancel.cancel("stopped")  # arrives while the reply's close waits
-                    eventlet.sleep(0.05)
-
-            def text(step, words):
-                if words.startswith("word2"):  # the last word: the close comes next
-                    eventlet.spawn(hold_the_pool)
-                    eventlet.sleep(0)
-
-            current_run.set(RunSteps(cancel, text))
-            try:
-                outcome = model.invoke("[long 3] hi").text
-            except RunCancelled:
-                outcome = "cut short"
-            eventlet.sleep(0.1)
-            print(cancel.reason, len(pool._requests), len(pool.connections), outcome)
-        finally:
-            stub.kill()
+            outcome = model.invoke("[long 3] hi").text
+        except RunCancelled:
+            outcome = "cut short"
+        eventlet.sleep(0.1)
+        print(cancel.reason, len(pool._requests), len(pool.connections), outcome)
     """)
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    reason, requests_left, connections, *answer = done.stdout.split()
     assert reason == "stopped"
     assert (requests_left, connections) == ("0", "1")
     assert answer == ["word0", "word1", "word2"]  # the reply had been read whole
