@@ -192,6 +192,7 @@ def main() -> None:
     try:
         if eventlet_mode:
             serving.raise_fd_limit(settings.max_connections)
+            serving.keep_idle_checks_off_the_hub()
             listener = serving.bind(settings.host, settings.port)
         else:
             serving.check_port_free(settings.host, settings.port)

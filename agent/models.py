@@ -126,26 +126,6 @@ def _drain(response) -> None:
         pass
 
 
-def check_idle_connections_off_the_hub() -> None:
-    """Under eventlet, the openai client's connection pool checks its idle
-    connections with the original `select` module.
-
-    Each time a request starts or ends, the pool asks every idle kept-alive
-    connection whether the server has closed it: a poll with a zero timeout,
-    holding the pool's lock. eventlet's monkey_patch removes `select.poll`, so
-    httpcore falls back to the green `select.select`, a trip round the hub per
-    idle connection: with 50 idle connections one request took 202 green-thread
-    switches instead of 2, and with 80 it cost 3.9 ms of CPU instead of 1.8 ms. A
-    zero-timeout poll never waits, so the original one cannot block the hub.
-    """
-    if not green():
-        return
-    import eventlet.patcher
-    import httpcore2._utils
-
-    httpcore2._utils.select = eventlet.patcher.original("select")
-
-
 def _chat_openai_class():
     """ChatOpenAI that converts the agent's tool schemas once, not on every model call.
 
@@ -187,7 +167,6 @@ def make_chat_model(settings):
     if not settings.uses_openai:
         return OfflineChatModel()
 
-    check_idle_connections_off_the_hub()
     model = _chat_openai_class()(
         model=settings.openai_model,
         api_key=settings.openai_api_key or "not-needed",

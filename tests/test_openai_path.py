@@ -69,12 +69,15 @@ def test_llm_failure_gives_streamed_apology(openai_server):
 
 
 def under_eventlet(body: str, *stub_args: str) -> list[str]:
-    """Run `body` in a fresh interpreter under eventlet's monkey patching, as the server
-    runs, with `model`: the project's model client for a stub of its own (started with
-    `stub_args`). Returns the words `body` prints."""
+    """Run `body` in a fresh interpreter as the server runs (eventlet's monkey patching,
+    httpx's pools fixed by `keep_idle_checks_off_the_hub`), with `model`: the
+    project's model client for a stub of its own (started with `stub_args`), and
+    `pool`, its connection pool. Returns the words `body` prints."""
     code = textwrap.dedent("""
         import eventlet; eventlet.monkey_patch()
         import os, subprocess, sys
+        from web.serving import keep_idle_checks_off_the_hub
+        keep_idle_checks_off_the_hub()  # as app.py does under eventlet
         stub = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server", *{args!r}],
                                 stdout=subprocess.PIPE, text=True)
         try:
