@@ -10,6 +10,7 @@
    runs, 89e0160) checked out beside it, measured alternately in one process.
 
 Run: .venv/bin/python -m bench.runs [--stops 50] [--clients 50] [--baseline 89e0160]
+     [--rounds 3 (0: stop latency only)]
 """
 
 from __future__ import annotations
@@ -98,13 +99,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stops", type=int, default=50)
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="0: stop latency only")
     parser.add_argument("--baseline", default="89e0160")
     args = parser.parse_args()
     stops = stop_latency(args.stops)
     print(f"stop -> final_message: p50 {stops['final_p50_ms']:.0f} ms, p99 {stops['final_p99_ms']:.0f} ms; "
           f"stop -> LLM connection closed: p50 {stops['close_p50_ms']:.0f} ms, "
           f"p99 {stops['close_p99_ms']:.0f} ms ({stops['runs']} runs)")
+    if not args.rounds:
+        return  # stop latency only
     cost = cost_over_baseline(args.clients, args.baseline, args.rounds)
     for name, f in cost.items():
         print(f"{name:>8}: {args.clients} at once, medians of {args.rounds} rounds: "
