@@ -134,7 +134,7 @@ def test_a_request_does_not_go_round_the_hub_once_per_idle_connection():
         ask = lambda text: "".join(c.text for c in model.stream(text))
         pile = eventlet.GreenPile(50)
         for _ in range(50):
-            pile.spawn(ask, "[silent 0.1] [long 3] hi")  # 50 open at once, then idle
+            pile.spawn(ask, "[silent 0.5] [long 3] hi")  # open at once, then idle
         list(pile)
         switches = []
         greenlet.settrace(lambda event, args: switches.append(event))
@@ -142,8 +142,8 @@ def test_a_request_does_not_go_round_the_hub_once_per_idle_connection():
         greenlet.settrace(None)
         print(len(pool.connections), len(switches), len(answer.split()))
     """))
-    assert idle == 50 and words == 3
-    assert switches < 20
+    assert idle >= 30 and words == 3  # about 50; fewer if the machine is slow to start them
+    assert switches < 20  # 2 x idle and more through the green select
 
 
 def test_replies_over_https_share_one_connection(tmp_path):
@@ -167,6 +167,7 @@ def test_a_stop_while_a_reply_closes_leaves_nothing_in_the_pool():
     request stayed in the pool for good, holding its connection. The pool and its
     lock are httpx's own, reached through the client's private attributes."""
     reason, requests_left, connections, *answer = under_eventlet("""
+        import agent.models
         from agent.cancel import CancelHandle, RunCancelled
         from agent.steps import RunSteps, current_run
         cancel = CancelHandle()
@@ -176,12 +177,15 @@ def test_a_stop_while_a_reply_closes_leaves_nothing_in_the_pool():
                 cancel.cancel("stopped")  # arrives while the reply's close waits
                 eventlet.sleep(0.05)
 
-        def text(step, words):
-            if words.startswith("word2"):  # the last word: the close comes next
-                eventlet.spawn(hold_the_pool)
-                eventlet.sleep(0)
+        drain = agent.models._drain
 
-        current_run.set(RunSteps(cancel, text))
+        def drain_then_let_the_holder_in(response):  # the body is read: the close comes next
+            drain(response)
+            eventlet.spawn(hold_the_pool)
+            eventlet.sleep(0)
+
+        agent.models._drain = drain_then_let_the_holder_in
+        current_run.set(RunSteps(cancel, lambda step, words: None))
         try:
             outcome = model.invoke("[long 3] hi").text
         except RunCancelled:
