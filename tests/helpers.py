@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,3 +299,59 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+def under_eventlet(body: str, *, tls_dir: Path | None = None,
+                   fix_idle_checks: bool = True) -> list[str]:
+    """Run `body` in a fresh interpreter as the server runs: eventlet's monkey patching
+    and (unless `fix_idle_checks` is False) httpx's pools fixed by
+    `keep_idle_checks_off_the_hub`. `body` has `url`, the base URL of a test LLM
+    server of its own (over HTTPS with a certificate in `tls_dir`, when given),
+    `model`, the project's model client for it, and `pool`, that client's connection
+    pool (httpx's own), and `switches_of_one_more`, which counts what one request
+    costs the hub after others left their connections idle. Returns the words
+    `body` prints."""
+    code = textwrap.dedent("""
+        import eventlet; eventlet.monkey_patch()
+        import os, subprocess, sys
+        if {fix!r}:
+            from web.serving import keep_idle_checks_off_the_hub
+            keep_idle_checks_off_the_hub()  # as app.py does under eventlet
+        stub = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server", *{args!r}],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            url = stub.stdout.readline().split()[1]
+            os.environ.update(OPENAI_BASE_URL=url, OPENAI_API_KEY="sk-test")
+            if {cert!r}:
+                os.environ["SSL_CERT_FILE"] = {cert!r}
+            from agent.models import make_chat_model
+            from settings import Settings
+            model = make_chat_model(Settings.from_env())
+            pool = model.root_client._client._transport._pool
+
+            def switches_of_one_more(ask, slow, count, quick):
+                # `count` asks of `slow` at once (each holds its connection open meanwhile,
+                # idle after), then one of `quick`: its green-thread switches, counted with
+                # greenlet's trace hook, and its answer
+                import greenlet
+                pile = eventlet.GreenPile(count)
+                for _ in range(count):
+                    pile.spawn(ask, slow)
+                list(pile)
+                switches = []
+                greenlet.settrace(lambda event, args: switches.append(event))
+                try:
+                    answer = ask(quick)
+                finally:
+                    greenlet.settrace(None)
+                return len(switches), answer
+        {body}
+        finally:
+            stub.kill()
+    """).format(fix=fix_idle_checks, args=["--tls", str(tls_dir)] if tls_dir else [],
+                cert=str(Path(tls_dir) / "cert.pem") if tls_dir else None,
+                body=textwrap.indent(textwrap.dedent(body), "    "))
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()

@@ -1,14 +1,11 @@
 """The OpenAI path: the real langchain-openai client in the real server, talking
 over HTTP to a local OpenAI-compatible server that streams scripted tool calls."""
 
-import subprocess
-import sys
-import textwrap
 import uuid
 
 import pytest
 
-from tests.helpers import ROOT, ChatClient, ServerProcess
+from tests.helpers import ChatClient, ServerProcess, under_eventlet
 
 
 @pytest.fixture(scope="module")
@@ -68,37 +65,6 @@ def test_llm_failure_gives_streamed_apology(openai_server):
     assert "sk-test-secret-value" not in log
 
 
-def under_eventlet(body: str, *stub_args: str) -> list[str]:
-    """Run `body` in a fresh interpreter as the server runs (eventlet's monkey patching,
-    httpx's pools fixed by `keep_idle_checks_off_the_hub`), with `model`: the
-    project's model client for a stub of its own (started with `stub_args`), and
-    `pool`, its connection pool. Returns the words `body` prints."""
-    code = textwrap.dedent("""
-        import eventlet; eventlet.monkey_patch()
-        import os, subprocess, sys
-        from web.serving import keep_idle_checks_off_the_hub
-        keep_idle_checks_off_the_hub()  # as app.py does under eventlet
-        stub = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server", *{args!r}],
-                                stdout=subprocess.PIPE, text=True)
-        try:
-            url = stub.stdout.readline().split()[1]
-            os.environ.update(OPENAI_BASE_URL=url, OPENAI_API_KEY="sk-test")
-            if "--tls" in {args!r}:
-                os.environ["SSL_CERT_FILE"] = os.path.join({args!r}[-1], "cert.pem")
-            from agent.models import make_chat_model
-            from settings import Settings
-            model = make_chat_model(Settings.from_env())
-            pool = model.root_client._client._transport._pool  # httpx's own
-        {body}
-        finally:
-            stub.kill()
-    """).format(args=list(stub_args), body=textwrap.indent(textwrap.dedent(body), "    "))
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.split()
-
-
 def test_streamed_replies_give_their_connections_back_under_load():
     """Under eventlet, 300 streamed replies at once, half from a model that keeps
     the body open after [DONE]: the finished ones leave their connection in the
@@ -130,17 +96,9 @@ def test_a_request_does_not_go_round_the_hub_once_per_idle_connection():
     start and end) went through eventlet's green select before, 202 switches. The
     switches are counted with greenlet's trace hook; the pool is httpx's own."""
     idle, switches, words = map(int, under_eventlet("""
-        import greenlet
         ask = lambda text: "".join(c.text for c in model.stream(text))
-        pile = eventlet.GreenPile(50)
-        for _ in range(50):
-            pile.spawn(ask, "[silent 0.5] [long 3] hi")  # open at once, then idle
-        list(pile)
-        switches = []
-        greenlet.settrace(lambda event, args: switches.append(event))
-        answer = ask("[long 3] hi")
-        greenlet.settrace(None)
-        print(len(pool.connections), len(switches), len(answer.split()))
+        switches, answer = switches_of_one_more(ask, "[silent 0.5] [long 3] hi", 50, "[long 3] hi")
+        print(len(pool.connections), switches, len(answer.split()))
     """))
     assert idle >= 30 and words == 3  # about 50; fewer if the machine is slow to start them
     assert switches < 20  # 2 x idle and more through the green select
@@ -155,7 +113,7 @@ def test_replies_over_https_share_one_connection(tmp_path):
         words = [len("".join(c.text for c in model.stream("[long 4] hi")).split())
                  for _ in range(3)]
         print(url.split(":")[0], *words, len(pool.connections))
-    """, "--tls", str(tmp_path))
+    """, tls_dir=tmp_path)
     assert out == ["https", "4", "4", "4", "1"]
 
 

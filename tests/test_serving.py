@@ -7,9 +7,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 import uuid
@@ -20,7 +17,7 @@ import pytest
 import requests
 
 from tests.fakes.openai_server import OpenAIServer
-from tests.helpers import ROOT, ChatClient, ServerProcess
+from tests.helpers import ChatClient, ServerProcess, under_eventlet
 
 LIMITS = {"MAX_CONNECTIONS_PER_IP": "20", "HEADER_TIMEOUT": "1", "IDLE_TIMEOUT": "2",
           "MAX_CONTENT_LENGTH": "65536", "KNOWLEDGE_STARTER": "0", "ADMIN_API_KEY": "serving-admin-key"}
@@ -253,36 +250,16 @@ def test_httpx_pools_check_idle_connections_without_the_hub(fixed):
     green zero-timeout select each), with it a couple of times. Counted with
     greenlet's trace hook against the test LLM server, which keeps connections alive
     as PostgREST does; the pool is httpx's own, read through private attributes."""
-    code = textwrap.dedent(f"""
-        import eventlet; eventlet.monkey_patch()
-        import subprocess, sys, greenlet, httpx
-        if {fixed}:
-            from web.serving import keep_idle_checks_off_the_hub
-            keep_idle_checks_off_the_hub()
-        stub = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server"],
-                                stdout=subprocess.PIPE, text=True)
-        try:
-            url = stub.stdout.readline().split()[1] + "/chat/completions"
-            client = httpx.Client()
-            def ask(text):
-                body = {{"model": "m", "messages": [{{"role": "user", "content": text}}]}}
-                return client.post(url, json=body).json()["choices"][0]["message"]["content"]
-            pile = eventlet.GreenPile(20)
-            for _ in range(20):
-                pile.spawn(ask, "[silent 0.5] hi")  # open at once, then idle
-            list(pile)
-            switches = []
-            greenlet.settrace(lambda event, args: switches.append(event))
-            ask("hi")
-            greenlet.settrace(None)
-            print(len(client._transport._pool.connections), len(switches))
-        finally:
-            stub.kill()
-    """)
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    idle, switches = map(int, done.stdout.split())
+    idle, switches = map(int, under_eventlet("""
+        import httpx
+        client = httpx.Client()
+        def ask(text):
+            body = {"model": "m", "messages": [{"role": "user", "content": text}]}
+            reply = client.post(url + "/chat/completions", json=body).json()
+            return reply["choices"][0]["message"]["content"]
+        switches, _ = switches_of_one_more(ask, "[silent 0.5] hi", 20, "hi")
+        print(len(client._transport._pool.connections), switches)
+    """, fix_idle_checks=fixed))
     assert idle >= 10  # about 20; fewer if the machine is slow to start them
     if fixed:
         assert switches < 10
