@@ -18,6 +18,18 @@ TURN_SECONDS = Histogram(
     "jellychat_turn_seconds", "Duration of a chat turn",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
+FIRST_TOKEN_SECONDS = Histogram(
+    "jellychat_first_token_seconds", "From a turn's request to its first answer token",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+# where that time went, up to the first model reply; `agent` is the graph and the model
+# client before the request is sent, `model` the provider's wait for its first chunk
+TURN_PHASE_SECONDS = Histogram(
+    "jellychat_turn_phase_seconds",
+    "Time a turn spends before its first answer token, by phase "
+    "(admit, store, queue, agent, model)",
+    ["phase"], buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
+)
 TOOL_CALLS = Counter("jellychat_tool_calls_total", "Tool calls by tool", ["tool"])
 HUB_LAG = Histogram(
     "jellychat_hub_lag_seconds", "How late the event loop woke a 100 ms timer",

@@ -37,6 +37,8 @@ class AgentResult:
     output_tokens: int | None = None
     truncated: bool = False  # cut at MAX_ANSWER_CHARS
     incomplete: bool = False  # the model's stream ended without a finish_reason
+    # monotonic times of the first model request, its first chunk and the first token
+    marks: dict[str, float] = field(default_factory=dict)
 
     @property
     def answer(self) -> str:
@@ -135,6 +137,8 @@ class _Stream:
             self.last_flush = time.monotonic()
             self.result.parts.append(text)
             self.emits += 1
+            if self.emits == 1:
+                self.result.marks["first_token"] = self.last_flush
             self.emit(ev.TOKEN, {"token": text, "run_id": self.run_id})
 
 
@@ -171,7 +175,7 @@ class ChatAgent:
         started: dict[str, float] = {}
         by_id: dict[str, dict] = {}
         steps = current_run.set(RunSteps(cancel, stream_out.text, max_chars=self.max_answer_chars,
-                                          max_retries=self.max_retries))
+                                          max_retries=self.max_retries, marks=result.marks))
         # "updates" only: with "messages", LangGraph runs each model step on a thread-pool
         # worker and hands every chunk back through a queue; tokens come from agent/steps.py
         stream = self.graph.stream({"messages": messages},

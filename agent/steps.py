@@ -45,8 +45,11 @@ class RunSteps:
     """One run's hooks: `text(step, text)` takes answer text as it streams."""
 
     def __init__(self, cancel: CancelHandle, text: Callable[[object, str], None], *,
-                 max_chars: int = 0, max_retries: int = 0):
+                 max_chars: int = 0, max_retries: int = 0, marks: dict | None = None):
+        """`marks`: gets the monotonic times of the first model request ("model_request")
+        and of its first chunk ("model_reply")."""
         self.cancel = cancel
+        self.marks = {} if marks is None else marks
         self.text = text
         self.max_chars = max_chars
         self.max_retries = max_retries
@@ -59,7 +62,9 @@ class RunSteps:
         self.cancel.attach(step)
         stream = None
         try:
+            self.marks.setdefault("model_request", time.monotonic())
             stream, chunk = budget_retrying(self.cancel, self.max_retries)(_opened, open_stream)
+            self.marks.setdefault("model_reply", time.monotonic())
             texts: list[str] = []  # the text of every chunk, joined once at the end
             rest: list[AIMessageChunk] = []  # the chunks that carry more than text
             every: list[AIMessageChunk] = []  # all of them, for content blocks (below)

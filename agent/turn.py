@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from langchain_core.messages import AIMessage, HumanMessage
 
@@ -26,7 +26,7 @@ from agent.retry import describe
 from agent.runner import AgentResult, ChatAgent
 from agent.text import UNSTORABLE, storable
 from logs import bind_run_id
-from metrics import TURN_SECONDS, TURNS
+from metrics import FIRST_TOKEN_SECONDS, TURN_PHASE_SECONDS, TURN_SECONDS, TURNS
 from storage.base import NotFound, StoreError
 
 log = logging.getLogger("jellychat.turn")
@@ -145,6 +145,8 @@ class StartedRun:
     run: ActiveRun
     data: TurnInput
     begun: dict | None = None  # begin_run's answer when the run began as it was created
+    # monotonic times: the request came in, passed the limits, its run was stored
+    marks: dict[str, float] = field(default_factory=dict)
 
 
 class RunRegistry:
@@ -240,16 +242,19 @@ class Chat:
         A transport that must answer refusals before it streams (SSE: a 4xx
         status) calls this first and then `serve`; `turn` does both.
         """
+        received = time.monotonic()
         data = validate(user_token, message, application, self.max_message_chars,
                         conversation_id)
         if self.limits is not None:
             self.limits.admit(data.user_token, client_address, data.conversation_id, proof)
+        admitted = time.monotonic()
         # one database call when the conversation is idle (the usual case)
         ticket = self.store.start_run(
             data.user_token, GREETING, data.conversation_id, data.application, self.multitask,
             self.registry.owner, self.agent.model_name, data.message, self.memory_messages,
             self.turn_timeout,
         )
+        marks = {"received": received, "admitted": admitted, "stored": time.monotonic()}
         run = ActiveRun(ticket["run_id"], data.user_token, ticket["conversation_id"], origin,
                         CancelHandle())
         self.registry.add(run)
@@ -257,7 +262,7 @@ class Chat:
             others = [r.run_id for r in self.registry.of_conversation(run.conversation_id)
                       if r.run_id != run.run_id]
             self.registry.cancel(others, "stopped")
-        return StartedRun(run, data, ticket if ticket.get("ready") else None)
+        return StartedRun(run, data, ticket if ticket.get("ready") else None, marks)
 
     def serve(self, started: StartedRun, sink: ev.EventSink) -> dict:
         """Serve a started run to its end; returns the final_message payload."""
@@ -265,7 +270,8 @@ class Chat:
         try:
             with bind_run_id(run.run_id):
                 try:
-                    return self._serve(run, started.data, sink, started.begun)
+                    return self._serve(run, started.data, sink, started.begun,
+                                       started.marks)
                 except Exception as exc:
                     if not run.finished:
                         # the database (or a bug) failed before the outcome was stored: close
@@ -303,8 +309,11 @@ class Chat:
         return payload
 
     def _serve(self, run: ActiveRun, data: TurnInput, sink: ev.EventSink,
-               begun: dict | None = None) -> dict:
-        begun = begun or self._wait_turn(run, data.message)
+               begun: dict | None = None, marks: dict | None = None) -> dict:
+        marks = {} if marks is None else marks
+        if begun is None:
+            begun = self._wait_turn(run, data.message)
+            marks["begun"] = time.monotonic()
         if not begun.get("ready"):
             # stopped while it waited behind another run: nothing was asked yet
             outcome = self._finish_or_keep(run, "stopped")
@@ -344,6 +353,7 @@ class Chat:
             self._apologize(result, sink, run.run_id)
         TURNS.labels(status).inc()
         TURN_SECONDS.observe(time.monotonic() - started)
+        observe_first_token({**marks, **result.marks})
         outcome = self._finish_or_keep(
             run, status, question=data.message, answer=result.answer,
             sources=result.sources, tool_calls=result.tool_calls,
@@ -501,6 +511,21 @@ class Chat:
         if count:
             log.warning("closed %d run(s) left unfinished by a stopped server", count)
         return count
+
+
+def observe_first_token(marks: dict[str, float]) -> None:
+    """Record the time to a run's first token and where it went, from its marks (each
+    phase ends at the next mark it has; a run that never got that far has fewer)."""
+    if "received" in marks and "first_token" in marks:
+        FIRST_TOKEN_SECONDS.observe(marks["first_token"] - marks["received"])
+    phases = (("admit", "received", "admitted"), ("store", "admitted", "stored"),
+              ("queue", "stored", "begun"), ("agent", "begun", "model_request"),
+              ("model", "model_request", "model_reply"))
+    for phase, begin, end in phases:
+        if phase == "agent" and "begun" not in marks:
+            begin = "stored"  # began as it was created: no queue
+        if begin in marks and end in marks:
+            TURN_PHASE_SECONDS.labels(phase).observe(marks[end] - marks[begin])
 
 
 def _alive(pid: int) -> bool:

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import ChatClient, RunClient, ServerProcess
 
@@ -267,6 +268,49 @@ def test_five_messages_at_once_are_answered_in_order(srv):
     assert answers[0] == "You asked: nothing yet"
     for previous, answer in zip(asked, answers[1:], strict=False):
         assert answer == f"You asked: {previous}"  # each run saw the exchange before it
+
+
+def first_token_figures(srv) -> dict:
+    """{(sample name, phase): value} of the time-to-first-token metrics."""
+    text = srv.get("/metrics").text
+    return {(s.name, s.labels.get("phase")): s.value
+            for family in text_string_to_metric_families(text)
+            if family.name in ("jellychat_first_token_seconds", "jellychat_turn_phase_seconds")
+            for s in family.samples if s.name.endswith(("_sum", "_count"))}
+
+
+def test_metrics_say_where_the_time_to_first_token_went(srv):
+    """A model silent for 0.3 s: the time to the first token and its phases in /metrics.
+    The phases follow each other, so they add up to less than the whole; a second
+    message in the same conversation waits behind the first, and that is its queue."""
+    user = token()
+    before = first_token_figures(srv)
+    first = RunClient(srv.url)
+    try:
+        first.start({"user_token": user, "message": "[silent 0.3] [long 3] [slow 0.1] hi"})
+        first.until("run_started")
+        second = srv.post("/user_message", {"user_token": user, "message": "[long 2] again"},
+                          timeout=30).json()
+        assert first.until("final_message").final["status"] == "succeeded"
+    finally:
+        first.close()
+    assert second["status"] == "succeeded"
+    after = first_token_figures(srv)
+
+    def delta(name, phase=None):
+        return after.get((name, phase), 0) - before.get((name, phase), 0)
+
+    assert delta("jellychat_first_token_seconds_count") == 2
+    assert 0.3 <= delta("jellychat_first_token_seconds_sum") < 10
+    for phase in ("admit", "store", "agent", "model"):
+        assert delta("jellychat_turn_phase_seconds_count", phase) == 2, phase
+    assert delta("jellychat_turn_phase_seconds_count", "queue") == 1  # the second one
+    assert delta("jellychat_turn_phase_seconds_sum", "queue") > 0.2  # the first's slow tokens
+    assert 0.3 <= delta("jellychat_turn_phase_seconds_sum", "model") < 5  # the silence
+    assert 0 < delta("jellychat_turn_phase_seconds_sum", "store") < 2
+    phases = sum(delta("jellychat_turn_phase_seconds_sum", p)
+                 for p in ("admit", "store", "queue", "agent", "model"))
+    assert phases <= delta("jellychat_first_token_seconds_sum")
 
 
 def test_multitask_reject_and_interrupt(tmp_path_factory, llm):

@@ -1,0 +1,119 @@
+"""Where the project's time to first token goes, next to the bare relay's (issue 12).
+
+The same stub, turn and baseline A as bench/relay.py. In each round, for A and
+then the project (the order rotates): `--single` turns of one conversation,
+one after another, then 50 turns at once. Prints the time to first token added
+over the stub's 220 ms (p50, as the client sees it) and, for the project, the
+mean of each phase its /metrics recorded meanwhile
+(`jellychat_turn_phase_seconds`, `jellychat_first_token_seconds`):
+
+- admit: validation and rate limits
+- store: the run's one database call (run, question, memory)
+- queue: waiting behind an earlier run of the conversation (none here)
+- agent: LangGraph's step and LangChain's model call up to the HTTP request
+- model: request to the first chunk, less the stub's 200 ms of silence
+- to token: first chunk to the first token sent, less the stub's 20 ms gap
+- transport: what the client saw beyond the server's own time to first token
+  (Socket.IO both ways)
+
+Run: .venv/bin/python -m bench.first_token [--single 30] [--burst 50] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.relay import STREAMED, Bare, Project, batch, sequential, start_stub, warm_up
+from bench.sio_client import percentile
+
+FIRST_TOKEN_FLOOR = 0.22  # the stub: silent 0.2 s, then the first word after 20 ms
+SILENCE, GAP = 0.2, 0.02
+PHASES = ("admit", "store", "queue", "agent", "model")
+
+
+def figures(url: str) -> dict:
+    """{(sample, phase): value}: the sums and counts of the first-token metrics."""
+    text = httpx.get(url + "/metrics", timeout=30).text
+    return {(s.name, s.labels.get("phase")): s.value
+            for family in text_string_to_metric_families(text)
+            if family.name in ("jellychat_first_token_seconds", "jellychat_turn_phase_seconds")
+            for s in family.samples if s.name.endswith(("_sum", "_count"))}
+
+
+def phase_means(before: dict, after: dict, client_ttft: float) -> dict:
+    """Mean ms per turn of each phase between two readings of /metrics."""
+
+    def mean(name: str, phase: str | None = None) -> float:
+        count = after.get((name + "_count", phase), 0) - before.get((name + "_count", phase), 0)
+        total = after.get((name + "_sum", phase), 0) - before.get((name + "_sum", phase), 0)
+        return 1000 * total / count if count else 0.0
+
+    out = {phase: mean("jellychat_turn_phase_seconds", phase) for phase in PHASES}
+    out["model"] -= 1000 * SILENCE
+    server = mean("jellychat_first_token_seconds")
+    out["to token"] = server - sum(out.values()) - 1000 * (SILENCE + GAP)
+    out["transport"] = 1000 * (client_ttft + FIRST_TOKEN_FLOOR) - server
+    return out
+
+
+def measure(server, args, is_project: bool) -> dict:
+    out = {}
+    for label, run in (("alone", lambda: asyncio.run(sequential(server.url, args.single, STREAMED))),
+                       ("burst", lambda: asyncio.run(batch(server.url, args.burst, STREAMED))["turns"])):
+        before = figures(server.url) if is_project else {}
+        turns = run()
+        added = [t.first_token - FIRST_TOKEN_FLOOR for t in turns if t.first_token is not None]
+        out[label] = {"p50": 1000 * percentile(added, 50)}
+        # the phases are means (sums over counts), so "transport" takes the client's mean
+        if is_project:
+            out[label]["phases"] = phase_means(before, figures(server.url), statistics.mean(added))
+    return out
+
+
+def report(rounds: dict[str, list[dict]], args) -> None:
+    a, p = rounds["bare relay (A)"], rounds["project"]
+    for label, title in (("alone", "one conversation"), ("burst", f"{args.burst} at once")):
+        a50 = statistics.median(r[label]["p50"] for r in a)
+        p50 = statistics.median(r[label]["p50"] for r in p)
+        print(f"\nTime to first token added, {title}, p50 (median of {len(p)} rounds): "
+              f"A +{a50:.1f} ms, project +{p50:.1f} ms ({p50 / a50:.2f} x A)")
+        print("  project, mean per turn: " + ", ".join(
+            f"{name} {statistics.median(r[label]['phases'][name] for r in p):.2f} ms"
+            for name in p[0][label]["phases"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--single", type=int, default=30, help="turns of the one conversation")
+    parser.add_argument("--burst", type=int, default=50, help="turns at once")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    stub, llm_url = start_stub()
+    servers = []
+    try:
+        servers = [Bare(llm_url), Project(llm_url, tempfile.mkdtemp(prefix="bench-ttft-"))]
+        for server in servers:
+            warm_up(server)
+        rounds: dict[str, list[dict]] = {"bare relay (A)": [], "project": []}
+        for n in range(args.rounds):
+            for server in servers[n % 2:] + servers[:n % 2]:  # who goes first alternates
+                is_project = isinstance(server, Project)
+                rounds["project" if is_project else server.name].append(
+                    measure(server, args, is_project))
+            print(f"round {n + 1} of {args.rounds} done", flush=True)
+        report(rounds, args)
+    finally:
+        for server in servers:
+            server.stop()
+        stub.terminate()
+        stub.wait(10)
+
+
+if __name__ == "__main__":
+    main()
