@@ -26,24 +26,13 @@ import asyncio
 import statistics
 import tempfile
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
 from bench.relay import STREAMED, Bare, Project, batch, sequential, start_stub, warm_up
 from bench.sio_client import percentile
+from tests.helpers import first_token_figures as figures
 
 FIRST_TOKEN_FLOOR = 0.22  # the stub: silent 0.2 s, then the first word after 20 ms
 SILENCE, GAP = 0.2, 0.02
 PHASES = ("admit", "store", "queue", "agent", "model")
-
-
-def figures(url: str) -> dict:
-    """{(sample, phase): value}: the sums and counts of the first-token metrics."""
-    text = httpx.get(url + "/metrics", timeout=30).text
-    return {(s.name, s.labels.get("phase")): s.value
-            for family in text_string_to_metric_families(text)
-            if family.name in ("jellychat_first_token_seconds", "jellychat_turn_phase_seconds")
-            for s in family.samples if s.name.endswith(("_sum", "_count"))}
 
 
 def phase_means(before: dict, after: dict, client_ttft: float) -> dict:

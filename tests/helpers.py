@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 import socketio
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 # the corpora beside the checkout (CI has them; a public clone does not);
@@ -355,3 +356,13 @@ def under_eventlet(body: str, *, tls_dir: Path | None = None,
                           timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
+
+
+def first_token_figures(url: str) -> dict:
+    """{(sample, phase): value}: the sums and counts of a server's time-to-first-token
+    metrics (jellychat_first_token_seconds, jellychat_turn_phase_seconds)."""
+    text = requests.get(url + "/metrics", timeout=30).text
+    return {(s.name, s.labels.get("phase")): s.value
+            for family in text_string_to_metric_families(text)
+            if family.name in ("jellychat_first_token_seconds", "jellychat_turn_phase_seconds")
+            for s in family.samples if s.name.endswith(("_sum", "_count"))}

@@ -8,9 +8,8 @@ import uuid
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import ChatClient, RunClient, ServerProcess
+from tests.helpers import ChatClient, RunClient, ServerProcess, first_token_figures
 
 TIMEOUT = 2  # TURN_TIMEOUT of the main test server, seconds
 
@@ -270,21 +269,12 @@ def test_five_messages_at_once_are_answered_in_order(srv):
         assert answer == f"You asked: {previous}"  # each run saw the exchange before it
 
 
-def first_token_figures(srv) -> dict:
-    """{(sample name, phase): value} of the time-to-first-token metrics."""
-    text = srv.get("/metrics").text
-    return {(s.name, s.labels.get("phase")): s.value
-            for family in text_string_to_metric_families(text)
-            if family.name in ("jellychat_first_token_seconds", "jellychat_turn_phase_seconds")
-            for s in family.samples if s.name.endswith(("_sum", "_count"))}
-
-
 def test_metrics_say_where_the_time_to_first_token_went(srv):
     """A model silent for 0.3 s: the time to the first token and its phases in /metrics.
     The phases follow each other, so they add up to less than the whole; a second
     message in the same conversation waits behind the first, and that is its queue."""
     user = token()
-    before = first_token_figures(srv)
+    before = first_token_figures(srv.url)
     first = RunClient(srv.url)
     try:
         first.start({"user_token": user, "message": "[silent 0.3] [long 3] [slow 0.1] hi"})
@@ -295,7 +285,7 @@ def test_metrics_say_where_the_time_to_first_token_went(srv):
     finally:
         first.close()
     assert second["status"] == "succeeded"
-    after = first_token_figures(srv)
+    after = first_token_figures(srv.url)
 
     def delta(name, phase=None):
         return after.get((name, phase), 0) - before.get((name, phase), 0)
