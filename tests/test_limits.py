@@ -12,6 +12,9 @@ import base64
 import hashlib
 import json
 import os
+import subprocess
+import sys
+import textwrap
 import time
 import uuid
 
@@ -19,7 +22,7 @@ import pytest
 import requests
 import socketio
 
-from tests.helpers import ServerProcess
+from tests.helpers import ROOT, ServerProcess
 
 POW_MAX = 3000  # small work: the test solves challenges in Python
 
@@ -342,6 +345,47 @@ def test_memory_storage_clears_once_a_second_and_still_limits():
     limiter = MovingWindowRateLimiter(storage)
     item = parse("2/minute")
     assert [limiter.hit(item, "t", key) for key in ("a", "a", "a", "b")] == [True, True, False, True]
-    assert storage.timer.interval == CoarseMemoryStorage.EXPIRE_EVERY
+    assert not storage.timer.is_alive()  # no 10 ms timer: the storage's own thread scans
     storage._MemoryStorage__expire_events()  # nothing has expired: the counts stay
     assert not limiter.hit(item, "t", "a")
+
+
+def test_a_hit_never_waits_for_the_hub():
+    """Under eventlet, starting a thread waits until the hub has run it. The library's
+    storage started its expiry timer from within a hit, so that turn queued behind
+    every green thread ready to run. Now no hit switches green threads, neither the
+    first nor one after the expiry scan has run, and the scan still drops what expired."""
+    code = textwrap.dedent("""
+        import eventlet; eventlet.monkey_patch()
+        import greenlet
+        from limits import parse
+        from limits.strategies import MovingWindowRateLimiter
+        from web.limits import CoarseMemoryStorage
+
+        class Quick(CoarseMemoryStorage):
+            EXPIRE_EVERY = 0.05
+
+        storage = Quick()
+        limiter = MovingWindowRateLimiter(storage)
+        item = parse("5/second")
+
+        def switches(key):
+            seen = []
+            greenlet.settrace(lambda event, args: seen.append(event))
+            try:
+                assert limiter.hit(item, "t", key)
+            finally:
+                greenlet.settrace(None)
+            return len(seen)
+
+        first = switches("a")
+        eventlet.sleep(1.3)  # the window of 1 s passes; the scan runs meanwhile (not a sync)
+        print(first, switches("b"),
+              sum(len(hits) for key, hits in storage.events.items() if "/a/" in key))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    first, after_scan, left_of_a = out.stdout.split()
+    assert (first, after_scan) == ("0", "0")  # green-thread switches during a hit
+    assert left_of_a == "0"  # "a"'s hit expired and the scan dropped it
