@@ -22,8 +22,9 @@ FIRST_TOKEN_SECONDS = Histogram(
     "jellychat_first_token_seconds", "From a turn's request to its first answer token",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
-# where that time went, up to the first model reply; `agent` is the graph and the model
-# client before the request is sent, `model` the provider's wait for its first chunk
+# where that time went, up to the first model reply: `agent` is LangGraph's step and
+# LangChain's model call up to the run's model hook (agent/steps.py), `model` the request
+# from there (built, sent, and the provider's wait for its first chunk)
 TURN_PHASE_SECONDS = Histogram(
     "jellychat_turn_phase_seconds",
     "Time a turn spends before its first answer token, by phase "

@@ -10,8 +10,9 @@ mean of each phase its /metrics recorded meanwhile
 - admit: validation and rate limits
 - store: the run's one database call (run, question, memory)
 - queue: waiting behind an earlier run of the conversation (none here)
-- agent: LangGraph's step and LangChain's model call up to the HTTP request
-- model: request to the first chunk, less the stub's 200 ms of silence
+- agent: LangGraph's step and LangChain's model call up to the run's model hook
+- model: the request from there (built, sent, answered) to its first chunk, less
+  the stub's 200 ms of silence
 - to token: first chunk to the first token sent, less the stub's 20 ms gap
 - transport: what the client saw beyond the server's own time to first token
   (Socket.IO both ways)
