@@ -270,8 +270,7 @@ class Chat:
         try:
             with bind_run_id(run.run_id):
                 try:
-                    return self._serve(run, started.data, sink, started.begun,
-                                       started.marks)
+                    return self._serve(run, started.data, sink, started.begun, started.marks)
                 except Exception as exc:
                     if not run.finished:
                         # the database (or a bug) failed before the outcome was stored: close
@@ -308,9 +307,8 @@ class Chat:
         sink.emit(ev.FINAL, payload)
         return payload
 
-    def _serve(self, run: ActiveRun, data: TurnInput, sink: ev.EventSink,
-               begun: dict | None = None, marks: dict | None = None) -> dict:
-        marks = {} if marks is None else marks
+    def _serve(self, run: ActiveRun, data: TurnInput, sink: ev.EventSink, begun: dict | None,
+               marks: dict[str, float]) -> dict:
         if begun is None:
             begun = self._wait_turn(run, data.message)
             marks["begun"] = time.monotonic()
@@ -513,15 +511,18 @@ class Chat:
         return count
 
 
+# the phases before a run's first token: (name, the mark it starts at, the mark it ends at)
+PHASES = (("admit", "received", "admitted"), ("store", "admitted", "stored"),
+          ("queue", "stored", "begun"), ("agent", "begun", "model_request"),
+          ("model", "model_request", "model_reply"))
+
+
 def observe_first_token(marks: dict[str, float]) -> None:
-    """Record the time to a run's first token and where it went, from its marks (each
-    phase ends at the next mark it has; a run that never got that far has fewer)."""
+    """Record the time to a run's first token and where it went, from its marks (a run
+    that never got that far has fewer)."""
     if "received" in marks and "first_token" in marks:
         FIRST_TOKEN_SECONDS.observe(marks["first_token"] - marks["received"])
-    phases = (("admit", "received", "admitted"), ("store", "admitted", "stored"),
-              ("queue", "stored", "begun"), ("agent", "begun", "model_request"),
-              ("model", "model_request", "model_reply"))
-    for phase, begin, end in phases:
+    for phase, begin, end in PHASES:
         if phase == "agent" and "begun" not in marks:
             begin = "stored"  # began as it was created: no queue
         if begin in marks and end in marks:

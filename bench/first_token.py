@@ -27,13 +27,12 @@ import asyncio
 import statistics
 import tempfile
 
-from bench.relay import STREAMED, Bare, Project, batch, sequential, start_stub, warm_up
+from agent.turn import PHASES
+from bench.relay import FIRST_TOKEN_FLOOR, STREAMED, Bare, Project, batch, sequential, start_stub, warm_up
 from bench.sio_client import percentile
 from tests.helpers import first_token_figures as figures
 
-FIRST_TOKEN_FLOOR = 0.22  # the stub: silent 0.2 s, then the first word after 20 ms
-SILENCE, GAP = 0.2, 0.02
-PHASES = ("admit", "store", "queue", "agent", "model")
+SILENCE = 0.2  # of the stub's first-token floor; the rest is its gap before the first word
 
 
 def phase_means(before: dict, after: dict, client_ttft: float) -> dict:
@@ -44,10 +43,10 @@ def phase_means(before: dict, after: dict, client_ttft: float) -> dict:
         total = after.get((name + "_sum", phase), 0) - before.get((name + "_sum", phase), 0)
         return 1000 * total / count if count else 0.0
 
-    out = {phase: mean("jellychat_turn_phase_seconds", phase) for phase in PHASES}
+    out = {phase: mean("jellychat_turn_phase_seconds", phase) for phase, _, _ in PHASES}
     out["model"] -= 1000 * SILENCE
     server = mean("jellychat_first_token_seconds")
-    out["to token"] = server - sum(out.values()) - 1000 * (SILENCE + GAP)
+    out["to token"] = server - sum(out.values()) - 1000 * FIRST_TOKEN_FLOOR
     out["transport"] = 1000 * (client_ttft + FIRST_TOKEN_FLOOR) - server
     return out
 
