@@ -17,7 +17,12 @@ mean of each phase its /metrics recorded meanwhile
 - transport: what the client saw beyond the server's own time to first token
   (Socket.IO both ways)
 
+`--project-root PATH` adds the project of another checkout (a worktree of an
+earlier commit, or one with a change to try), measured the same way in the same
+rounds.
+
 Run: .venv/bin/python -m bench.first_token [--single 30] [--burst 50] [--rounds 3]
+     [--project-root PATH]
 """
 
 from __future__ import annotations
@@ -28,7 +33,17 @@ import statistics
 import tempfile
 
 from agent.turn import PHASES
-from bench.relay import FIRST_TOKEN_FLOOR, STREAMED, Bare, Project, batch, sequential, start_stub, warm_up
+from bench.relay import (
+    FIRST_TOKEN_FLOOR,
+    STREAMED,
+    Bare,
+    Project,
+    batch,
+    checkout,
+    sequential,
+    start_stub,
+    warm_up,
+)
 from bench.sio_client import percentile
 from tests.helpers import first_token_figures as figures
 
@@ -66,15 +81,16 @@ def measure(server, args, is_project: bool) -> dict:
 
 
 def report(rounds: dict[str, list[dict]], args) -> None:
-    a, p = rounds["bare relay (A)"], rounds["project"]
+    a = rounds.pop("bare relay (A)")
     for label, title in (("alone", "one conversation"), ("burst", f"{args.burst} at once")):
         a50 = statistics.median(r[label]["p50"] for r in a)
-        p50 = statistics.median(r[label]["p50"] for r in p)
-        print(f"\nTime to first token added, {title}, p50 (median of {len(p)} rounds): "
-              f"A +{a50:.1f} ms, project +{p50:.1f} ms ({p50 / a50:.2f} x A)")
-        print("  project, mean per turn: " + ", ".join(
-            f"{name} {statistics.median(r[label]['phases'][name] for r in p):.2f} ms"
-            for name in p[0][label]["phases"]))
+        print(f"\nTime to first token added, {title}, p50 (median of {len(a)} rounds): "
+              f"A +{a50:.1f} ms")
+        for name, p in rounds.items():
+            p50 = statistics.median(r[label]["p50"] for r in p)
+            print(f"  {name} +{p50:.1f} ms ({p50 / a50:.2f} x A); mean per turn: " + ", ".join(
+                f"{phase} {statistics.median(r[label]['phases'][phase] for r in p):.2f} ms"
+                for phase in p[0][label]["phases"]))
 
 
 def main() -> None:
@@ -82,23 +98,29 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=30, help="turns of the one conversation")
     parser.add_argument("--burst", type=int, default=50, help="turns at once")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--project-root", action="append", default=[], metavar="PATH",
+                        help="also measure the project of another checkout")
     args = parser.parse_args()
     stub, llm_url = start_stub()
-    servers = []
+    servers: dict = {}
     try:
-        servers = [Bare(llm_url), Project(llm_url, tempfile.mkdtemp(prefix="bench-ttft-"))]
-        for server in servers:
+        servers["bare relay (A)"] = Bare(llm_url)
+        servers["project"] = Project(llm_url, tempfile.mkdtemp(prefix="bench-ttft-"))
+        for root in args.project_root:
+            servers[f"project at {checkout(root)}"] = Project(
+                llm_url, tempfile.mkdtemp(prefix="bench-ttft-"), None, root)
+        for server in servers.values():
             warm_up(server)
-        rounds: dict[str, list[dict]] = {"bare relay (A)": [], "project": []}
+        names = list(servers)
+        rounds: dict[str, list[dict]] = {name: [] for name in names}
         for n in range(args.rounds):
-            for server in servers[n % 2:] + servers[:n % 2]:  # who goes first alternates
-                is_project = isinstance(server, Project)
-                rounds["project" if is_project else server.name].append(
-                    measure(server, args, is_project))
+            for name in names[n % len(names):] + names[:n % len(names)]:  # who goes first rotates
+                server = servers[name]
+                rounds[name].append(measure(server, args, isinstance(server, Project)))
             print(f"round {n + 1} of {args.rounds} done", flush=True)
         report(rounds, args)
     finally:
-        for server in servers:
+        for server in servers.values():
             server.stop()
         stub.terminate()
         stub.wait(10)

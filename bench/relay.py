@@ -152,6 +152,16 @@ class Project:
         self.server.stop()
 
 
+def checkout(root: str) -> str:
+    """A checkout's commit, "with changes" when its tracked files differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", root, *args], capture_output=True,
+                              text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or root
+    return commit + (" with changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def cpu(pid: int) -> float:
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
@@ -359,9 +369,7 @@ def main() -> None:
             if args.only in (None, "project"):
                 servers["project"] = started(Project(llm_url, data_dir(), env))
             for root in args.project_root:
-                commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
-                                        capture_output=True, text=True).stdout.strip()
-                servers[f"project at {commit or root}"] = started(
+                servers[f"project at {checkout(root)}"] = started(
                     Project(llm_url, data_dir(), env, root))
             for variant in args.variant:
                 name, _, value = variant.partition("=")

@@ -542,3 +542,24 @@ def test_concurrent_first_contact_creates_one_user(both):
         assert sum(r["user_created"] for r in runs) == 1, backend.name
         assert sum(not r["queued"] for r in runs) == 1, backend.name
         assert messages(backend.store, "racer") == [("jelly", GREETING, None)], backend.name
+
+
+def test_after_a_burst_requests_alone_get_the_connection_returned_last(pg_store):
+    """A burst opens several connections; one request at a time after it then keeps
+    using the warm one instead of each in turn (psycopg_pool alone hands out the one
+    idle the longest). Fails too if psycopg_pool stops using the deque it is given."""
+    from contextlib import ExitStack
+
+    def backend(conn) -> int:
+        return conn.execute("select pg_backend_pid()").fetchone()[0]
+
+    with ExitStack() as burst:
+        held = [backend(burst.enter_context(pg_store.pool.connection(timeout=10)))
+                for _ in range(4)]
+    # the stack returns them last held first: held[0] is the one returned last
+    assert len(set(held)) == 4
+    alone = []
+    for _ in range(6):
+        with pg_store._connection() as conn:
+            alone.append(backend(conn))
+    assert alone == [held[0]] * 6
