@@ -75,7 +75,7 @@ class MostRecentFirst(deque):
     psycopg_pool takes from the left of its deque and returns to the right: first
     in, first out. Once a burst has opened ten connections, every later request
     gets the one idle the longest, whose server process has gone cold: a run's
-    database call took 1.82 ms instead of 1.36 ms (bench.first_token, a
+    database call took 2.11 ms instead of 1.43 ms (bench.first_token, a
     conversation alone after bursts). psycopg_pool has no option for the order
     (SQLAlchemy's is `pool_use_lifo`), so its deque is replaced by this one; a test
     checks the order. Its shrinking (one connection per `max_idle` left unused that
