@@ -39,7 +39,7 @@ from bench.relay import (
     Bare,
     Project,
     batch,
-    checkout,
+    other_checkouts,
     sequential,
     start_stub,
     warm_up,
@@ -106,9 +106,8 @@ def main() -> None:
     try:
         servers["bare relay (A)"] = Bare(llm_url)
         servers["project"] = Project(llm_url, tempfile.mkdtemp(prefix="bench-ttft-"))
-        for root in args.project_root:
-            servers[f"project at {checkout(root)}"] = Project(
-                llm_url, tempfile.mkdtemp(prefix="bench-ttft-"), None, root)
+        for label, root in other_checkouts(args.project_root).items():
+            servers[label] = Project(llm_url, tempfile.mkdtemp(prefix="bench-ttft-"), None, root)
         for server in servers.values():
             warm_up(server)
         names = list(servers)

@@ -162,6 +162,16 @@ def checkout(root: str) -> str:
     return commit + (" with changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
+def other_checkouts(roots: list[str]) -> dict[str, str]:
+    """{label: root} for `--project-root`: "project at <commit>", and the path too
+    when two checkouts are of one commit."""
+    labels: dict[str, str] = {}
+    for root in roots:
+        label = f"project at {checkout(root)}"
+        labels[f"{label} ({root})" if label in labels else label] = root
+    return labels
+
+
 def cpu(pid: int) -> float:
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
@@ -368,9 +378,8 @@ def main() -> None:
             env = {"DATABASE_POOL_SIZE": str(args.db_pool)} if args.db_pool else None
             if args.only in (None, "project"):
                 servers["project"] = started(Project(llm_url, data_dir(), env))
-            for root in args.project_root:
-                servers[f"project at {checkout(root)}"] = started(
-                    Project(llm_url, data_dir(), env, root))
+            for label, root in other_checkouts(args.project_root).items():
+                servers[label] = started(Project(llm_url, data_dir(), env, root))
             for variant in args.variant:
                 name, _, value = variant.partition("=")
                 servers[f"project with {variant}"] = started(
