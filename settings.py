@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-mini"
     llm_timeout: float = Field(60.0, gt=0)
     llm_max_retries: int = Field(2, ge=0)
+    # seconds an idle connection to the provider is kept for the next request (0: none);
+    # the SDK's 5 s made each turn after a pause open a new TLS connection (provider_http.py)
+    llm_keepalive: float = Field(60.0, ge=0)
     # agent
     memory_messages: int = Field(10, ge=0)
     max_tool_iterations: int = Field(6, ge=0)

@@ -8,6 +8,7 @@ import json
 from agent.cancel import green, uninterruptible
 from agent.offline import OfflineChatModel
 from agent.steps import model_step_in_run
+from provider_http import provider_http_client
 
 DRAIN_SECONDS = 0.1  # what the SDK's async stream allows for the same read
 
@@ -179,6 +180,7 @@ def make_chat_model(settings):
         # which would sleep out any Retry-After whatever time the turn has left
         max_retries=0,
         temperature=0.2,
+        http_client=provider_http_client(settings.llm_keepalive),
     )
     model.client = RawStreamingCompletions(model.client)
     return model
@@ -218,7 +220,8 @@ def make_title_writer(settings) -> TitleWriter | None:
 
     client = openai.OpenAI(api_key=settings.openai_api_key or "not-needed",
                            base_url=settings.openai_base_url or None,
-                           timeout=min(10.0, settings.llm_timeout), max_retries=0)
+                           timeout=min(10.0, settings.llm_timeout), max_retries=0,
+                           http_client=provider_http_client(settings.llm_keepalive))
     return TitleWriter(client, settings.openai_model)
 
 

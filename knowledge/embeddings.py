@@ -15,6 +15,7 @@ import sys
 import threading
 from typing import Protocol
 
+from provider_http import provider_http_client
 from storage.base import EmbeddingSpace
 
 log = logging.getLogger("jellychat.knowledge.embeddings")
@@ -145,7 +146,7 @@ class OpenAIEmbedder:
     """OpenAI's (or a compatible server's) embeddings through langchain-openai."""
 
     def __init__(self, model: str, api_key: str, base_url: str = "", timeout: float = 60.0,
-                 max_retries: int = 2):
+                 max_retries: int = 2, http_client=None):
         try:
             from langchain_openai import OpenAIEmbeddings
         except ImportError:  # pragma: no cover - langchain-openai is a core dependency
@@ -154,6 +155,7 @@ class OpenAIEmbedder:
         self._client = OpenAIEmbeddings(
             model=model, api_key=api_key or "not-needed", base_url=base_url or None,
             timeout=timeout, max_retries=max_retries, check_embedding_ctx_length=False,
+            http_client=http_client,
         )
         self._dimension = OPENAI_DIMENSIONS.get(model)
 
@@ -191,6 +193,7 @@ def make_embedder(settings) -> Embedder | None:
         return OpenAIEmbedder(
             settings.openai_embedding_model, settings.openai_api_key, settings.openai_base_url,
             timeout=settings.llm_timeout, max_retries=settings.llm_max_retries,
+            http_client=provider_http_client(settings.llm_keepalive),
         )
     if choice == "local":
         model = getattr(settings, "local_embedding_model", "")

@@ -117,6 +117,39 @@ def test_replies_over_https_share_one_connection(tmp_path):
     assert out == ["https", "4", "4", "4", "1"]
 
 
+def test_a_connection_to_the_provider_outlives_a_pause_between_turns(tmp_path):
+    """Under eventlet, over HTTPS: a reply, then a pause, then the next reply goes out
+    on the same connection (no new TLS handshake) while the pause is shorter than
+    LLM_KEEPALIVE, and on a new one once it is longer. The SDK's 5 s dropped the
+    connection of every turn that came after a person's pause. (The 0.6 s pause is
+    the idle time being tested, not a wait for something to happen.) The chat model,
+    the title writer and the OpenAI embedder share the one pool. The pool is httpx's
+    own, read through the client's private attributes."""
+    out = under_eventlet("""
+        import time
+        from agent.models import make_title_writer
+        from knowledge.embeddings import make_embedder
+
+        def same_connection_after_a_pause(chat_model):
+            held = chat_model.root_client._client._transport._pool
+            ask = lambda: "".join(c.text for c in chat_model.stream("[long 3] hi"))
+            ask()
+            before = list(held.connections)
+            time.sleep(0.6)
+            ask()
+            return int(len(before) == 1 and held.connections == before)
+
+        settings = Settings.from_env(embeddings="openai")
+        short = make_chat_model(Settings.from_env(llm_keepalive=0.3))
+        shared = {id(model.root_client._client),
+                  id(make_title_writer(settings).client._client),
+                  id(make_embedder(settings)._client.client._client._client)}
+        print(same_connection_after_a_pause(model), same_connection_after_a_pause(short),
+              len(shared), settings.llm_keepalive)
+    """, tls_dir=tmp_path)
+    assert out == ["1", "0", "1", "60.0"]
+
+
 def test_a_stop_while_a_reply_closes_leaves_nothing_in_the_pool():
     """Under eventlet, a stop that arrives while a finished reply's close waits for
     the HTTP client's pool lock (another green thread holds it) waits for the close:

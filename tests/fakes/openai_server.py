@@ -36,7 +36,8 @@ Misbehaviours real models show, asked for by directives in the user message:
 With `tls` (a certificate and its key, e.g. from `self_signed_certificate`) it
 serves HTTPS, as a real provider does: each new connection costs a TLS handshake.
 Every request body is kept in `requests`; `connections` counts the connections
-accepted (a client that reuses its connections opens few); `closed` records each
+accepted (a client that reuses its connections opens few; `GET /stats` tells,
+for a benchmark that runs this server in its own process); `closed` records each
 streamed response whose client went away: when it was noticed and how many
 chunks were still unsent (the server stops generating at once).
 """
@@ -141,6 +142,13 @@ class OpenAIServer:
                 super().setup()
                 with outer._lock:
                     outer.connections += 1
+
+            def do_GET(self):
+                if not self.path.rstrip("/").endswith("/stats"):
+                    return self._json(404, {"error": {"message": f"no route {self.path}"}})
+                with outer._lock:  # for a benchmark that runs this server in its own process
+                    return self._json(200, {"connections": outer.connections,
+                                            "requests": len(outer.requests)})
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)

@@ -1,0 +1,32 @@
+"""The HTTP connections to the model provider: one pool for the chat model, the
+title writer and the OpenAI embedder.
+
+The openai SDK and langchain-openai drop an idle connection after 5 s. A person
+reads an answer and types the next question for longer than that, so each of
+their turns used to open a new connection: a TCP and a TLS handshake, two round
+trips to the provider, before the request could go out (docs/benchmarks.md, "A
+conversation at a person's pace"). LLM_KEEPALIVE sets how long an idle
+connection is kept instead (0: none is reused). One the provider closed in the
+meantime is seen to be closed before it is reused, and replaced.
+
+The client is the SDK's own (`openai.DefaultHttpxClient`: its limits, redirects,
+proxies from the environment); each request still carries its client's timeout.
+"""
+
+from __future__ import annotations
+
+import functools
+
+
+@functools.cache
+def provider_http_client(keepalive: float):
+    """The process's pool for `keepalive` seconds of idle reuse (one per value)."""
+    import httpx2
+    import openai
+
+    limits = openai.DEFAULT_CONNECTION_LIMITS
+    return openai.DefaultHttpxClient(limits=httpx2.Limits(
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=keepalive,
+    ))
