@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     supabase_url: str = ""
     supabase_key: str = Field("", repr=False)
     supabase_allow_anon: bool = False
+    supabase_keepalive: float = Field(60.0, ge=0)  # seconds an idle connection to it is kept (0: none)
     data_dir: str = "./data"
     db_pool_timeout: float = Field(1.0, gt=0)  # seconds a request waits for a database connection
     # chat model

@@ -28,7 +28,8 @@ def make_store(settings) -> Store:
         from storage.supabase import SupabaseStore
 
         return SupabaseStore(
-            settings.supabase_url, settings.supabase_key, allow_anon=settings.supabase_allow_anon
+            settings.supabase_url, settings.supabase_key, allow_anon=settings.supabase_allow_anon,
+            keepalive=settings.supabase_keepalive,
         )
     from storage.postgres import PostgresStore
 

@@ -141,7 +141,11 @@ class SupabaseStore(Store):
         attempts: int = 3,
         retry_budget: float = 10.0,
         backoff: float = 0.25,
+        keepalive: float = 60.0,
     ):
+        """`keepalive`: seconds an idle connection to the project is kept for the next
+        request (httpx's 5 s made a turn after a person's pause open a new TLS
+        connection for its run's first call; SUPABASE_KEEPALIVE)."""
         super().__init__()
         if supabase is None:
             raise StoreError("the Supabase backend needs supabase-py: pip install -r requirements.txt")
@@ -162,6 +166,7 @@ class SupabaseStore(Store):
         self.attempts = attempts
         self.retry_budget = retry_budget
         self.backoff = backoff
+        self.keepalive = keepalive
         self.__key = key
         self._http = None
         self._client = None
@@ -188,6 +193,8 @@ class SupabaseStore(Store):
     def _make_client(self):
         self._http = httpx.Client(
             timeout=httpx.Timeout(self.timeout),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20,
+                                keepalive_expiry=self.keepalive),
             follow_redirects=True,
             event_hooks={"response": [_raise_for_status]},
         )

@@ -332,6 +332,32 @@ def test_silent_server_is_bounded_by_the_timeout():
     assert f"no answer from {url} within 0.5 s" in str(failed.value)
 
 
+def test_a_connection_to_supabase_outlives_a_pause_between_turns(server, migrated_dsn):
+    """After a pause, the next call goes out on the same connection while the pause
+    is shorter than `keepalive` (SUPABASE_KEEPALIVE, 60 s), on a new one once it is
+    longer: httpx's 5 s made a turn after a person's pause open a new TLS connection
+    for its run's first call. (The 0.6 s pause is the idle time being tested, not a
+    wait for something to happen.) The pool is httpx's own, read through the
+    client's private attributes."""
+    def same_connection_after_a_pause(store):
+        store.count_human_messages()
+        held = store._http._transport._pool
+        before = list(held.connections)
+        time.sleep(0.6)
+        store.count_human_messages()
+        return len(before) == 1 and held.connections == before
+
+    kept = make_store(Settings.from_env({"SUPABASE_URL": server.url, "SUPABASE_KEY": SERVICE_KEY}))
+    short = SupabaseStore(server.url, SERVICE_KEY, keepalive=0.3)
+    try:
+        assert kept.keepalive == 60.0
+        assert same_connection_after_a_pause(kept)
+        assert not same_connection_after_a_pause(short)
+    finally:
+        kept.close()
+        short.close()
+
+
 def test_ping_tries_once(server, store):
     assert store.ping() is True
     server.clear_log()
