@@ -90,17 +90,18 @@ def test_streamed_replies_give_their_connections_back_under_load():
 
 
 def test_a_request_does_not_go_round_the_hub_once_per_idle_connection():
-    """Under eventlet, with 50 idle connections kept in the model client's pool, one
-    more streamed reply switches green threads a handful of times: the pool's check
-    of its idle connections (a zero-timeout poll per connection, at each request's
-    start and end) went through eventlet's green select before, 202 switches. The
-    switches are counted with greenlet's trace hook; the pool is httpx's own."""
+    """Under eventlet, after 50 replies at once the model client's pool keeps 20 idle
+    connections (provider_http.KEPT_IDLE), and one more streamed reply switches green
+    threads a handful of times: the pool's check of its idle connections (a
+    zero-timeout poll per connection, at each request's start and end) went through
+    eventlet's green select before, 202 switches with 50 idle. The switches are
+    counted with greenlet's trace hook; the pool is httpx's own."""
     idle, switches, words = map(int, under_eventlet("""
         ask = lambda text: "".join(c.text for c in model.stream(text))
         switches, answer = switches_of_one_more(ask, "[silent 0.5] [long 3] hi", 50, "[long 3] hi")
         print(len(pool.connections), switches, len(answer.split()))
     """))
-    assert idle >= 30 and words == 3  # about 50; fewer if the machine is slow to start them
+    assert 15 <= idle <= 20 and words == 3  # fewer if the machine is slow to start them
     assert switches < 20  # 2 x idle and more through the green select
 
 
