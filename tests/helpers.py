@@ -303,11 +303,12 @@ class RedisServer:
 
 
 def under_eventlet(body: str, *, tls_dir: Path | None = None,
-                   fix_idle_checks: bool = True) -> list[str]:
+                   fix_idle_checks: bool = True, stub_args: tuple[str, ...] = ()) -> list[str]:
     """Run `body` in a fresh interpreter as the server runs: eventlet's monkey patching
     and (unless `fix_idle_checks` is False) httpx's pools fixed by
     `keep_idle_checks_off_the_hub`. `body` has `url`, the base URL of a test LLM
-    server of its own (over HTTPS with a certificate in `tls_dir`, when given),
+    server of its own (over HTTPS with a certificate in `tls_dir`, when given; started
+    with `stub_args` too),
     `model`, the project's model client for it, and `pool`, that client's connection
     pool (httpx's own), and `switches_of_one_more`, which counts what one request
     costs the hub after others left their connections idle. Returns the words
@@ -349,7 +350,7 @@ def under_eventlet(body: str, *, tls_dir: Path | None = None,
         {body}
         finally:
             stub.kill()
-    """).format(fix=fix_idle_checks, args=["--tls", str(tls_dir)] if tls_dir else [],
+    """).format(fix=fix_idle_checks, args=[*(["--tls", str(tls_dir)] if tls_dir else []), *stub_args],
                 cert=str(Path(tls_dir) / "cert.pem") if tls_dir else None,
                 body=textwrap.indent(textwrap.dedent(body), "    "))
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

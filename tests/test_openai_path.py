@@ -151,6 +151,26 @@ def test_a_connection_to_the_provider_outlives_a_pause_between_turns(tmp_path):
     assert out == ["1", "0", "1", "60.0"]
 
 
+def test_a_connection_the_provider_closed_while_idle_is_replaced_without_an_error(tmp_path):
+    """Under eventlet, over HTTPS, with a provider that closes a connection after
+    0.2 s idle (as servers and proxies do, sooner than LLM_KEEPALIVE's 60 s): after
+    0.5 s the pool sees the connection was closed, and the next reply comes on a new
+    one, without an error (the model client retries nothing). (The pause is the idle
+    time being tested, not a wait for something to happen.) The pool is httpx's
+    own, read through the client's private attributes."""
+    out = under_eventlet("""
+        import time
+        ask = lambda: len("".join(c.text for c in model.stream("[long 3] hi")).split())
+        first = ask()
+        before = list(pool.connections)
+        time.sleep(0.5)
+        second = ask()
+        print(first, second, len(before), int(pool.connections != before),
+              model.max_retries, Settings.from_env().llm_keepalive)
+    """, tls_dir=tmp_path, stub_args=("--idle-timeout", "0.2"))
+    assert out == ["3", "3", "1", "1", "0", "60.0"]
+
+
 def test_a_stop_while_a_reply_closes_leaves_nothing_in_the_pool():
     """Under eventlet, a stop that arrives while a finished reply's close waits for
     the HTTP client's pool lock (another green thread holds it) waits for the close:

@@ -35,6 +35,8 @@ Misbehaviours real models show, asked for by directives in the user message:
 `delay` seconds pass before each completion starts (simulated model latency).
 With `tls` (a certificate and its key, e.g. from `self_signed_certificate`) it
 serves HTTPS, as a real provider does: each new connection costs a TLS handshake.
+With `idle_timeout` it closes a kept-alive connection left idle that long, as
+real servers and proxies do.
 Every request body is kept in `requests`; `connections` counts the connections
 accepted (a client that reuses its connections opens few; `GET /stats` tells,
 for a benchmark that runs this server in its own process); `closed` records each
@@ -116,7 +118,7 @@ class _Server(ThreadingHTTPServer):
 
 class OpenAIServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, delay: float = 0.0,
-                 tls: tuple[str, str] | None = None):
+                 tls: tuple[str, str] | None = None, idle_timeout: float | None = None):
         self.delay = delay
         self.tls = tls
         self.requests: list[dict] = []
@@ -132,6 +134,9 @@ class OpenAIServer:
             # headers and body are two writes: with Nagle's algorithm the body waited for
             # the client's delayed ACK (40 ms per non-streamed reply); providers do not
             disable_nagle_algorithm = True
+            # like a real server (uvicorn's 5 s, a proxy's minute), it closes a kept-alive
+            # connection that stays idle this long; None keeps it until the client closes it
+            timeout = idle_timeout
 
             def log_message(self, *args):  # quiet
                 pass
@@ -388,9 +393,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--tls", metavar="DIR", help="serve HTTPS; cert.pem and key.pem go in DIR")
+    parser.add_argument("--idle-timeout", type=float, default=None,
+                        help="close a kept-alive connection idle this many seconds")
     args = parser.parse_args()
     server = OpenAIServer(port=args.port, delay=args.delay,
-                          tls=self_signed_certificate(args.tls) if args.tls else None)
+                          tls=self_signed_certificate(args.tls) if args.tls else None,
+                          idle_timeout=args.idle_timeout)
     print(f"READY {server.url}", flush=True)
     server.httpd.serve_forever()
 
