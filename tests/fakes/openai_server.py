@@ -39,7 +39,8 @@ With `idle_timeout` it closes a kept-alive connection left idle that long, as
 real servers and proxies do.
 Every request body is kept in `requests`; `connections` counts the connections
 accepted (a client that reuses its connections opens few; `GET /stats` tells,
-for a benchmark that runs this server in its own process); `closed` records each
+for a benchmark that runs this server in its own process, and `GET /stats?since=N`
+adds when each request from the N-th on arrived); `closed` records each
 streamed response whose client went away: when it was noticed and how many
 chunks were still unsent (the server stops generating at once).
 """
@@ -122,6 +123,7 @@ class OpenAIServer:
         self.delay = delay
         self.tls = tls
         self.requests: list[dict] = []
+        self.arrivals: list[float] = []  # wall-clock time each completion request arrived
         self.connections = 0
         self.closed: list[dict] = []
         self._seen: set[str] = set()
@@ -149,11 +151,15 @@ class OpenAIServer:
                     outer.connections += 1
 
             def do_GET(self):
-                if not self.path.rstrip("/").endswith("/stats"):
+                path, _, query = self.path.partition("?")
+                if not path.rstrip("/").endswith("/stats"):
                     return self._json(404, {"error": {"message": f"no route {self.path}"}})
+                since = re.fullmatch(r"since=(\d+)", query)
                 with outer._lock:  # for a benchmark that runs this server in its own process
-                    return self._json(200, {"connections": outer.connections,
-                                            "requests": len(outer.requests)})
+                    stats = {"connections": outer.connections, "requests": len(outer.requests)}
+                    if since:  # when each request from the `since`-th on arrived
+                        stats["arrivals"] = outer.arrivals[int(since[1]):]
+                    return self._json(200, stats)
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -163,6 +169,7 @@ class OpenAIServer:
                 users = [_text(m) for m in body.get("messages", []) if m.get("role") == "user"]
                 with outer._lock:
                     outer.requests.append(body)
+                    outer.arrivals.append(time.time())
                     key = users[-1] if users else ""
                     first = key not in outer._seen
                     outer._seen.add(key)
