@@ -48,6 +48,69 @@ def test_memory_reaches_the_model(openai_server, llm):
     assert follow.json()["response"] == "You asked: Tell me about DFI"
 
 
+def memory_with_answers(chars: int) -> list:
+    """Ten messages of memory whose five answers are `chars` long, and a question."""
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    memory = []
+    for n in range(5):
+        memory += [HumanMessage(f"question {n}"), AIMessage(f"answer {n} " + "x" * chars)]
+    return [*memory, HumanMessage("and now?")]
+
+
+def test_the_request_body_is_langchains_own():
+    """The project's model builds the same chat completions body as langchain-openai's
+    ChatOpenAI for every kind of message an agent sends, including earlier answers,
+    which it converts another way (agent/models.py). Both are the real classes; no
+    request is sent."""
+    from langchain_core.messages import AIMessage, SystemMessage, ToolMessage
+    from langchain_openai import ChatOpenAI
+
+    from agent.models import make_chat_model
+    from settings import Settings
+
+    settings = Settings.from_env({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+                                  "OPENAI_API_KEY": "sk-test", "OPENAI_MODEL": "m"})
+    ours = make_chat_model(settings)
+    stock = ChatOpenAI(model="m", api_key="sk-test", base_url="http://127.0.0.1:9/v1",
+                       stream_usage=True, temperature=0.2)
+    call = {"name": "calculator", "args": {"expression": "2+2"}, "id": "call_1", "type": "tool_call"}
+    messages = [
+        SystemMessage("You are Jelly."), *memory_with_answers(40),
+        AIMessage("Let me work that out.", tool_calls=[call]),
+        ToolMessage("4", tool_call_id="call_1"),
+        AIMessage("named", name="jelly"),
+        AIMessage([{"type": "text", "text": "blocks"}]),
+        AIMessage("", additional_kwargs={"refusal": "no"}),
+        AIMessage("It is 4."),
+    ]
+    assert ours._get_request_payload(messages, stream=True) == \
+        stock._get_request_payload(messages, stream=True)
+
+
+def test_building_a_request_does_not_grow_with_the_answers_in_memory():
+    """Building the body for a memory of five 20,000-character answers takes about as
+    long as for five short ones. langchain-openai's own conversion of an AIMessage
+    loops over every character of its text (27 µs per 1,000 characters, on every
+    model step): 2.9 ms here before, against 0.04 ms for short answers; 0.03 ms for
+    both now."""
+    import timeit
+
+    from agent.models import make_chat_model
+    from settings import Settings
+
+    model = make_chat_model(Settings.from_env({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+                                               "OPENAI_API_KEY": "sk-test"}))
+
+    def cost(chars: int) -> float:
+        messages = memory_with_answers(chars)
+        return min(timeit.repeat(lambda: model._get_request_payload(messages, stream=True),
+                                 number=20, repeat=5)) / 20
+
+    short, long = cost(100), cost(20_000)
+    assert long < 3 * short, f"{long * 1e3:.2f} ms against {short * 1e3:.2f} ms"
+
+
 def test_llm_failure_gives_streamed_apology(openai_server):
     client = ChatClient(openai_server.url)
     user = f"oa-{uuid.uuid4().hex[:8]}"
