@@ -32,13 +32,12 @@ import asyncio
 import bisect
 import glob
 import statistics
-import tempfile
 import time
 import uuid
 
 import httpx
 
-from bench.relay import Bare, Project, start_stub, warm_up
+from bench.relay import side_by_side
 from bench.sio_client import Connection
 
 HELD = "[silent 1] [long 3] hi"  # nothing streams while the burst's requests go out
@@ -112,28 +111,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--every", type=float, default=2.0, help="ms between schedstat readings")
     args = parser.parse_args()
-    stub, llm_url = start_stub()
-    stats_url = llm_url.rstrip("/") + "/stats"
-    servers: dict = {}
-    try:
-        servers["bare relay (A)"] = Bare(llm_url)
-        servers["project"] = Project(llm_url, tempfile.mkdtemp(prefix="bench-burst-"))
-        for server in servers.values():
-            warm_up(server)
-        names = list(servers)
-        rounds: dict[str, list[dict]] = {name: [] for name in names}
-        for n in range(args.rounds):
-            for name in names[n % len(names):] + names[:n % len(names)]:  # who goes first rotates
-                rounds[name].append(asyncio.run(
-                    burst(servers[name], stats_url, args.burst, args.every / 1000)))
-            print(f"round {n + 1} of {args.rounds} done", flush=True)
-        report(rounds, args.burst)
-    finally:
-        for server in servers.values():
-            server.stop()
-        stub.terminate()
-        stub.wait(10)
-
+    rounds = side_by_side(
+        args.rounds,
+        lambda server, llm_url: asyncio.run(
+            burst(server, llm_url.rstrip("/") + "/stats", args.burst, args.every / 1000)),
+        prefix="bench-burst-")
+    report(rounds, args.burst)
 
 if __name__ == "__main__":
     main()

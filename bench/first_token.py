@@ -30,20 +30,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 
 from agent.turn import PHASES
-from bench.relay import (
-    FIRST_TOKEN_FLOOR,
-    STREAMED,
-    Bare,
-    Project,
-    batch,
-    other_checkouts,
-    sequential,
-    start_stub,
-    warm_up,
-)
+from bench.relay import FIRST_TOKEN_FLOOR, STREAMED, Project, batch, sequential, side_by_side
 from bench.sio_client import percentile
 from tests.helpers import first_token_figures as figures
 
@@ -101,29 +90,10 @@ def main() -> None:
     parser.add_argument("--project-root", action="append", default=[], metavar="PATH",
                         help="also measure the project of another checkout")
     args = parser.parse_args()
-    stub, llm_url = start_stub()
-    servers: dict = {}
-    try:
-        servers["bare relay (A)"] = Bare(llm_url)
-        servers["project"] = Project(llm_url, tempfile.mkdtemp(prefix="bench-ttft-"))
-        for label, root in other_checkouts(args.project_root).items():
-            servers[label] = Project(llm_url, tempfile.mkdtemp(prefix="bench-ttft-"), None, root)
-        for server in servers.values():
-            warm_up(server)
-        names = list(servers)
-        rounds: dict[str, list[dict]] = {name: [] for name in names}
-        for n in range(args.rounds):
-            for name in names[n % len(names):] + names[:n % len(names)]:  # who goes first rotates
-                server = servers[name]
-                rounds[name].append(measure(server, args, isinstance(server, Project)))
-            print(f"round {n + 1} of {args.rounds} done", flush=True)
-        report(rounds, args)
-    finally:
-        for server in servers.values():
-            server.stop()
-        stub.terminate()
-        stub.wait(10)
-
+    rounds = side_by_side(
+        args.rounds, lambda server, _: measure(server, args, isinstance(server, Project)),
+        prefix="bench-ttft-", project_roots=args.project_root)
+    report(rounds, args)
 
 if __name__ == "__main__":
     main()
