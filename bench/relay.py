@@ -281,26 +281,32 @@ def warm_up(server) -> None:
 def side_by_side(rounds: int, measure, *, prefix: str, project_roots=()) -> dict[str, list]:
     """Start the stub, A and the project (and the projects of `project_roots`), warm
     them up, and measure each in turn for `rounds` rounds, who goes first rotating:
-    {name: [measure(server, llm_url) of each round]}. Everything stops at the end."""
+    {name: [measure(server, llm_url) of each round]}. Everything stops at the end,
+    and the projects' data dirs go."""
     stub, llm_url = start_stub()
-    servers: dict = {}
     try:
-        servers["bare relay (A)"] = Bare(llm_url)
-        servers["project"] = Project(llm_url, tempfile.mkdtemp(prefix=prefix))
-        for label, root in other_checkouts(list(project_roots)).items():
-            servers[label] = Project(llm_url, tempfile.mkdtemp(prefix=prefix), None, root)
-        for server in servers.values():
-            warm_up(server)
-        names = list(servers)
-        out: dict[str, list] = {name: [] for name in names}
-        for n in range(rounds):
-            for name in names[n % len(names):] + names[:n % len(names)]:
-                out[name].append(measure(servers[name], llm_url))
-            print(f"round {n + 1} of {rounds} done", flush=True)
-        return out
+        with contextlib.ExitStack() as stack:  # each server stops before its data dir goes
+            def project(root=ROOT):
+                data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix))
+                server = Project(llm_url, data_dir, None, root)
+                stack.callback(server.stop)
+                return server
+
+            servers: dict = {"bare relay (A)": Bare(llm_url)}
+            stack.callback(servers["bare relay (A)"].stop)
+            servers["project"] = project()
+            for label, root in other_checkouts(list(project_roots)).items():
+                servers[label] = project(root)
+            for server in servers.values():
+                warm_up(server)
+            names = list(servers)
+            out: dict[str, list] = {name: [] for name in names}
+            for n in range(rounds):
+                for name in names[n % len(names):] + names[:n % len(names)]:
+                    out[name].append(measure(servers[name], llm_url))
+                print(f"round {n + 1} of {rounds} done", flush=True)
+            return out
     finally:
-        for server in servers.values():
-            server.stop()
         stub.terminate()
         stub.wait(10)
 
