@@ -3,8 +3,9 @@
 The same stub, turn and baseline A as bench/relay.py. In each round, for A and
 then the project (the order rotates): `--single` turns of one conversation,
 one after another, then 50 turns at once. Prints the time to first token added
-over the stub's 220 ms (p50, as the client sees it) and, for the project, the
-mean of each phase its /metrics recorded meanwhile
+over the stub's 220 ms (p50, as the client sees it; the median over the rounds,
+and each round's ratio to A, whose median and range follow) and, for the
+project, the mean of each phase its /metrics recorded meanwhile
 (`jellychat_turn_phase_seconds`, `jellychat_first_token_seconds`):
 
 - admit: validation and rate limits
@@ -80,6 +81,10 @@ def report(rounds: dict[str, list[dict]], args) -> None:
             print(f"  {name} +{p50:.1f} ms ({p50 / a50:.2f} x A); mean per turn: " + ", ".join(
                 f"{phase} {statistics.median(r[label]['phases'][phase] for r in p):.2f} ms"
                 for phase in p[0][label]["phases"]))
+            # each round's ratio: A and the project measured minutes apart, not hours
+            ratios = sorted(r[label]["p50"] / ra[label]["p50"] for r, ra in zip(p, a, strict=True))
+            print(f"    the rounds' ratios: median {statistics.median(ratios):.2f} x A, "
+                  f"from {ratios[0]:.2f} to {ratios[-1]:.2f} x A")
 
 
 def main() -> None:
