@@ -100,5 +100,6 @@ def main() -> None:
         prefix="bench-ttft-", project_roots=args.project_root)
     report(rounds, args)
 
+
 if __name__ == "__main__":
     main()

@@ -58,6 +58,15 @@ def memory_with_answers(chars: int) -> list:
     return [*memory, HumanMessage("and now?")]
 
 
+def unsent_model():
+    """The project's chat model for a provider nobody listens at (nothing is sent)."""
+    from agent.models import make_chat_model
+    from settings import Settings
+
+    return make_chat_model(Settings.from_env({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+                                              "OPENAI_API_KEY": "sk-test", "OPENAI_MODEL": "m"}))
+
+
 def test_the_request_body_is_langchains_own():
     """The project's model builds the same chat completions body as langchain-openai's
     ChatOpenAI for every kind of message an agent sends, including earlier answers,
@@ -66,12 +75,7 @@ def test_the_request_body_is_langchains_own():
     from langchain_core.messages import AIMessage, SystemMessage, ToolMessage
     from langchain_openai import ChatOpenAI
 
-    from agent.models import make_chat_model
-    from settings import Settings
-
-    settings = Settings.from_env({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
-                                  "OPENAI_API_KEY": "sk-test", "OPENAI_MODEL": "m"})
-    ours = make_chat_model(settings)
+    ours = unsent_model()
     stock = ChatOpenAI(model="m", api_key="sk-test", base_url="http://127.0.0.1:9/v1",
                        stream_usage=True, temperature=0.2)
     call = {"name": "calculator", "args": {"expression": "2+2"}, "id": "call_1", "type": "tool_call"}
@@ -96,11 +100,7 @@ def test_building_a_request_does_not_grow_with_the_answers_in_memory():
     both now."""
     import timeit
 
-    from agent.models import make_chat_model
-    from settings import Settings
-
-    model = make_chat_model(Settings.from_env({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
-                                               "OPENAI_API_KEY": "sk-test"}))
+    model = unsent_model()
 
     def cost(chars: int) -> float:
         messages = memory_with_answers(chars)
