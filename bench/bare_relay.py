@@ -6,7 +6,14 @@ asking client: no agent, no database, no validation. It answers the same
 `user_message` event and `POST /user_message` as the project, so one
 benchmark drives both.
 
+With `--database URI` it is "A + one database call": around each turn it makes
+the project's own run calls through the project's store (`start_run` before the
+model request: the run, the question and the memory in one call; `finish_run`
+after it), and the request carries the memory. That is the floor of any design
+that keeps a conversation in the database, as the product must, with no agent.
+
 Run: .venv/bin/python -m bench.bare_relay --port 8099 --llm http://127.0.0.1:9000/v1 [--nodelay]
+     [--database postgresql://...]
 """
 
 from __future__ import annotations
@@ -36,40 +43,68 @@ logging.getLogger("httpx2").setLevel(logging.WARNING)
 app = Flask(__name__)
 socketio = SocketIO(app, async_mode="eventlet", cors_allowed_origins="*")
 client: OpenAI | None = None
+store = None  # with --database: the project's PostgresStore
 
 
-def stream(message: str):
-    response = client.chat.completions.create(
-        model="bare", messages=[{"role": "user", "content": message}], stream=True)
+def stream(messages: list[dict]):
+    response = client.chat.completions.create(model="bare", messages=messages, stream=True)
     for chunk in response:
         if chunk.choices and chunk.choices[0].delta.content:
             yield chunk.choices[0].delta.content
 
 
+def turn(data: dict, on_token=None) -> str:
+    """Stream the answer to one message (tokens to `on_token`); with a store, inside a run."""
+    question = {"role": "user", "content": data["message"]}
+    if store is None:
+        return "".join(_relay(stream([question]), on_token))
+    ticket = store.start_run(data.get("user_token") or "bench", "Hi!", None, "bench", "enqueue",
+                             "bench-a-db", "bare", data["message"], 10, 120.0)
+    roles = {"human": "user", "jelly": "assistant"}
+    memory = [{"role": roles[m["type"]], "content": m["content"]}
+              for m in ticket.get("memory") or [] if m["type"] in roles]
+    answer = "".join(_relay(stream([*memory, question]), on_token))
+    store.finish_run(ticket["run_id"], "succeeded", question=data["message"], answer=answer)
+    return answer
+
+
+def _relay(tokens, on_token):
+    for token in tokens:
+        if on_token is not None:
+            on_token(token)
+        yield token
+
+
 @socketio.on("user_message")
 def on_user_message(data):
-    answer = []
-    for token in stream(data["message"]):
-        answer.append(token)
-        emit("final_answer_token", {"token": token})
-    emit("final_message", {"message": "".join(answer)})
+    answer = turn(data, lambda token: emit("final_answer_token", {"token": token}))
+    emit("final_message", {"message": answer})
 
 
 @app.post("/user_message")
 def user_message():
-    data = request.get_json()
-    return jsonify({"response": "".join(stream(data["message"]))})
+    return jsonify({"response": turn(request.get_json())})
 
 
 def main() -> None:
-    global client
+    global client, store
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--llm", required=True, help="the OpenAI-compatible base URL")
     parser.add_argument("--nodelay", action="store_true",
                         help="TCP_NODELAY on accepted sockets, as the project sets it")
+    parser.add_argument("--database", metavar="URI",
+                        help="a PostgreSQL with the project's schema: A + one database call")
     args = parser.parse_args()
     client = OpenAI(base_url=args.llm, api_key="bench", max_retries=0)
+    if args.database:
+        from storage.green_psycopg import use_green_psycopg
+
+        use_green_psycopg()  # the project's driver set-up, before psycopg is imported
+        from storage.postgres import PostgresStore
+
+        store = PostgresStore(args.database, max_size=10, request_timeout=10.0)
+        store.initialize()
     print(f"READY http://127.0.0.1:{args.port}", flush=True)
     if not args.nodelay:
         socketio.run(app, host="127.0.0.1", port=args.port, log_output=False)

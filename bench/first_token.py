@@ -20,10 +20,13 @@ project, the mean of each phase its /metrics recorded meanwhile
 
 `--project-root PATH` adds the project of another checkout (a worktree of an
 earlier commit, or one with a change to try), measured the same way in the same
-rounds.
+rounds. `--with-database` adds "A + one database call" (bench/bare_relay.py
+`--database`): A making the project's run call on the project's PostgreSQL
+before its model request, the floor of a turn whose conversation lives in the
+database.
 
 Run: .venv/bin/python -m bench.first_token [--single 30] [--burst 50] [--rounds 3]
-     [--project-root PATH]
+     [--project-root PATH] [--with-database]
 """
 
 from __future__ import annotations
@@ -78,9 +81,9 @@ def report(rounds: dict[str, list[dict]], args) -> None:
               f"A +{a50:.1f} ms")
         for name, p in rounds.items():
             p50 = statistics.median(r[label]["p50"] for r in p)
-            print(f"  {name} +{p50:.1f} ms ({p50 / a50:.2f} x A); mean per turn: " + ", ".join(
+            print(f"  {name} +{p50:.1f} ms ({p50 / a50:.2f} x A)" + ("; mean per turn: " + ", ".join(
                 f"{phase} {statistics.median(r[label]['phases'][phase] for r in p):.2f} ms"
-                for phase in p[0][label]["phases"]))
+                for phase in p[0][label]["phases"]) if "phases" in p[0][label] else ""))
             # each round's ratio: A and the project measured minutes apart, not hours
             ratios = sorted(r[label]["p50"] / ra[label]["p50"] for r, ra in zip(p, a, strict=True))
             print(f"    the rounds' ratios: median {statistics.median(ratios):.2f} x A, "
@@ -94,10 +97,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--project-root", action="append", default=[], metavar="PATH",
                         help="also measure the project of another checkout")
+    parser.add_argument("--with-database", action="store_true",
+                        help="also measure A + one database call (the project's run call)")
     args = parser.parse_args()
     rounds = side_by_side(
         args.rounds, lambda server, _: measure(server, args, isinstance(server, Project)),
-        prefix="bench-ttft-", project_roots=args.project_root)
+        prefix="bench-ttft-", project_roots=args.project_root, with_database=args.with_database)
     report(rounds, args)
 
 

@@ -75,17 +75,19 @@ def start_stub(tls_dir: str | None = None) -> tuple[subprocess.Popen, str]:
 
 
 class Bare:
-    """Baseline A in its own process; with `nodelay`, A with TCP_NODELAY like the project."""
+    """Baseline A in its own process; with `nodelay`, A with TCP_NODELAY like the project;
+    with `database` (a URI), A + one database call (bench/bare_relay.py)."""
 
     NAMES = {False: "bare relay (A)", True: "A + TCP_NODELAY"}  # by `nodelay`
+    WITH_DATABASE = "A + one database call"
 
-    def __init__(self, llm_url: str, nodelay: bool = False):
-        self.name = self.NAMES[nodelay]
+    def __init__(self, llm_url: str, nodelay: bool = False, database: str | None = None):
+        self.name = self.WITH_DATABASE if database else self.NAMES[nodelay]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.bare_relay", "--port", str(self.port), "--llm", llm_url,
-             *(["--nodelay"] if nodelay else [])],
+             *(["--nodelay"] if nodelay else []), *(["--database", database] if database else [])],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.proc.stdout.readline()
         for _ in range(200):
@@ -119,6 +121,12 @@ class Project:
         self.url = self.server.url
         self.pid = self.server.proc.pid
         self.data_dir = data_dir
+
+    def database_uri(self) -> str:
+        """Where its embedded PostgreSQL listens."""
+        from storage.embedded import running_uri
+
+        return running_uri(self.data_dir)
 
     def db_cpu(self) -> float:
         """CPU seconds of the PostgreSQL server of this data dir and its backends."""
@@ -278,9 +286,11 @@ def warm_up(server) -> None:
     asyncio.run(batch(server.url, 5, FIXED, 2))
 
 
-def side_by_side(rounds: int, measure, *, prefix: str, project_roots=()) -> dict[str, list]:
-    """Start the stub, A and the project (and the projects of `project_roots`), warm
-    them up, and measure each in turn for `rounds` rounds, who goes first rotating:
+def side_by_side(rounds: int, measure, *, prefix: str, project_roots=(),
+                 with_database: bool = False) -> dict[str, list]:
+    """Start the stub, A and the project (and the projects of `project_roots`; with
+    `with_database`, A + one database call on the project's PostgreSQL), warm them
+    up, and measure each in turn for `rounds` rounds, who goes first rotating:
     {name: [measure(server, llm_url) of each round]}. Everything stops at the end,
     and the projects' data dirs go."""
     stub, llm_url = start_stub()
@@ -295,6 +305,10 @@ def side_by_side(rounds: int, measure, *, prefix: str, project_roots=()) -> dict
             servers: dict = {"bare relay (A)": Bare(llm_url)}
             stack.callback(servers["bare relay (A)"].stop)
             servers["project"] = project()
+            if with_database:
+                servers[Bare.WITH_DATABASE] = Bare(llm_url,
+                                                   database=servers["project"].database_uri())
+                stack.callback(servers[Bare.WITH_DATABASE].stop)
             for label, root in other_checkouts(list(project_roots)).items():
                 servers[label] = project(root)
             for server in servers.values():

