@@ -126,7 +126,10 @@ class Project:
         """Where its embedded PostgreSQL listens."""
         from storage.embedded import running_uri
 
-        return running_uri(self.data_dir)
+        uri = running_uri(self.data_dir)
+        if uri is None:
+            raise RuntimeError(f"no embedded PostgreSQL runs for {self.data_dir}")
+        return uri
 
     def db_cpu(self) -> float:
         """CPU seconds of the PostgreSQL server of this data dir and its backends."""

