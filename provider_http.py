@@ -16,14 +16,20 @@ each model step cost 0.5 ms more CPU with 100 of them, 0.1 ms with 20.
 
 The client is the SDK's own (`openai.DefaultHttpxClient`: redirects, proxies
 from the environment, its total limit); each request carries its client's
-timeout.
+timeout. Two event hooks let a run's stop or deadline reach a request without
+eventlet (threading mode, agent/cancel.py): within a run, a request's timeouts
+are cut to what the run has left, and its response registers a closer that
+shuts its socket down when the run is cancelled.
 """
 
 from __future__ import annotations
 
 import functools
 
+from agent.cancel import attached_remaining, interrupt_with, shut_down
+
 KEPT_IDLE = 20  # idle connections kept for reuse (httpx's own default)
+AFTER_DEADLINE = 0.1  # seconds a request's timeout runs past the run's deadline timer
 
 
 @functools.cache
@@ -37,4 +43,24 @@ def provider_http_client(keepalive: float):
         max_connections=limits.max_connections,
         max_keepalive_connections=KEPT_IDLE,
         keepalive_expiry=keepalive,
-    ))
+    ), event_hooks={"request": [bound_by_the_run], "response": [interruptible_by_the_run]})
+
+
+def bound_by_the_run(request) -> None:
+    """Within a run with a deadline, no wait of this request outlasts it (a silent
+    model: no headers to close). Just after the deadline timer, so the run has its
+    reason when the timeout arrives."""
+    left = attached_remaining()
+    timeout = request.extensions.get("timeout")
+    if left is None or not isinstance(timeout, dict):
+        return
+    cap = max(0.0, left) + AFTER_DEADLINE
+    request.extensions["timeout"] = {name: cap if value is None else min(value, cap)
+                                     for name, value in timeout.items()}
+
+
+def interruptible_by_the_run(response) -> None:
+    """A stop of the run shuts this response's socket down (threading mode)."""
+    stream = response.extensions.get("network_stream")
+    if stream is not None:
+        interrupt_with(lambda: shut_down(stream.get_extra_info("socket")))

@@ -8,20 +8,30 @@ response is closed at once (the provider stops generating) and the agent graph
 raises in the run. The deadline is a hub timer that cancels the same way, so it
 holds however the model behaves (silent, slow, retrying after a 429).
 
-Without eventlet (threading mode, tests of lower layers) blocked threads cannot
-be interrupted: cancel then only sets the flag, which the runner checks
-between stream events.
+Without eventlet (SOCKETIO_ASYNC_MODE=threading) a blocked thread cannot be
+thrown into; instead whatever a step waits on registers a closer while it is
+attached (`interrupt_with`): the provider's HTTP client registers each response
+(provider_http.py), and `cancel` shuts its socket down from the cancelling
+thread, so the blocked read returns at once, the provider sees the client go,
+and the step fails in the run, which ends with the cancel's reason. The same
+client bounds each request's read timeout by the run's deadline, so a model
+that sends nothing at all cannot outlive it either.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 
 THROW_RETRY = 0.001  # seconds: how often a stop retries a green thread it must not cut short
 _UNINTERRUPTIBLE: set = set()  # green threads inside `uninterruptible()`
+_attached: ContextVar[tuple[CancelHandle, object] | None] = ContextVar(
+    "jellychat_attached_step", default=None)  # (handle, step key) this thread works for
 
 
 def green() -> bool:
@@ -58,6 +68,8 @@ class CancelHandle:
     def __init__(self) -> None:
         self.reason: str | None = None  # "stopped" | "timed_out"
         self._waits: dict[object, object] = {}  # step key -> its green thread
+        self._closers: dict[object, list[Callable[[], None]]] = {}  # step key -> (threading)
+        self._outer: dict[object, object] = {}  # step key -> the step attached before it
         self._timer = None
         self._lock = threading.Lock()
         self.deadline: float | None = None  # time.monotonic() when the run times out
@@ -70,11 +82,25 @@ class CancelHandle:
         """The current green thread works for this run until `detach(key)`."""
         if green():
             self._waits[key] = _current()
+        self._outer[key] = _attached.get()
+        _attached.set((self, key))
         if self.reason:
             raise RunCancelled(self.reason)
 
     def detach(self, key: object) -> None:
         self._waits.pop(key, None)
+        with self._lock:
+            self._closers.pop(key, None)
+        outer = self._outer.pop(key, None)
+        if _attached.get() == (self, key):
+            _attached.set(outer)
+
+    def _add_closer(self, key: object, closer: Callable[[], None]) -> None:
+        with self._lock:
+            if not self.reason:
+                self._closers.setdefault(key, []).append(closer)
+                return
+        _call(closer)  # cancelled already: interrupt at once
 
     def cancel(self, reason: str) -> bool:
         """Cancel once; False if it was already cancelled."""
@@ -82,11 +108,15 @@ class CancelHandle:
             if self.reason:
                 return False
             self.reason = reason
+            closers = [c for cs in self._closers.values() for c in cs]
+            self._closers.clear()
         if green():
             hub = _hub()
             for key, glet in list(self._waits.items()):
                 if glet is not _current():
                     hub.schedule_call_global(0, self._throw, key, glet)
+        for closer in closers:
+            _call(closer)
         return True
 
     def _throw(self, key: object, glet) -> None:
@@ -120,6 +150,41 @@ class CancelHandle:
             self._timer.cancel()
             self._timer = None
         self._waits.clear()
+        with self._lock:
+            self._closers.clear()
+
+
+def _call(closer: Callable[[], None]) -> None:
+    try:
+        closer()
+    except Exception:  # noqa: BLE001 - a socket already gone needs no interrupting
+        pass
+
+
+def interrupt_with(closer: Callable[[], None]) -> None:
+    """Outside eventlet, call `closer` (from the cancelling thread) when the run this
+    thread is attached to is cancelled, or at once if it already is; kept until the
+    step detaches. Nothing under eventlet, where the cancel throws into the step,
+    nor outside a run."""
+    attached = _attached.get()
+    if attached is None or green():
+        return
+    handle, key = attached
+    handle._add_closer(key, closer)
+
+
+def attached_remaining() -> float | None:
+    """Seconds left before the deadline of the run this thread works for (None
+    outside a run or without a deadline)."""
+    attached = _attached.get()
+    return None if attached is None else attached[0].remaining()
+
+
+def shut_down(sock) -> None:
+    """Shut a socket down both ways: a read blocked on it in another thread returns
+    at once (closing the descriptor would not wake it), and the peer sees the end."""
+    if sock is not None:
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 @contextlib.contextmanager
