@@ -24,11 +24,7 @@ if __name__ == "__main__":
         _last_resort, logging.lastResort = logging.lastResort, logging.NullHandler()
         eventlet.monkey_patch()
         logging.lastResort = _last_resort
-    elif _MODE == "gevent":
-        from gevent import monkey
-
-        monkey.patch_all()
-    if _MODE in ("eventlet", "gevent"):
+    if _MODE == "eventlet":
         # before psycopg is imported: its C implementation (pure Python without the
         # psycopg-binary wheel), waiting through the green select() so queries yield
         from storage.green_psycopg import use_green_psycopg
@@ -48,6 +44,7 @@ from flask import Flask, g, redirect, request  # noqa: E402
 from flask_cors import CORS  # noqa: E402
 from flask_openapi3 import Info, OpenAPI  # noqa: E402
 
+import compat  # noqa: E402
 from knowledge import cli as knowledge_cli  # noqa: E402
 from logs import REQUEST_ID, configure_logging  # noqa: E402
 from metrics import watch_gc, watch_hub_lag  # noqa: E402
@@ -62,7 +59,7 @@ log = logging.getLogger("jellychat")
 
 
 def _refuse_flask_run(settings) -> None:
-    """`flask run` serves with Werkzeug, where eventlet/gevent websockets cannot work:
+    """`flask run` serves with Werkzeug, where eventlet websockets cannot work:
     stop at once with one line instead of serving REST with broken websockets."""
     import click
 
@@ -116,6 +113,7 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:  # an Open
     app.register_api(kb.bp)
     app.register_blueprint(page.bp)  # the chat page, /widget.js, /static
     knowledge_cli.init_app(app)
+    compat.check_all(imported_only=True)  # a warning line per shim whose library changed
     return app
 
 
@@ -275,7 +273,7 @@ def _serve_eventlet(app, settings, drain: Drain, listener, host: str) -> None:
 
 
 def _serve_other(app, settings, drain: Drain, host: str) -> None:
-    """threading / gevent: their own servers; SIGTERM ends them like Ctrl-C."""
+    """threading: its own server; SIGTERM ends it like Ctrl-C."""
 
     def announce():
         # READY once the port accepts connections (the server binds a moment later)

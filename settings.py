@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     # server
     port: int = Field(8080, ge=1, le=65535)
     host: str = "127.0.0.1"
-    socketio_async_mode: Literal["eventlet", "gevent", "threading"] = "eventlet"
+    socketio_async_mode: Literal["eventlet", "threading"] = "eventlet"
     cors_origins: str = "*"
     admin_api_key: str = Field("", repr=False)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

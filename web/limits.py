@@ -21,19 +21,18 @@ import json
 import logging
 import math
 import secrets
-import threading
 import time
-import weakref
 from datetime import UTC, datetime, timedelta
 
 from altcha.v1 import create_challenge, verify_solution
 from flask import Blueprint, Flask, current_app, jsonify
 from limits import parse_many
-from limits.storage import MemoryStorage, storage_from_string
+from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from agent.turn import InvalidInput
+from compat import memory_storage
 from storage import RateLimited
 
 log = logging.getLogger("jellychat.limits")
@@ -113,49 +112,6 @@ def client_key(address: str) -> str:
     return str(ip)
 
 
-class CoarseMemoryStorage(MemoryStorage):
-    """limits' in-process storage, clearing expired entries every EXPIRE_EVERY seconds
-    from one thread of its own.
-
-    The library's own timer runs 10 ms after any hit and scans every key: under
-    steady traffic that is 100 scans a second over all recent users, on the hub
-    (3% of the server's CPU in a burst of 400 turns, and growing with the number
-    of users). The limits themselves do not depend on it: windows are counted
-    from the entries' times, and expired counters are dropped when read; the
-    scan only frees memory, which can wait a second.
-
-    The library also starts a new timer thread from within a hit once the last
-    one has run. Under eventlet, starting a thread waits until the hub has run
-    it, so one turn a second queued behind every green thread ready to run
-    (103 ms behind 50 busy for 2 ms each). Here one daemon thread sleeps and
-    scans for as long as the storage exists, and a hit starts nothing.
-    """
-
-    EXPIRE_EVERY = 1.0
-
-    def __init__(self, uri: str = "memory://", **options):
-        super().__init__(uri, **options)
-        self.timer.cancel()  # the one the library started with its 10 ms delay
-        self.timer.join()
-        threading.Thread(target=_expire_while_alive, args=(weakref.ref(self), self.EXPIRE_EVERY),
-                         name="rate-limit-expiry", daemon=True).start()
-
-    def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 - overrides the library's
-        pass  # the storage's own thread scans (above)
-
-
-def _expire_while_alive(storage_ref, every: float) -> None:
-    """Every `every` seconds, clear the storage's expired entries; end with the storage
-    (the thread holds it only while it scans)."""
-    while True:
-        time.sleep(every)  # green under eventlet: a timer on the hub
-        storage = storage_ref()
-        if storage is None:
-            return
-        storage._MemoryStorage__expire_events()
-        del storage
-
-
 class Limits:
     """Admission of turns: rate limits by token and by address, and the proof of work."""
 
@@ -165,7 +121,7 @@ class Limits:
             # a Redis that does not answer costs a turn half a second, not a hang
             options = {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
         if settings.rate_limit_storage.startswith("memory://"):
-            self.storage = CoarseMemoryStorage(settings.rate_limit_storage)
+            self.storage = memory_storage(settings.rate_limit_storage)  # compat.py
         else:
             self.storage = storage_from_string(settings.rate_limit_storage, **options)
         self._warned = 0.0

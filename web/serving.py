@@ -12,14 +12,14 @@ kept small, with:
 - TCP_NODELAY on every accepted socket (tokens leave at once);
 - `Drain`: SIGTERM/SIGINT stop accepting, running turns get SHUTDOWN_GRACE.
 
-And one fix to the HTTP clients under eventlet: `keep_idle_checks_off_the_hub`.
+And one fix to the HTTP clients under eventlet: `keep_idle_checks_off_the_hub`
+(compat.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import importlib
 import json
 import logging
 import resource
@@ -35,31 +35,11 @@ with warnings.catch_warnings():  # eventlet is in maintenance mode: a known, acc
     import eventlet.wsgi
     from eventlet import greenio
 
+from compat import keep_idle_checks_off_the_hub  # noqa: E402, F401 - app.py calls it here
+
 log = logging.getLogger("jellychat.serving")
 
 MAX_REFUSALS = 512  # refusal greenthreads at once; beyond, refused sockets just close
-
-
-def keep_idle_checks_off_the_hub() -> None:
-    """httpx's connection pools (the openai SDK's httpcore2, supabase-py's httpcore)
-    check their idle connections with the original `select` module.
-
-    Each time a request starts or ends, a pool asks every idle kept-alive
-    connection whether the server has closed it: a poll with a zero timeout,
-    holding the pool's lock. eventlet's monkey_patch removes `select.poll`, so
-    httpcore falls back to the green `select.select`, a trip round the hub per
-    idle connection: one request to the model with 50 idle connections took 202
-    green-thread switches instead of 2 (3.9 ms of CPU instead of 1.8 ms with 80),
-    one to PostgREST with 20 took 80. A zero-timeout poll never waits, so the
-    original one cannot block the hub.
-    """
-    original = eventlet.patcher.original("select")
-    for name in ("httpcore2._utils", "httpcore._utils"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        module.select = original
 
 
 class PortBusy(RuntimeError):
@@ -94,7 +74,7 @@ def bind(host: str, port: int, backlog: int = 2048):
 
 
 def check_port_free(host: str, port: int) -> None:
-    """For the servers we do not bind ourselves (threading, gevent): PortBusy if taken."""
+    """For the server we do not bind ourselves (threading): PortBusy if taken."""
     bind(host, port).close()
 
 

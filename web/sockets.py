@@ -12,6 +12,7 @@ from flask_socketio import SocketIO, emit, join_room, leave_room
 
 from agent.events import ERROR, FINAL
 from agent.turn import InvalidInput, validate_id
+from compat import drop_unnamed_events
 from storage import Busy, NotFound, RateLimited, StoreError
 from web.input import check_payload
 from web.page import socket_origins
@@ -198,21 +199,6 @@ class _MalformedFrames(logging.Filter):
         return True
 
 
-def _drop_unnamed_events(server) -> None:
-    """python-socketio (5.18) dispatches an event whose name is not a string (`42[{}]`)
-    in a green thread that dies with a TypeError traceback on stderr, one per frame:
-    such events are dropped here with one warning line instead."""
-    handle = server._handle_event
-
-    def handle_event(eio_sid, namespace, id, data):
-        if not isinstance(data, list) or not data or not isinstance(data[0], str):
-            log.warning("malformed Socket.IO event dropped: its name is not a string")
-            return None
-        return handle(eio_sid, namespace, id, data)
-
-    server._handle_event = handle_event
-
-
 def init_app(app, settings) -> None:
     logging.getLogger("engineio.server").addFilter(_MalformedFrames())
     with warnings.catch_warnings():
@@ -226,4 +212,4 @@ def init_app(app, settings) -> None:
             max_http_buffer_size=256 * 1024,
             message_queue=settings.socketio_message_queue or None,
         )
-    _drop_unnamed_events(socketio.server)
+    drop_unnamed_events(socketio.server)  # compat.py
