@@ -17,7 +17,7 @@ each model step cost 0.5 ms more CPU with 100 of them, 0.1 ms with 20.
 The client is the SDK's own (`openai.DefaultHttpxClient`: redirects, proxies
 from the environment, its total limit); each request carries its client's
 timeout. Two event hooks let a run's stop or deadline reach a request without
-eventlet (threading mode, agent/cancel.py): within a run, a request's timeouts
+eventlet (threading mode, interrupts.py): within a run, a request's timeouts
 are cut to what the run has left, and its response registers a closer that
 shuts its socket down when the run is cancelled.
 """
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 
-from agent.cancel import attached_remaining, interrupt_with, shut_down
+from interrupts import interrupt_with, remaining, shut_down
 
 KEPT_IDLE = 20  # idle connections kept for reuse (httpx's own default)
 AFTER_DEADLINE = 0.1  # seconds a request's timeout runs past the run's deadline timer
@@ -50,7 +50,7 @@ def bound_by_the_run(request) -> None:
     """Within a run with a deadline, no wait of this request outlasts it (a silent
     model: no headers to close). Just after the deadline timer, so the run has its
     reason when the timeout arrives."""
-    left = attached_remaining()
+    left = remaining()
     timeout = request.extensions.get("timeout")
     if left is None or not isinstance(timeout, dict):
         return

@@ -10,7 +10,7 @@ holds however the model behaves (silent, slow, retrying after a 429).
 
 Without eventlet (SOCKETIO_ASYNC_MODE=threading) a blocked thread cannot be
 thrown into; instead whatever a step waits on registers a closer while it is
-attached (`interrupt_with`): the provider's HTTP client registers each response
+attached (`interrupts.interrupt_with`): the provider's HTTP client registers each response
 (provider_http.py), and `cancel` shuts its socket down from the cancelling
 thread, so the blocked read returns at once, the provider sees the client go,
 and the step fails in the run, which ends with the cancel's reason. The same
@@ -21,17 +21,15 @@ that sends nothing at all cannot outlive it either.
 from __future__ import annotations
 
 import contextlib
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
+
+from interrupts import current_step
 
 THROW_RETRY = 0.001  # seconds: how often a stop retries a green thread it must not cut short
 _UNINTERRUPTIBLE: set = set()  # green threads inside `uninterruptible()`
-_attached: ContextVar[tuple[CancelHandle, object] | None] = ContextVar(
-    "jellychat_attached_step", default=None)  # (handle, step key) this thread works for
 
 
 def green() -> bool:
@@ -82,8 +80,8 @@ class CancelHandle:
         """The current green thread works for this run until `detach(key)`."""
         if green():
             self._waits[key] = _current()
-        self._outer[key] = _attached.get()
-        _attached.set((self, key))
+        self._outer[key] = current_step.get()
+        current_step.set(_Step(self, key))
         if self.reason:
             raise RunCancelled(self.reason)
 
@@ -92,8 +90,9 @@ class CancelHandle:
         with self._lock:
             self._closers.pop(key, None)
         outer = self._outer.pop(key, None)
-        if _attached.get() == (self, key):
-            _attached.set(outer)
+        step = current_step.get()
+        if isinstance(step, _Step) and step.handle is self and step.key is key:
+            current_step.set(outer)
 
     def _add_closer(self, key: object, closer: Callable[[], None]) -> None:
         with self._lock:
@@ -161,30 +160,21 @@ def _call(closer: Callable[[], None]) -> None:
         pass
 
 
-def interrupt_with(closer: Callable[[], None]) -> None:
-    """Outside eventlet, call `closer` (from the cancelling thread) when the run this
-    thread is attached to is cancelled, or at once if it already is; kept until the
-    step detaches. Nothing under eventlet, where the cancel throws into the step,
-    nor outside a run."""
-    attached = _attached.get()
-    if attached is None or green():
-        return
-    handle, key = attached
-    handle._add_closer(key, closer)
+class _Step:
+    """What `interrupts.current_step` holds while a step is attached."""
 
+    __slots__ = ("handle", "key")
 
-def attached_remaining() -> float | None:
-    """Seconds left before the deadline of the run this thread works for (None
-    outside a run or without a deadline)."""
-    attached = _attached.get()
-    return None if attached is None else attached[0].remaining()
+    def __init__(self, handle: CancelHandle, key: object):
+        self.handle = handle
+        self.key = key
 
+    def add_closer(self, closer: Callable[[], None]) -> None:
+        if not green():  # under eventlet the cancel throws into the step instead
+            self.handle._add_closer(self.key, closer)
 
-def shut_down(sock) -> None:
-    """Shut a socket down both ways: a read blocked on it in another thread returns
-    at once (closing the descriptor would not wake it), and the peer sees the end."""
-    if sock is not None:
-        sock.shutdown(socket.SHUT_RDWR)
+    def remaining(self) -> float | None:
+        return self.handle.remaining()
 
 
 @contextlib.contextmanager

@@ -79,3 +79,24 @@ def test_the_deadline_ends_a_silent_model(client):
     result = client.until("final_message", timeout=20)
     assert result.final["status"] == "timed_out"
     assert time.monotonic() - began < TIMEOUT + 1.0
+
+
+def test_a_stop_ends_a_tool_waiting_on_ocean_without_eventlet():
+    """A tool step blocked on an Ocean call that does not answer: the run's cancel,
+    from another thread, ends its wait at once (the run then ends as stopped)."""
+    import threading
+
+    from agent.cancel import CancelHandle
+    from tools.ocean.client import OceanConfig, OceanUnavailable, run
+
+    handle, key, never = CancelHandle(), object(), threading.Event()
+    handle.attach(key)
+    try:
+        threading.Timer(0.2, handle.cancel, args=("stopped",)).start()
+        began = time.monotonic()
+        with pytest.raises(OceanUnavailable):
+            run(OceanConfig(url="http://127.0.0.1:9", timeout=30), lambda client: never.wait(60))
+        assert time.monotonic() - began < 2.0
+    finally:
+        handle.detach(key)
+        never.set()

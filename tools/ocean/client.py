@@ -12,7 +12,8 @@ construct `Ocean`; `OceanClient` builds the same endpoint objects (`address`,
 `run(fn)` runs one tool's Ocean work (possibly several requests) in a worker
 thread and waits for it at most `timeout` seconds, so a server that trickles
 its headers cannot hold the caller either. Under eventlet both the worker and
-the wait are green and the hub keeps serving other clients.
+the wait are green and the hub keeps serving other clients; a run's stop ends
+the wait in threading mode too (interrupts.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import requests
 import urllib3
 
+from interrupts import interrupt_with
 from tools.ocean import package
 
 log = logging.getLogger("jellychat.ocean")
@@ -217,8 +219,11 @@ def run(config: OceanConfig, work):
             done.set()
 
     threading.Thread(target=worker, name="ocean-call", daemon=True).start()
+    # a run's stop or deadline ends the wait too (in threading mode; under eventlet it
+    # throws into it): the run then ends as stopped or timed out
+    interrupt_with(done.set)
     # a little slack so the worker's own timeout (with its clearer reason) normally wins
-    if not done.wait(config.timeout + 0.25):
+    if not done.wait(config.timeout + 0.25) or not box:
         raise OceanUnavailable(not_answering(config.timeout))
     if "error" in box:
         raise box["error"]
