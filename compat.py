@@ -128,9 +128,10 @@ def _check_openai_raw_stream() -> None:
 
     wanted = {"extra_headers", "extra_query", "extra_body", "timeout", "security"}
     _require(wanted <= set(_params(make_request_options)), "make_request_options' keywords")
-    resource = openai.OpenAI(api_key="compat-check", base_url="http://127.0.0.1:9").chat.completions
-    _require({"body", "content", "options", "stream", "stream_cls"} <= set(_params(resource._post)),
-             "chat.completions._post(body, content, options, stream, stream_cls)")
+    with openai.OpenAI(api_key="compat-check", base_url="http://127.0.0.1:9") as client:
+        post = client.chat.completions._post
+        _require({"body", "content", "options", "stream", "stream_cls"} <= set(_params(post)),
+                 "chat.completions._post(body, content, options, stream, stream_cls)")
     _require(inspect.isgeneratorfunction(vars(openai.Stream).get("_iter_events")),
              "openai.Stream._iter_events, a generator")
 
