@@ -28,6 +28,7 @@ def test_lower_layers_do_not_import_flask():
     code = (
         "import sys, json\n"
         "import agent.turn, agent.runner, agent.offline, agent.models, tools, storage, storage.postgres\n"
+        "import compat, interrupts, provider_http\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('flask', 'flask_socketio', 'eventlet', 'web'))))\n"
     )
