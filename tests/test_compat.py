@@ -158,3 +158,19 @@ def test_httpcore_select_is_swapped_only_when_the_shim_is_on():
         out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True,
                              timeout=120, check=True).stdout.split()
         assert out[1::2] == [expected] * len(compat.HTTPCORE_UTILS), (mode, out)
+
+
+def test_the_server_falls_back_to_eventlets_protocol(fresh, monkeypatch):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import eventlet.wsgi
+
+    class Guarded(eventlet.wsgi.HttpProtocol):
+        pass
+
+    assert fresh.wsgi_protocol(Guarded) is Guarded
+    _break(monkeypatch, "eventlet-request-line")
+    fresh._fits.clear()
+    assert fresh.wsgi_protocol(Guarded) is eventlet.wsgi.HttpProtocol

@@ -35,7 +35,10 @@ with warnings.catch_warnings():  # eventlet is in maintenance mode: a known, acc
     import eventlet.wsgi
     from eventlet import greenio
 
-from compat import keep_idle_checks_off_the_hub  # noqa: E402, F401 - app.py calls it here
+from compat import (  # noqa: E402
+    keep_idle_checks_off_the_hub,  # noqa: F401 - app.py calls it here
+    wsgi_protocol,
+)
 
 log = logging.getLogger("jellychat.serving")
 
@@ -190,7 +193,7 @@ def serve(app, sock, *, max_connections: int, max_per_ip: int, header_timeout: f
     """
     server = eventlet.wsgi.Server(
         sock, sock.getsockname(), app, log=logging.getLogger("jellychat.http"),
-        protocol=GuardedProtocol, keepalive=idle_timeout, socket_timeout=idle_timeout,
+        protocol=wsgi_protocol(GuardedProtocol), keepalive=idle_timeout, socket_timeout=idle_timeout,
         log_output=log_output, debug=False,
         minimum_chunk_size=0,  # write each chunk of a streamed body (SSE events) at once
     )
