@@ -25,7 +25,6 @@ import numpy as np
 import yaml
 
 from bench.kb_common import WIKI, local_embedder, open_store, percentile
-from storage.postgres import vector_index_sql
 
 QUESTIONS = Path(__file__).resolve().parent / "questions" / "wiki.yaml"
 KB = "synthetic"
@@ -90,7 +89,7 @@ def generate(store, n: int, seed: int = 7):
                     ), vector_text(blend[i])))
         conn.execute("set maintenance_work_mem = '1GB'")
         started = time.perf_counter()
-        conn.execute(vector_index_sql(384))
+        conn.execute("select public.jelly_kb_vector_index(384)")
         build = time.perf_counter() - started
         conn.execute("analyze kb_chunks")
     return blend, build

@@ -8,16 +8,30 @@ the same way.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
 
 RRF_K = 60  # reciprocal rank fusion constant (the SQL functions use the same default)
+HNSW_MAX_DIMENSIONS = 2000  # pgvector's limit for an HNSW index (jelly_kb_vector_index)
 RUNS_RETRY_AFTER = 2  # seconds suggested to a user at MAX_ACTIVE_RUNS_PER_USER (a turn's usual length)
 
 
 class StoreError(RuntimeError):
     """The storage backend failed or is misconfigured; the message is user-facing."""
+
+
+class Transient(StoreError):
+    """A failure that may pass on another try. `sent`: the request may have reached
+    the database (a dropped connection, a 5xx), so only an idempotent call goes
+    again; otherwise (nothing was sent, 429/503) any call may. Once the tries are
+    over it travels on as the StoreError it is."""
+
+    def __init__(self, message: str, *, sent: bool):
+        super().__init__(message)
+        self.sent = sent
 
 
 class NotFound(LookupError):
@@ -140,6 +154,7 @@ class Store(ABC):
 
     def __init__(self) -> None:
         self.logger = logging.getLogger(f"jellychat.storage.{self.name}")
+        self._unindexed: set[int] = set()  # dimensions warned about (no HNSW index)
 
     # lifecycle
     def initialize(self) -> None:  # noqa: B027 - optional hook
@@ -152,14 +167,43 @@ class Store(ABC):
     def ping(self) -> bool:
         """True when the database answers."""
 
-    # chat: written once on SQL functions (supabase/migrations/*_runs.sql)
-    @abstractmethod
+    # SQL functions (supabase/migrations/*.sql): every stored thing goes through them
+    attempts = 2  # tries of a call that fails transiently (backends set their own)
+    retry_budget = 10.0  # seconds all tries of one call may take
+    backoff = 0.0  # seconds before the second try, doubling after (with as much jitter)
+
     def _fn(self, name: str, params: dict, *, idempotent: bool = True):
         """Call the SQL function `name` with named `params`; return its (json) value.
 
-        Backends turn driver failures into StoreError, and errors the functions
-        raise with an SQLSTATE starting 'JL' into `function_error(code, message, detail)`.
+        Errors the functions raise with an SQLSTATE starting 'JL' become
+        `function_error(code, message, detail)`, driver failures StoreError;
+        transient ones are retried by `_retry` (`idempotent`: the call may run twice).
         """
+        return self._retry(name, lambda: self._invoke(name, params), idempotent=idempotent)
+
+    @abstractmethod
+    def _invoke(self, name: str, params: dict):
+        """One call of SQL function `name` (the backend's primitive): its value, or
+        Transient / StoreError / `function_error(...)`."""
+
+    def _retry(self, what: str, call, *, idempotent: bool, attempts: int | None = None):
+        """`call()`, tried again while it fails with Transient: one policy for every
+        backend. A failure that may have reached the database is tried again only
+        for an `idempotent` call; at most `attempts` tries within `retry_budget` s."""
+        attempts = attempts or self.attempts
+        deadline = time.monotonic() + self.retry_budget
+        for attempt in range(1, attempts + 1):
+            try:
+                return call()
+            except Transient as exc:
+                delay = min(2.0, self.backoff * 2 ** (attempt - 1) * (1 + random.random()))
+                if ((exc.sent and not idempotent) or attempt == attempts
+                        or time.monotonic() + delay >= deadline):
+                    raise
+                self.logger.warning("%s; retrying", exc)
+                if delay:
+                    time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def function_error(code: str, message: str, detail: str | None = None) -> Exception:
@@ -312,23 +356,31 @@ class Store(ABC):
         """[{application, day, up, down, total}] per application and UTC day, newest first."""
         return self._fn("jelly_feedback_summary", {"p_since": since, "p_until": until}) or []
 
-    @abstractmethod
     def list_qa(self, limit: int, before: datetime | None = None) -> list[QA]:
         """Question/answer pairs of all users, newest first, strictly older than `before`."""
+        rows = self._fn("jelly_list_qa", {
+            "p_limit": int(limit), "p_before": before.isoformat() if before else None}) or []
+        return [QA(r["id"], r["question"], r["answer"], r["application"],
+                   datetime.fromisoformat(r["created_at"]), r["sources"], r.get("message_id"))
+                for r in rows]
 
-    @abstractmethod
-    def count_human_messages(self) -> int: ...
+    def count_human_messages(self) -> int:
+        return int(self._fn("jelly_count_human_messages", {}) or 0)
 
-    # knowledge
-    @abstractmethod
+    # knowledge (supabase/migrations/*_knowledge_functions.sql)
     def knowledge_bases(self) -> dict[str, KnowledgeBaseInfo]:
         """Every knowledge base that holds documents, by name, with its embedders."""
+        return {
+            b["kb"]: KnowledgeBaseInfo(
+                b["kb"], int(b["documents"]), int(b["chunks"]),
+                tuple(EmbeddingSpace(e["name"], e["dimension"]) for e in b["embedders"]))
+            for b in self._fn("jelly_kb_bases", {}) or []
+        }
 
-    @abstractmethod
     def document_hashes(self, kb: str) -> dict[str, str]:
         """`{source: content_hash}` of the documents stored in `kb`."""
+        return self._fn("jelly_kb_document_hashes", {"p_kb": kb}) or {}
 
-    @abstractmethod
     def replace_document(
         self,
         kb: str,
@@ -341,12 +393,35 @@ class Store(ABC):
         with the same source in `kb` and all its old chunks.
 
         `embeddings` (one vector per chunk, from `embedder`) may be None: the chunks
-        are then found by full-text search only. Call `check_chunks` first.
+        are then found by full-text search only. The first vectors of a dimension
+        make its HNSW index. Idempotent: a repeated call leaves the same rows.
         """
+        self.check_chunks(chunks, embeddings, embedder)
+        space = embedder if embeddings is not None else None
+        vectors = embeddings if embeddings is not None else [None] * len(chunks)
+        done = self._fn("jelly_kb_replace_document", {
+            "p_kb": kb,
+            "p_source": document.source,
+            "p_title": document.title,
+            "p_content_hash": document.content_hash,
+            "p_updated_at": document.updated_at.isoformat() if document.updated_at else None,
+            "p_embedder": space.name if space else None,
+            "p_dimension": space.dimension if space else None,
+            "p_chunks": [{"content": c.content, "metadata": c.metadata, "embedding": vector_text(v)}
+                         for c, v in zip(chunks, vectors, strict=True)],
+        })
+        if space and done.get("indexed") is False and space.dimension not in self._unindexed:
+            self._unindexed.add(space.dimension)
+            self.logger.warning(
+                "no HNSW index for %d-dimensional vectors (pgvector indexes at most %d): "
+                "vector search scans every chunk", space.dimension, HNSW_MAX_DIMENSIONS)
 
-    @abstractmethod
     def delete_documents(self, kb: str, sources: list[str]) -> int:
         """Delete these documents of `kb` and their chunks; return how many went."""
+        if not sources:
+            return 0
+        return int(self._fn("jelly_kb_delete_documents",
+                            {"p_kb": kb, "p_sources": list(sources)}) or 0)
 
     @abstractmethod
     def search(
@@ -360,12 +435,13 @@ class Store(ABC):
         only vectors of the embedding's dimension take part.
         """
 
-    def ingest_finished(self, kb: str) -> None:  # noqa: B027 - optional hook
+    def ingest_finished(self, kb: str) -> None:
         """Called after an ingest run that changed `kb`: refresh search statistics.
 
         Full-text scores weigh words by rarity, taken from the database's
-        statistics; a backend that can refresh them (ANALYZE) does it here.
+        statistics (ANALYZE).
         """
+        self._fn("jelly_kb_ingest_finished", {"p_kb": kb})
 
     @staticmethod
     def check_chunks(chunks, embeddings, embedder) -> None:
@@ -381,3 +457,10 @@ class Store(ABC):
                 raise ValueError(
                     f"a vector has {len(vector)} dimensions, {embedder} makes {embedder.dimension}"
                 )
+
+
+def vector_text(vector) -> str | None:
+    """pgvector's text form, '[0.1,0.2,...]' (repr: every float round-trips exactly)."""
+    if vector is None:
+        return None
+    return "[" + ",".join(map(repr, map(float, vector))) + "]"

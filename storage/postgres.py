@@ -11,19 +11,11 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from datetime import datetime
 from urllib.parse import urlparse
 
 import compat
-from storage.base import (
-    QA,
-    RRF_K,
-    Chunk,
-    EmbeddingSpace,
-    KnowledgeBaseInfo,
-    Store,
-    StoreError,
-)
+from storage.base import RRF_K, Chunk, Store, StoreError, Transient
+from storage.base import vector_text as _vector_text
 from storage.migrations import apply_migrations, original_upgrade_report
 
 try:
@@ -32,9 +24,6 @@ try:
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError:  # pragma: no cover - guarded driver import
     psycopg = None
-
-HNSW_MAX_DIMENSIONS = 2000  # pgvector's limit for an HNSW index on `vector`
-INDEX_LOCK_ID = 7_324_002  # pg_advisory_xact_lock key for creating vector indexes
 
 
 def is_transaction_pooler(dsn: str) -> bool:
@@ -84,7 +73,6 @@ class PostgresStore(Store):
         self.timeout = timeout
         self.request_timeout = request_timeout
         self._checking = threading.Lock()
-        self._vector_indexes: set[int] = set()
         kwargs = {"autocommit": True}
         if is_transaction_pooler(dsn):
             kwargs["prepare_threshold"] = None
@@ -133,31 +121,26 @@ class PostgresStore(Store):
         except Exception:  # noqa: BLE001 - health check reports, never raises
             return False
 
-    # chat
-    def _fn(self, name, params, *, idempotent=True):
+    def _invoke(self, name, params):
         args = ", ".join(f"{key} => %({key})s" for key in params)
         values = {k: Jsonb(v) if isinstance(v, (dict, list)) else v for k, v in params.items()}
-        for attempt in (1, 2):
-            with self._connection() as conn:
-                try:
-                    return conn.execute(f"select public.{name}({args})", values).fetchone()[0]
-                except psycopg.OperationalError as exc:
-                    # a connection the database dropped (it restarted): idempotent calls
-                    # go once more, on a connection the pool has checked
-                    self._drop_dead_connections()
-                    if idempotent and attempt == 1:
-                        continue
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    raise StoreError(f"{name} failed: {first}") from None
-                except psycopg.Error as exc:
-                    code = exc.sqlstate or ""
-                    if code.startswith("JL"):
-                        diag = exc.diag
-                        raise self.function_error(code, diag.message_primary or str(exc),
-                                                  diag.message_detail) from None
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    raise StoreError(f"{name} failed: {first}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        with self._connection() as conn:
+            try:
+                return conn.execute(f"select public.{name}({args})", values).fetchone()[0]
+            except psycopg.OperationalError as exc:
+                # a connection the database dropped (it restarted): the pool checks the
+                # idle ones, and an idempotent call goes once more (Store._retry)
+                self._drop_dead_connections()
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise Transient(f"{name} failed: {first}", sent=True) from None
+            except psycopg.Error as exc:
+                code = exc.sqlstate or ""
+                if code.startswith("JL"):
+                    diag = exc.diag
+                    raise self.function_error(code, diag.message_primary or str(exc),
+                                              diag.message_detail) from None
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise StoreError(f"{name} failed: {first}") from exc
 
     def _drop_dead_connections(self) -> None:
         """After a lost connection, test the idle ones so that each request after a
@@ -185,87 +168,6 @@ class PostgresStore(Store):
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise StoreError(f"the database connection failed: {first}") from None
 
-    def list_qa(self, limit, before: datetime | None = None) -> list[QA]:
-        with self._connection() as conn:
-            rows = conn.execute(
-                "select id, question, answer, application, created_at, sources, message_id from qa"
-                " where (%(before)s::timestamptz is null or created_at < %(before)s)"
-                " order by created_at desc, id desc limit %(limit)s",
-                {"before": before, "limit": limit},
-            ).fetchall()
-        return [QA(*r) for r in rows]
-
-    def count_human_messages(self) -> int:
-        with self._connection() as conn:
-            return conn.execute("select count(*) from chat_messages where type = 'human'").fetchone()[0]
-
-    # knowledge
-    def knowledge_bases(self) -> dict[str, KnowledgeBaseInfo]:
-        with self._connection() as conn:
-            rows = conn.execute(
-                "select kb, embedder, dimension, count(*), sum(chunks) from kb_documents"
-                " group by kb, embedder, dimension order by kb, count(*) desc"
-            ).fetchall()
-        bases: dict[str, KnowledgeBaseInfo] = {}
-        for kb, embedder, dimension, documents, chunks in rows:
-            info = bases.get(kb) or KnowledgeBaseInfo(kb, 0, 0)
-            spaces = info.embedders
-            if embedder:
-                spaces = (*spaces, EmbeddingSpace(embedder, dimension))
-            bases[kb] = KnowledgeBaseInfo(
-                kb, info.documents + documents, info.chunks + int(chunks or 0), spaces
-            )
-        return bases
-
-    def document_hashes(self, kb: str) -> dict[str, str]:
-        with self._connection() as conn:
-            rows = conn.execute(
-                "select source, content_hash from kb_documents where kb = %s", (kb,)
-            ).fetchall()
-        return dict(rows)
-
-    def replace_document(self, kb, document, chunks, embeddings=None, embedder=None) -> None:
-        self.check_chunks(chunks, embeddings, embedder)
-        if embeddings is not None:
-            self._ensure_vector_index(embedder.dimension)
-        with self._connection() as conn, conn.transaction():
-            document_id = conn.execute(
-                "insert into kb_documents"
-                " (kb, source, title, content_hash, updated_at, embedder, dimension, chunks)"
-                " values (%s, %s, %s, %s, %s, %s, %s, %s)"
-                " on conflict (kb, source) do update set title = excluded.title,"
-                " content_hash = excluded.content_hash, updated_at = excluded.updated_at,"
-                " embedder = excluded.embedder, dimension = excluded.dimension,"
-                " chunks = excluded.chunks, ingested_at = now()"
-                " returning id",
-                (
-                    kb, document.source, document.title, document.content_hash, document.updated_at,
-                    embedder.name if embeddings is not None else None,
-                    embedder.dimension if embeddings is not None else None,
-                    len(chunks),
-                ),
-            ).fetchone()[0]
-            conn.execute("delete from kb_chunks where document_id = %s", (document_id,))
-            vectors = embeddings if embeddings is not None else [None] * len(chunks)
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "insert into kb_chunks (kb, document_id, content, metadata, embedding)"
-                    " values (%s, %s, %s, %s, %s::vector)",
-                    [
-                        (kb, document_id, c.content, Jsonb(c.metadata), _vector_text(v))
-                        for c, v in zip(chunks, vectors, strict=True)
-                    ],
-                )
-
-    def delete_documents(self, kb: str, sources: list[str]) -> int:
-        if not sources:
-            return 0
-        with self._connection() as conn:
-            cur = conn.execute(
-                "delete from kb_documents where kb = %s and source = any(%s)", (kb, list(sources))
-            )
-            return cur.rowcount
-
     def search(self, kb, query, embedding=None, k=5) -> list[Chunk]:
         k = max(1, int(k))
         with self._connection() as conn:
@@ -281,40 +183,3 @@ class PostgresStore(Store):
                     (query, _vector_text(embedding), kb, k, max(40, 4 * k), RRF_K),
                 ).fetchall()
         return [Chunk(content=c, metadata=m, id=i, score=float(s)) for i, c, m, s in rows]
-
-    def ingest_finished(self, kb: str) -> None:
-        with self._connection() as conn:
-            conn.execute("analyze kb_chunks")
-
-    def _ensure_vector_index(self, dimension: int) -> None:
-        """A partial HNSW index for vectors of `dimension`, made once per database."""
-        if dimension in self._vector_indexes:
-            return
-        if dimension > HNSW_MAX_DIMENSIONS:
-            self.logger.warning(
-                "no HNSW index for %d-dimensional vectors (pgvector indexes up to %d): "
-                "vector search scans every chunk", dimension, HNSW_MAX_DIMENSIONS,
-            )
-        else:
-            dim = int(dimension)
-            with self._connection() as conn, conn.transaction():
-                conn.execute("select pg_advisory_xact_lock(%s)", (INDEX_LOCK_ID,))
-                conn.execute(vector_index_sql(dim))
-        self._vector_indexes.add(dimension)
-
-
-def vector_index_sql(dimension: int) -> str:
-    """The partial HNSW index for one dimension, as the knowledge migration makes it."""
-    dim = int(dimension)
-    return (
-        f"create index if not exists kb_chunks_embedding_{dim}_idx on kb_chunks"
-        f" using hnsw ((embedding::vector({dim})) vector_cosine_ops)"
-        f" with (m = 24, ef_construction = 128) where vector_dims(embedding) = {dim}"
-    )
-
-
-def _vector_text(vector) -> str | None:
-    """pgvector's text form, '[0.1,0.2,...]'; no type registration needed."""
-    if vector is None:
-        return None
-    return "[" + ",".join(repr(float(x)) for x in vector) + "]"

@@ -13,11 +13,11 @@ holding it reads nobody's chats. With that key the server could not work
 either, so it is refused at startup unless SUPABASE_ALLOW_ANON=1 (for a project
 that grants anon its own policies on purpose). Keys never appear in messages.
 
-Errors. Connection errors, HTTP 429 and 5xx are retried with exponential
-backoff (tenacity), at most `attempts` times within `retry_budget` seconds;
-writes that must not run twice are retried only when the request cannot have
-reached the database (connection refused, 429, 503). What remains becomes a
-one-line `StoreError`.
+Errors. Connection errors, HTTP 429 and 5xx are Transient and retried with
+exponential backoff by the Store's one retry policy (`Store._retry`), at most
+`attempts` times within `retry_budget` seconds; writes that must not run twice
+are retried only when the request cannot have reached the database (connection
+refused, 429, 503). What remains becomes a one-line `StoreError`.
 """
 
 from __future__ import annotations
@@ -27,37 +27,19 @@ import binascii
 import json
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from urllib.parse import urlsplit
 
-from storage.base import (
-    QA,
-    RRF_K,
-    Chunk,
-    EmbeddingSpace,
-    KnowledgeBaseInfo,
-    Store,
-    StoreError,
-)
+from storage.base import RRF_K, Chunk, Store, StoreError, Transient
+from storage.base import vector_text as _vector_text
 
 try:
     import httpx
-    from postgrest.types import CountMethod
-    from tenacity import (
-        Retrying,
-        retry_if_exception,
-        stop_after_attempt,
-        stop_after_delay,
-        wait_exponential_jitter,
-    )
 
     import supabase
 except ImportError:  # pragma: no cover - guarded driver import
     supabase = None
 
-API_VERSION = 2  # what `jelly_api_version()` of our migrations must answer (at least)
-INDEXED_DIMENSIONS = {384, 1536}  # HNSW indexes the knowledge migration creates
-PAGE = 1000  # Supabase caps a response at 1000 rows by default (max_rows)
+API_VERSION = 3  # what `jelly_api_version()` of our migrations must answer (at least)
 RETRY_STATUSES = {429, 500, 502, 503, 504, 520, 521, 522, 523, 524}
 NOT_PROCESSED_STATUSES = {429, 503}  # the database never saw the request
 MIGRATE_HINT = ("apply supabase/migrations to the project (`supabase db push`, or paste the output"
@@ -113,19 +95,18 @@ def _raise_for_status(response) -> None:
     raise HTTPStatusError(response.status_code, body, response.text)
 
 
-def _transient(idempotent: bool) -> Callable[[BaseException], bool]:
-    def check(exc: BaseException) -> bool:
-        if isinstance(exc, HTTPStatusError):
-            return exc.status in (RETRY_STATUSES if idempotent else NOT_PROCESSED_STATUSES)
-        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
-            return True  # nothing was sent
-        return idempotent and isinstance(exc, httpx.TransportError)
-
-    return check
+def _unsent(exc: BaseException) -> bool:
+    """True when the request cannot have reached the database."""
+    if isinstance(exc, HTTPStatusError):
+        return exc.status in NOT_PROCESSED_STATUSES
+    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
 
 
-def _when(value: str) -> datetime:
-    return datetime.fromisoformat(value)
+def _transient(exc: BaseException) -> bool:
+    """True when another try may succeed."""
+    if isinstance(exc, HTTPStatusError):
+        return exc.status in RETRY_STATUSES
+    return isinstance(exc, httpx.TransportError)
 
 
 class SupabaseStore(Store):
@@ -171,7 +152,6 @@ class SupabaseStore(Store):
         self._http = None
         self._client = None
         self._lock = threading.Lock()
-        self._warned_dimensions: set[int] = set()
 
     def __repr__(self) -> str:
         return f"SupabaseStore({self.url!r})"
@@ -200,7 +180,7 @@ class SupabaseStore(Store):
         )
         options = supabase.ClientOptions(
             httpx_client=self._http,
-            postgrest_client_retry=False,  # we retry, bounded, with tenacity
+            postgrest_client_retry=False,  # we retry, bounded (Store._retry)
             auto_refresh_token=False,
             persist_session=False,
         )
@@ -210,24 +190,30 @@ class SupabaseStore(Store):
             raise StoreError(f"cannot create the Supabase client: {self._safe(exc.message, self.__key)}"
                              ) from None
 
-    def _execute(self, what: str, request: Callable, *, idempotent: bool, attempts: int | None = None):
-        """Execute `request()` (a postgrest builder), retrying transient failures (bounded)."""
-        retrying = Retrying(
-            retry=retry_if_exception(_transient(idempotent)),
-            stop=stop_after_attempt(attempts or self.attempts) | stop_after_delay(self.retry_budget),
-            wait=wait_exponential_jitter(multiplier=self.backoff, max=2.0, jitter=self.backoff),
-            before_sleep=lambda state: self.logger.warning(
-                "Supabase %s failed (%s), retrying", what, self._describe(state.outcome.exception())),
-            reraise=True,
-        )
-        return retrying(lambda: request().execute())
-
-    def _call(self, what: str, request: Callable, *, idempotent: bool):
-        """`_execute`, with what still fails turned into a one-line StoreError."""
+    def _once(self, what: str, request: Callable):
+        """Execute `request()` (a postgrest builder) once; what fails becomes Transient
+        (another try may succeed) or StoreError, one line that names `what`."""
         try:
-            return self._execute(what, request, idempotent=idempotent)
+            return request().execute()
+        except HTTPStatusError as exc:
+            if exc.code.startswith("JL"):
+                raise self.function_error(exc.code, exc.text, exc.body.get("details")) from None
+            raise self._failure(what, exc) from exc
         except FAILURES as exc:
-            raise StoreError(f"Supabase {what} failed: {self._describe(exc)}") from exc
+            raise self._failure(what, exc) from exc
+
+    def _failure(self, what: str, exc: BaseException) -> StoreError:
+        reason = self._describe(exc)
+        message = f"Supabase {what} failed: {reason}"
+        error = (Transient(message, sent=not _unsent(exc)) if _transient(exc) or _unsent(exc)
+                 else StoreError(message))
+        error.reason = reason
+        return error
+
+    def _call(self, what: str, request: Callable, *, idempotent: bool, attempts: int | None = None):
+        """`request()` executed under the Store's retry policy."""
+        return self._retry(what, lambda: self._once(what, request), idempotent=idempotent,
+                           attempts=attempts)
 
     def _describe(self, exc: BaseException) -> str:
         """One line about `exc`, that never contains the key."""
@@ -251,35 +237,17 @@ class SupabaseStore(Store):
             text = " ".join(str(exc).split()) or type(exc).__name__
         return self._safe(text, self.__key)
 
-    def _rows(self, what: str, request: Callable) -> list[dict]:
-        return self._call(what, request, idempotent=True).data
-
-    def _all_rows(self, what: str, request: Callable, key: str = "id") -> list[dict]:
-        """Every row, page after page by increasing `key`: the server caps the rows of one
-        answer (1000 unless the project says otherwise), so read until a page comes back empty."""
-        rows: list[dict] = []
-        while True:
-            last = rows[-1][key] if rows else None
-
-            def page(last=last):
-                query = request().order(key).limit(PAGE)
-                return query.gt(key, last) if last is not None else query
-
-            batch = self._rows(what, page)
-            if not batch:
-                return rows
-            rows.extend(batch)
-
     # lifecycle
     def initialize(self) -> None:
         """Check URL, key and schema with two cheap requests; StoreError says what is wrong."""
         try:
-            self._execute("startup check", lambda: self.client.table("users").select("id").limit(1),
-                          idempotent=True)
-            version = self._execute("startup check", lambda: self.client.rpc("jelly_api_version"),
-                                    idempotent=True).data
-        except FAILURES as exc:
-            raise StoreError(f"cannot use Supabase at {self.url}: {self._describe(exc)}") from None
+            self._call("startup check", lambda: self.client.table("users").select("id").limit(1),
+                       idempotent=True)
+            version = self._call("startup check", lambda: self.client.rpc("jelly_api_version"),
+                                 idempotent=True).data
+        except StoreError as exc:
+            reason = getattr(exc, "reason", str(exc))
+            raise StoreError(f"cannot use Supabase at {self.url}: {reason}") from None
         if not isinstance(version, int) or version < API_VERSION:
             raise StoreError(f"the Supabase database has an older JellyChat schema: {MIGRATE_HINT}")
         if self.role not in ("service_role", None):
@@ -294,99 +262,14 @@ class SupabaseStore(Store):
     def ping(self) -> bool:
         """One request, no retries: a health check must answer within its own timeout."""
         try:
-            self._execute("ping", lambda: self.client.table("users").select("id").limit(1),
-                          idempotent=True, attempts=1)
-        except (*FAILURES, StoreError):
+            self._call("ping", lambda: self.client.table("users").select("id").limit(1),
+                       idempotent=True, attempts=1)
+        except StoreError:
             return False
         return True
 
-    # chat
-    def _fn(self, name, params, *, idempotent=True):
-        try:
-            return self._execute(name, lambda: self.client.rpc(name, params),
-                                 idempotent=idempotent).data
-        except HTTPStatusError as exc:
-            if exc.code.startswith("JL"):
-                raise self.function_error(exc.code, exc.text, exc.body.get("details")) from None
-            raise StoreError(f"Supabase {name} failed: {self._describe(exc)}") from exc
-        except FAILURES as exc:
-            raise StoreError(f"Supabase {name} failed: {self._describe(exc)}") from exc
-
-    def list_qa(self, limit, before: datetime | None = None) -> list[QA]:
-        def request():
-            query = self.client.table("qa").select(
-                "id,question,answer,application,created_at,sources,message_id")
-            if before is not None:
-                query = query.lt("created_at", before.isoformat())
-            return query.order("created_at", desc=True).order("id", desc=True).limit(limit)
-
-        return [
-            QA(r["id"], r["question"], r["answer"], r["application"], _when(r["created_at"]),
-               r["sources"], r.get("message_id"))
-            for r in self._rows("list_qa", request)
-        ]
-
-    def count_human_messages(self) -> int:
-        response = self._call(
-            "count_human_messages",
-            lambda: self.client.table("chat_messages")
-            .select("id", count=CountMethod.exact, head=True)
-            .eq("type", "human"),
-            idempotent=True,
-        )
-        return response.count or 0
-
-    # knowledge
-    def knowledge_bases(self) -> dict[str, KnowledgeBaseInfo]:
-        rows = self._call("knowledge_bases", lambda: self.client.rpc("jelly_knowledge_bases"),
-                          idempotent=True).data
-        bases: dict[str, KnowledgeBaseInfo] = {}
-        for row in rows:
-            kb = row["kb"]
-            info = bases.get(kb) or KnowledgeBaseInfo(kb, 0, 0)
-            spaces = info.embedders
-            if row["embedder"]:
-                spaces = (*spaces, EmbeddingSpace(row["embedder"], row["dimension"]))
-            bases[kb] = KnowledgeBaseInfo(
-                kb, info.documents + row["documents"], info.chunks + int(row["chunks"] or 0), spaces
-            )
-        return bases
-
-    def document_hashes(self, kb: str) -> dict[str, str]:
-        rows = self._all_rows(
-            "document_hashes",
-            lambda: self.client.table("kb_documents").select("id,source,content_hash").eq("kb", kb),
-        )
-        return {r["source"]: r["content_hash"] for r in rows}
-
-    def replace_document(self, kb, document, chunks, embeddings=None, embedder=None) -> None:
-        self.check_chunks(chunks, embeddings, embedder)
-        vectors = embeddings if embeddings is not None else [None] * len(chunks)
-        if embeddings is not None and embedder.dimension not in INDEXED_DIMENSIONS:
-            self._warn_unindexed(embedder.dimension)
-        params = {
-            "p_kb": kb,
-            "p_source": document.source,
-            "p_title": document.title,
-            "p_content_hash": document.content_hash,
-            "p_updated_at": document.updated_at.isoformat() if document.updated_at else None,
-            "p_embedder": embedder.name if embeddings is not None else None,
-            "p_dimension": embedder.dimension if embeddings is not None else None,
-            "p_chunks": [
-                {"content": c.content, "metadata": c.metadata, "embedding": _vector_text(v)}
-                for c, v in zip(chunks, vectors, strict=True)
-            ],
-        }
-        # idempotent: a repeated call leaves the same document and chunks
-        self._call("replace_document", lambda: self.client.rpc("jelly_replace_document", params),
-                   idempotent=True)
-
-    def delete_documents(self, kb: str, sources: list[str]) -> int:
-        if not sources:
-            return 0
-        params = {"p_kb": kb, "p_sources": list(sources)}
-        return self._call("delete_documents", lambda: self.client.rpc("jelly_delete_documents", params),
-                          idempotent=True).data
+    def _invoke(self, name, params):
+        return self._once(name, lambda: self.client.rpc(name, params)).data
 
     def search(self, kb, query, embedding=None, k=5) -> list[Chunk]:
         k = max(1, int(k))
@@ -399,21 +282,3 @@ class SupabaseStore(Store):
         rows = self._call("search", lambda: self.client.rpc(function, params), idempotent=True).data
         return [Chunk(content=r["content"], metadata=r["metadata"], id=r["id"], score=float(r["score"]))
                 for r in rows]
-
-    def _warn_unindexed(self, dimension: int) -> None:
-        if dimension in self._warned_dimensions:
-            return
-        self._warned_dimensions.add(dimension)
-        self.logger.warning(
-            "no HNSW index for %d-dimensional vectors in the Supabase project, vector search scans "
-            "every chunk; in the SQL editor: create index on kb_chunks using hnsw "
-            "((embedding::vector(%d)) vector_cosine_ops) where vector_dims(embedding) = %d",
-            dimension, dimension, dimension,
-        )
-
-
-def _vector_text(vector) -> str | None:
-    """pgvector's text form, '[0.1,0.2,...]' (what the Postgres store sends, digit for digit)."""
-    if vector is None:
-        return None
-    return "[" + ",".join(repr(float(x)) for x in vector) + "]"

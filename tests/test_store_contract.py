@@ -396,6 +396,40 @@ def case_knowledge_search(b: Backend):
     return [text, hybrid, only_vector]
 
 
+def case_knowledge_indexes_statistics_and_large_kbs(b: Backend):
+    """The first vectors of a new dimension make its HNSW index (on Supabase too);
+    ingest_finished refreshes the statistics; more documents than one PostgREST
+    answer holds (1000 rows) still come back whole; replacing is idempotent."""
+    store = b.store
+    five = EmbeddingSpace("five", 5)
+    document = KnowledgeDocument("five.md", "Five", "h5", datetime(2024, 1, 2, tzinfo=UTC))
+    chunks = [chunk("Five dimensions, first.", "five.md", "Five"),
+              chunk("Five dimensions, second.", "five.md", "Five")]
+    for _ in range(2):  # the same call twice leaves the same rows
+        store.replace_document(KB, document, chunks, [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0]], five)
+    assert b.execute("select count(*) from kb_chunks where vector_dims(embedding) = 5")[0][0] == 2
+    index = b.execute("select indexdef from pg_indexes where indexname = 'kb_chunks_embedding_5_idx'")
+    assert len(index) == 1 and "hnsw" in index[0][0] and "vector(5)" in index[0][0]
+    hit = store.search(KB, "zebra", embedding=[0, 1, 0, 0, 0], k=1)
+    assert [c.content for c in hit] == ["Five dimensions, second."]
+    assert store.knowledge_bases()[KB].embedders == (five,)
+    analyzed = "select analyze_count from pg_stat_user_tables where relname = 'kb_chunks'"
+    before = b.execute(analyzed)[0][0]
+    store.ingest_finished(KB)
+    b.execute("select pg_stat_clear_snapshot()")
+    assert b.execute(analyzed)[0][0] > before
+    b.execute("insert into kb_documents (kb, source, title, content_hash)"
+              " select %s, 'page-' || n || '.md', 'Page', 'hash-' || n"
+              " from generate_series(1, 1200) n", (KB,))
+    hashes = store.document_hashes(KB)
+    assert len(hashes) == 1201 and hashes["page-1200.md"] == "hash-1200"
+    pages = [f"page-{n}.md" for n in range(1, 1101)]
+    assert store.delete_documents(KB, [*pages, "page-1.md", "five.md"]) == 1101
+    assert store.document_hashes(KB) == {f"page-{n}.md": f"hash-{n}" for n in range(1101, 1201)}
+    assert b.execute("select count(*) from kb_chunks")[0][0] == 0
+    return [sorted(store.knowledge_bases().items()), index[0][0]]
+
+
 def case_feedback(b: Backend):
     """A user rates their own answers only; null withdraws; ratings show in the
     transcript and the Q&A list; the summary counts per application and day."""
@@ -508,7 +542,8 @@ CASES = [case_run_stores_question_tools_answer_and_title, case_runs_of_a_convers
          case_multitask_reject_interrupt_and_stop, case_conversations,
          case_recovery_answers_questions_of_dead_processes, case_finish_is_atomic,
          case_qa_newest_first_with_paging, case_counts, case_history_longer_than_one_page,
-         case_knowledge_documents, case_knowledge_search, case_tool_rows_of_the_pre_run_format,
+         case_knowledge_documents, case_knowledge_search,
+         case_knowledge_indexes_statistics_and_large_kbs, case_tool_rows_of_the_pre_run_format,
          case_feedback, case_history_pages_back_and_reads_create_nothing,
          case_active_runs_per_user_capped_by_the_database]
 CASE_IDS = [c.__name__.removeprefix("case_") for c in CASES]
@@ -563,3 +598,40 @@ def test_after_a_burst_requests_alone_get_the_connection_returned_last(pg_store)
         with pg_store._connection() as conn:
             alone.append(backend(conn))
     assert alone == [held[0]] * 6
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_vectors_beyond_the_hnsw_limit_are_stored_with_one_warning(both, backend, caplog):
+    store = both[backend].store
+    wide = EmbeddingSpace("wide", 2001)  # pgvector's HNSW indexes stop at 2000 dimensions
+    for n in range(2):
+        store.replace_document("wide", KnowledgeDocument(f"w{n}.md", "W", "h"),
+                               [Chunk(f"wide {n}", {"kb": "wide"})], [[1.0] + [0.0] * 2000], wide)
+    assert store.knowledge_bases()["wide"].chunks == 2
+    assert both[backend].execute(
+        "select count(*) from pg_indexes where indexname = 'kb_chunks_embedding_2001_idx'") == [(0,)]
+    warnings = [r for r in caplog.records if "no HNSW index for 2001-dimensional" in r.message]
+    assert len(warnings) == 1, caplog.text  # once per store, not per document
+
+
+def test_one_retry_policy_repeats_only_what_may_run_twice(pg_store, caplog):
+    """A connection the database dropped (a restart): an idempotent call goes again on a
+    checked connection; a write that may have run is reported, not repeated. (The
+    Supabase side: test_supabase_backend.test_writes_are_repeated_only_when_they_cannot_have_run.)"""
+    def drop_connections():
+        with pg_store._connection():  # at least one pooled connection exists to be dropped
+            pass
+        with psycopg.connect(pg_store.dsn, autocommit=True) as admin:
+            admin.execute("select pg_terminate_backend(pid) from pg_stat_activity"
+                          " where datname = current_database() and pid <> pg_backend_pid()"
+                          " and backend_type = 'client backend'")
+
+    drop_connections()
+    caplog.set_level("WARNING", logger="jellychat.storage")
+    assert pg_store.count_human_messages() >= 0  # idempotent: tried again, answered
+    assert "jelly_count_human_messages failed" in caplog.text and "retrying" in caplog.text
+    drop_connections()
+    with pytest.raises(StoreError) as failed:
+        pg_store.create_conversation("retry-policy", GREETING)  # not idempotent
+    assert "jelly_create_conversation failed" in str(failed.value)
+    assert pg_store.list_conversations("retry-policy") == []

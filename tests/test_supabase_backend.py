@@ -169,11 +169,14 @@ def test_anon_key_reads_no_chats_under_row_level_security(migrated_dsn, server, 
     server.key = ANON_KEY  # the gateway now expects the anon key
     anon = SupabaseStore(server.url, ANON_KEY, allow_anon=True, backoff=0.01)
     try:
-        assert anon.list_qa(10) == []
-        assert anon.count_human_messages() == 0
-        with pytest.raises(StoreError) as denied:
-            anon.get_conversation("rls-victim")
-        assert "permission denied" in str(denied.value)
+        for table in ("qa", "chat_messages", "kb_chunks"):  # the tables: RLS shows nothing
+            assert anon._call("read", lambda t=table: anon.client.table(t).select("*"),
+                              idempotent=True).data == []
+        for read in (lambda: anon.list_qa(10), anon.count_human_messages, anon.knowledge_bases,
+                     lambda: anon.get_conversation("rls-victim")):  # the functions: not callable
+            with pytest.raises(StoreError) as denied:
+                read()
+            assert "permission denied" in str(denied.value)
         with pytest.raises(StoreError) as denied:
             anon.create_run("rls-intruder", "hello", None, None, "enqueue", "x:1:y")
         assert "permission denied" in str(denied.value)
@@ -300,10 +303,10 @@ def test_transient_errors_are_retried(server, store, caplog):
     caplog.set_level(logging.WARNING, logger="jellychat.storage")
     server.fail_next(2, 503)
     assert store.count_human_messages() >= 0
-    assert requests_to(server, "/chat_messages") == 3
+    assert requests_to(server, "/jelly_count_human_messages") == 3
     server.fail_next(1, 0)  # connection dropped without an answer
     assert store.list_qa(1) is not None
-    assert requests_to(server, "/qa") == 2
+    assert requests_to(server, "/jelly_list_qa") == 2
     assert "retrying" in caplog.text and SERVICE_KEY not in caplog.text
 
 
@@ -313,7 +316,7 @@ def test_retries_are_bounded(server, store, caplog):
     with pytest.raises(StoreError) as failed:
         store.count_human_messages()
     assert time.monotonic() - started < 5
-    assert requests_to(server, "/chat_messages") == 3  # attempts=3, then the error
+    assert requests_to(server, "/jelly_count_human_messages") == 3  # attempts=3, then the error
     assert "HTTP 502" in str(failed.value) and SERVICE_KEY not in str(failed.value) + caplog.text
 
 

@@ -1,16 +1,16 @@
 """A PostgREST-compatible HTTP server for tests, backed by a real PostgreSQL.
 
-It answers the requests supabase-py (postgrest-py) sends under `/rest/v1/`:
+It answers what the Supabase store sends (every stored thing is a SQL
+function) and what the tests send to show row level security at work, under
+`/rest/v1/`:
 
-- `GET`/`HEAD /<table>?select=a,b&col=op.value&order=col.desc.nullslast&limit=&offset=`
-  with filters eq, neq, gt, gte, lt, lte, like, ilike, in, is, cs, cd, fts/plfts/phfts/wfts,
-  each optionally negated with `not.`; `Prefer: count=exact` answers with `Content-Range`;
-- `POST /<table>` insert of one object or an array (`columns=` honoured), upsert with
-  `Prefer: resolution=merge-duplicates|ignore-duplicates` and `on_conflict=`,
-  `Prefer: return=representation|minimal`;
-- `PATCH` and `DELETE /<table>?filters` (a filter is required, as Supabase's
-  pg_safeupdate demands);
-- `POST`/`GET /rpc/<function>` with named arguments, typed from the catalog.
+- `POST`/`GET /rpc/<function>` with named arguments, typed from the catalog
+  (scalar, void and set-returning functions; `select=` and `limit=` on sets);
+- `GET /<table>?select=a,b&limit=` (the store's startup check and ping);
+- `POST /<table>` insert of one object or an array, `Prefer: return=representation|minimal`.
+
+Anything else (filters, ordering, counts, upserts, PATCH, DELETE) is answered
+400 PGRST100, so a store that starts to need it fails loudly here.
 
 Every request runs as one transaction of parameterized SQL: identifiers are
 checked against the catalog and quoted with `psycopg.sql`, values are always
@@ -42,13 +42,7 @@ from psycopg_pool import ConnectionPool
 from storage.supabase import key_role
 
 REST_PREFIX = "/rest/v1/"
-RESERVED_PARAMS = {"select", "order", "limit", "offset", "columns", "on_conflict"}
-COMPARISONS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=",
-               "like": "like", "ilike": "ilike", "cs": "@>", "cd": "<@"}
-IS_VALUES = {"null": "null", "not_null": "not null", "true": "true", "false": "false",
-             "unknown": "unknown"}
-FTS_FUNCTIONS = {"fts": "to_tsquery", "plfts": "plainto_tsquery", "phfts": "phraseto_tsquery",
-                 "wfts": "websearch_to_tsquery"}
+RESERVED_PARAMS = {"select", "limit"}
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -263,17 +257,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._serve("GET")
 
-    def do_HEAD(self) -> None:
-        self._serve("HEAD")
-
     def do_POST(self) -> None:
         self._serve("POST")
-
-    def do_PATCH(self) -> None:
-        self._serve("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
 
     # plumbing
     def _send(self, status: int, body: bytes | None = None, headers: dict | None = None,
@@ -283,10 +268,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         if body is not None and status != 204:
             self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", "0" if body is None or self.command == "HEAD"
-                         else str(len(body)))
+        self.send_header("Content-Length", "0" if body is None else str(len(body)))
         self.end_headers()
-        if body is not None and self.command != "HEAD" and status != 204:
+        if body is not None and status != 204:
             self.wfile.write(body)
 
     def _send_error(self, error: ApiError) -> None:
@@ -312,8 +296,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(ApiError(401, "", "Invalid API key",
                                       hint="Double check your Supabase `anon` or `service_role` API key."))
             return
-        profile = self.headers.get("Content-Profile" if method in ("POST", "PATCH", "DELETE")
-                                   else "Accept-Profile", self.api.schema)
+        profile = self.headers.get("Content-Profile" if method == "POST" else "Accept-Profile",
+                                   self.api.schema)
         if profile != self.api.schema:
             self._send_error(ApiError(406, "PGRST106", f"Invalid schema: {profile}",
                                       hint=f"Only the following schemas are exposed: {self.api.schema}"))
@@ -395,66 +379,11 @@ class _Request:
             items.append(sql.SQL("{} as {}").format(sql.Identifier("_s", column), sql.Identifier(alias)))
         return sql.SQL(", ").join(items)
 
-    def filters(self, columns: list[str], where: str, qualifier: str) -> tuple[list, list]:
-        clauses, args = [], []
-        for key, value in self.params:
-            if key in RESERVED_PARAMS:
-                continue
-            if key in ("or", "and") or "." in key:
-                raise ApiError(400, "PGRST100", f"the test server does not support {key!r} filters")
-            column = sql.Identifier(qualifier, self.check_column(key, columns, where))
-            negate = value.startswith("not.")
-            if negate:
-                value = value[4:]
-            op, _, operand = value.partition(".")
-            fts = re.fullmatch(r"(fts|plfts|phfts|wfts)(?:\((\w+)\))?", op)
-            if op in COMPARISONS:
-                if op in ("like", "ilike"):
-                    operand = operand.replace("*", "%")
-                clause = sql.SQL("{} " + COMPARISONS[op] + " %s").format(column)
-                args.append(operand)
-            elif op == "is":
-                if operand.lower() not in IS_VALUES:
-                    raise ApiError(400, "PGRST100", f"unknown is value {operand!r}")
-                clause = sql.SQL("{} is " + IS_VALUES[operand.lower()]).format(column)
-            elif op == "in":
-                if not (operand.startswith("(") and operand.endswith(")")):
-                    raise ApiError(400, "PGRST100", f"'in' needs a parenthesized list, not {operand!r}")
-                items = split_list(operand[1:-1]) if operand[1:-1] else []
-                if items:
-                    clause = sql.SQL("{} in ({})").format(
-                        column, sql.SQL(", ").join(sql.Placeholder() * len(items)))
-                    args.extend(items)
-                else:
-                    clause = sql.SQL("false")
-            elif fts:
-                function = sql.SQL(FTS_FUNCTIONS[fts.group(1)])
-                if fts.group(2):
-                    clause = sql.SQL("{} @@ {}(%s::regconfig, %s)").format(column, function)
-                    args.extend([fts.group(2), operand])
-                else:
-                    clause = sql.SQL("{} @@ {}(%s)").format(column, function)
-                    args.append(operand)
-            else:
-                raise ApiError(400, "PGRST100", f"unknown operator {op!r}")
-            clauses.append(sql.SQL("not ({})").format(clause) if negate else clause)
-        return clauses, args
-
-    def order_by(self, columns: list[str], where: str) -> sql.Composable:
-        text = self.param("order")
-        if not text:
-            return sql.SQL("")
-        terms = []
-        for term in split_list(text):
-            column, *modifiers = term.split(".")
-            column = sql.Identifier("_s", self.check_column(column, columns, where))
-            words = []
-            for modifier in modifiers:
-                if modifier not in ("asc", "desc", "nullsfirst", "nullslast"):
-                    raise ApiError(400, "PGRST100", f"unknown order modifier {modifier!r}")
-                words.append({"nullsfirst": "nulls first", "nullslast": "nulls last"}.get(modifier, modifier))
-            terms.append(sql.SQL(" ").join([column, *map(sql.SQL, words)]))
-        return sql.SQL(" order by ") + sql.SQL(", ").join(terms)
+    def no_filters(self) -> None:
+        for key, _ in self.params:
+            if key not in RESERVED_PARAMS:
+                raise ApiError(400, "PGRST100", f"the test server does not support {key!r}"
+                               " (the store calls SQL functions)")
 
     def int_param(self, name: str) -> int | None:
         value = self.param(name)
@@ -463,14 +392,6 @@ class _Request:
         if not value.isdigit():
             raise ApiError(400, "PGRST100", f"{name} must be a non-negative integer")
         return int(value)
-
-    def where(self, clauses) -> sql.Composable:
-        if not clauses:
-            return sql.SQL("")
-        return sql.SQL(" where ") + sql.SQL(" and ").join(clauses)
-
-    def returning(self) -> str:
-        return self.prefer.get("return", "minimal")
 
     # dispatch
     def run(self):
@@ -483,131 +404,60 @@ class _Request:
                 return self.rpc(conn, self.path[4:])
             if not NAME.match(self.path):
                 raise ApiError(404, "PGRST125", f"Invalid path specified in request URL: {self.path}")
-            if self.method in ("GET", "HEAD"):
+            if self.method == "GET":
                 return self.read(conn, self.path)
-            if self.method == "POST":
-                return self.insert(conn, self.path)
-            if self.method == "PATCH":
-                return self.update(conn, self.path)
-            return self.delete(conn, self.path)
+            return self.insert(conn, self.path)
 
     def render(self, conn, source: sql.Composable, args: list, columns: list[str], where: str):
-        """Select from `source` (a relation or subquery aliased _s) with the read params."""
-        clauses, filter_args = self.filters(columns, where, "_s")
+        """Select from `source` (a relation or subquery aliased _s) with `select` and `limit`."""
+        self.no_filters()
         selection = self.select_list(columns, where)
-        limit, offset = self.int_param("limit"), self.int_param("offset") or 0
+        limit = self.int_param("limit")
         if self.api.max_rows is not None:
             limit = self.api.max_rows if limit is None else min(limit, self.api.max_rows)
-        rows_sql = sql.SQL("select {} from {} _s{}{}").format(
-            selection, source, self.where(clauses), self.order_by(columns, where))
-        page_args = []
+        rows_sql = sql.SQL("select {} from {} _s").format(selection, source)
         if limit is not None:
             rows_sql += sql.SQL(" limit %s")
-            page_args.append(limit)
-        if offset:
-            rows_sql += sql.SQL(" offset %s")
-            page_args.append(offset)
+            args = [*args, limit]
         body, returned = conn.execute(
             sql.SQL("select coalesce(json_agg(_t), '[]')::text, count(*) from ({}) _t").format(rows_sql),
-            [*args, *filter_args, *page_args],
+            args,
         ).fetchone()
-        headers = {}
-        total = "*"
-        if self.prefer.get("count") in ("exact", "planned", "estimated"):
-            total = conn.execute(
-                sql.SQL("select count(*) from {} _s{}").format(source, self.where(clauses)),
-                [*args, *filter_args],
-            ).fetchone()[0]
-        headers["Content-Range"] = (f"{offset}-{offset + returned - 1}/{total}" if returned
-                                    else f"*/{total}")
-        return body.encode(), headers
+        return body.encode(), {"Content-Range": f"0-{returned - 1}/*" if returned else "*/*"}
 
     def read(self, conn, table: str):
         columns = self.api.catalog.columns(table)
         body, headers = self.render(conn, self.table_ident(table), [], columns, table)
         return 200, body, headers
 
-    def _write(self, conn, table: str, statement: sql.Composable, args: list, status: int):
-        """Run a data-modifying statement (aliased as _w, `returning *`) and answer."""
-        columns = self.api.catalog.columns(table)
-        source = sql.SQL("(select * from _w)")
-        query = sql.SQL("with _w as ({}) select coalesce(json_agg(_t), '[]')::text, count(*) from ({}) _t")
-        selection = self.select_list(columns, table)
-        body, count = conn.execute(
-            query.format(statement, sql.SQL("select {} from {} _s").format(selection, source)), args,
-        ).fetchone()
-        headers = {"Content-Range": f"0-{count - 1}/{count}" if count else "*/0"}
-        if self.prefer.get("count") not in ("exact", "planned", "estimated"):
-            headers["Content-Range"] = headers["Content-Range"].split("/")[0] + "/*"
-        if self.returning() == "representation":
-            return status, body.encode(), headers
-        return 204 if status == 200 else status, None, headers
-
     def insert(self, conn, table: str):
+        self.no_filters()
         columns = self.api.catalog.columns(table)
         rows = self.body if isinstance(self.body, list) else [self.body]
         if not rows or not all(isinstance(r, dict) for r in rows):
             raise ApiError(400, "PGRST102", "the body must be an object or an array of objects")
-        if self.prefer.get("missing") == "default":
-            raise ApiError(400, "PGRST100", "the test server does not support Prefer: missing=default")
-        if self.param("columns"):
-            names = split_list(self.param("columns"))
-        else:
-            names = list(dict.fromkeys(k for r in rows for k in r))
-        names = [self.check_column(n, columns, table) for n in names]
+        if "resolution" in self.prefer or "missing" in self.prefer:
+            raise ApiError(400, "PGRST100", "the test server does not support upserts or defaults")
+        names = [self.check_column(n, columns, table) for n in dict.fromkeys(k for r in rows for k in r)]
         target = sql.SQL(", ").join(map(sql.Identifier, names))
         statement = sql.SQL(
             "insert into {table} as _tbl ({target}) select {target} from"
-            " json_populate_recordset(null::{table}, %s::json) _r"
+            " json_populate_recordset(null::{table}, %s::json) _r returning _tbl.*"
         ).format(table=self.table_ident(table), target=target)
-        resolution = self.prefer.get("resolution")
-        if resolution:
-            conflict = self.param("on_conflict")
-            keys = split_list(conflict) if conflict else self.api.catalog.primary_keys.get(table, [])
-            keys = [self.check_column(k, columns, table) for k in keys]
-            if not keys:
-                raise ApiError(400, "PGRST100", f"{table} has no primary key for an upsert")
-            statement += sql.SQL(" on conflict ({})").format(sql.SQL(", ").join(map(sql.Identifier, keys)))
-            if resolution == "ignore-duplicates":
-                statement += sql.SQL(" do nothing")
-            else:
-                statement += sql.SQL(" do update set {}").format(sql.SQL(", ").join(
-                    sql.SQL("{} = excluded.{}").format(sql.Identifier(n), sql.Identifier(n)) for n in names))
-        statement += sql.SQL(" returning _tbl.*")
-        return self._write(conn, table, statement, [json.dumps(rows)], 201)
-
-    def update(self, conn, table: str):
-        columns = self.api.catalog.columns(table)
-        if not isinstance(self.body, dict) or not self.body:
-            raise ApiError(400, "PGRST102", "the body must be a non-empty object")
-        clauses, args = self.filters(columns, table, "_tbl")
-        if not clauses:
-            raise ApiError(400, "21000", "UPDATE requires a WHERE clause")
-        names = [self.check_column(n, columns, table) for n in self.body]
-        statement = sql.SQL(
-            "update {table} as _tbl set {sets} from json_populate_record(null::{table}, %s::json) _r{where}"
-            " returning _tbl.*"
-        ).format(
-            table=self.table_ident(table),
-            sets=sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(n), sql.Identifier("_r", n))
-                                    for n in names),
-            where=self.where(clauses),
-        )
-        return self._write(conn, table, statement, [json.dumps(self.body), *args], 200)
-
-    def delete(self, conn, table: str):
-        columns = self.api.catalog.columns(table)
-        clauses, args = self.filters(columns, table, "_tbl")
-        if not clauses:
-            raise ApiError(400, "21000", "DELETE requires a WHERE clause")
-        statement = sql.SQL("delete from {} as _tbl{} returning _tbl.*").format(
-            self.table_ident(table), self.where(clauses))
-        return self._write(conn, table, statement, args, 200)
+        body, count = conn.execute(
+            sql.SQL("with _w as ({}) select coalesce(json_agg(_t), '[]')::text, count(*) from"
+                    " (select {} from _w _s) _t").format(statement, self.select_list(columns, table)),
+            [json.dumps(rows)],
+        ).fetchone()
+        headers = {"Content-Range": f"0-{count - 1}/*" if count else "*/*"}
+        if self.prefer.get("return") == "representation":
+            return 201, body.encode(), headers
+        return 201, None, headers
 
     def rpc(self, conn, name: str):
         if not NAME.match(name):
             raise ApiError(404, "PGRST202", f"Could not find the function {name}")
-        if self.method in ("GET", "HEAD"):
+        if self.method == "GET":
             arguments = {k: v for k, v in self.params if k not in RESERVED_PARAMS}
             self.params = [(k, v) for k, v in self.params if k in RESERVED_PARAMS]
         elif self.method == "POST":
@@ -636,7 +486,7 @@ class _Request:
                 body = json.dumps(rows[0] if rows else None).encode()
             return 200, body, headers
         for key, _ in self.params:
-            if key not in ("select",):
+            if key != "select":
                 raise ApiError(400, "PGRST100", "a scalar function result cannot be filtered")
         if function["rettype"] == "void":
             conn.execute(sql.SQL("select {} from {}").format(call, args_source), args)
