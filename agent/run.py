@@ -108,6 +108,11 @@ class Run:
         self.finished = False  # its outcome was stored, or handed to `Chat.retry_unfinished`
 
     @property
+    def deadline(self) -> float | None:
+        """time.monotonic() when the run times out (None before it began)."""
+        return self.cancel.deadline
+
+    @property
     def run(self) -> Run:
         """The run itself (callers written for the former `StartedRun.run`)."""
         return self
@@ -137,7 +142,8 @@ class Run:
     def _live(self) -> dict:
         if not self.begin():
             # stopped while it waited behind another run: nothing was asked yet
-            return self.emit_final(self.finish("stopped"), "stopped")
+            self.status = "stopped"
+            return self.emit_final(self.finish("stopped"))
         self.emit(ev.RUN_STARTED, {"run_id": self.run_id, "conversation_id": self.conversation_id,
                                    "message_id": self.begun["message_id"]})
         self.cancel.start_deadline(self.chat.turn_timeout)
@@ -154,7 +160,7 @@ class Run:
             input_tokens=result.input_tokens, output_tokens=result.output_tokens,
             error=self.error, title=None if titled else titles.title_from(self.data.message),
         )
-        final = self.emit_final(outcome, self.status)
+        final = self.emit_final(outcome)
         if not titled and self.chat.title_writer is not None and self.status == "succeeded":
             titles.better_title(self.chat.title_writer, self.chat.store, self.conversation_id,
                                 self.data.message, result.answer)
@@ -343,7 +349,7 @@ class Run:
         return {}
 
     # 6. ---------------------------------------------------------------- final
-    def emit_final(self, outcome: dict, status: str) -> dict:
+    def emit_final(self, outcome: dict) -> dict:
         """The final_message: the answer as streamed, and where it was stored."""
         result = self.result
         payload = {
@@ -353,7 +359,7 @@ class Run:
             "run_id": self.run_id,
             "conversation_id": self.conversation_id,
             "message_id": (outcome or {}).get("message_id"),
-            "status": status,
+            "status": self.status,
             "usage": result.usage,
             "tool_calls": [{k: v for k, v in call.items() if k != "sentence"}
                            for call in result.tool_calls],
