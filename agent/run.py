@@ -29,12 +29,16 @@ context variable `current_run`; the chat models (agent/models.py,
 agent/offline.py) find it in their `_generate` and read their reply chunk by
 chunk into `RunSteps.model_step`, which hands each chunk's text to
 `TokenStream.text` below, attaches the reading thread to the cancel handle and
-stops at the answer cap. LangGraph's public token streaming costs more CPU:
-measured in-process on a 50-token answer (issue 31), `stream_mode=["updates",
-"messages"]` added about 3.5 ms a turn (LangChain callbacks on every runnable,
-a message merged per chunk, the model step on a pool thread feeding a queue),
-and a `get_stream_writer` writer (`stream_mode="custom"`) about 2.5 ms, against
-a budget of 1 ms.
+stops at the answer cap. LangGraph's public token streaming costs more CPU than
+the 1 ms a turn it was allowed (issue 31). In-process, 50 tokens
+(`python -m bench.token_path`, loaded machine): `stream_mode=["updates",
+"messages"]` +1.7 to +4.6 ms a turn (LangChain callbacks on every runnable, a
+message merged per chunk), a `get_stream_writer` writer (`stream_mode="custom"`)
++0.7 to +2.5 ms. In the server, side by side with A (`python -m bench.relay
+--project-root` a copy whose tokens went through `get_stream_writer`): +10.7 ms
+per streamed turn (37.8 against 27.1 ms) and +4.4 ms per 5-token turn, because
+with "custom" or "messages" LangGraph runs every step on a pool thread and
+hands each token back through a queue (a switch of green threads per token).
 
 Where stop and the deadline act: the run's `CancelHandle` (agent/cancel.py)
 interrupts whatever the run waits on (the model's HTTP stream, a tool, a retry
@@ -226,8 +230,8 @@ class Run:
         calls: dict[str, tuple] = {}  # call id -> (its record in result.tool_calls, start)
         steps = current_run.set(RunSteps(cancel, tokens.text, max_chars=agent.max_answer_chars,
                                           max_retries=agent.max_retries, marks=result.marks))
-        # "updates" only: with "messages", LangGraph runs each model step on a thread-pool
-        # worker and hands every chunk back through a queue (and costs ~3.5 ms a turn)
+        # "updates" only: with "messages" or "custom", LangGraph runs each step on a pool
+        # thread and hands every token back through a queue (measured above: too costly)
         stream = agent.graph.stream({"messages": messages},
                                     {"recursion_limit": agent.recursion_limit},
                                     stream_mode="updates")
