@@ -1,6 +1,6 @@
 """What the model and tool steps of the current run report to, without callbacks.
 
-`ChatAgent.run` puts a `RunSteps` in a context variable; the agent's chat
+`Run` (agent/run.py) puts a `RunSteps` in a context variable; the agent's chat
 model (agent/models.py, agent/offline.py) and the `ToolSteps` middleware find
 it there. A model step streams its reply straight into the run: tokens out,
 the cancel handle attached to the green thread that reads the HTTP stream, a

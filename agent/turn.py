@@ -1,9 +1,11 @@
-"""The one path of a chat turn, shared by every transport: a run in a conversation.
+"""Starting runs, the one path of a chat turn that every transport shares.
 
-validate -> create the run (pending; multitask rule) -> wait for its turn ->
-store the question, load memory -> run_started -> agent (events; deadline and
-stop enforced wherever it waits) -> store answer, tool calls, Q&A, status in
-one transaction -> final_message.
+validate -> admit (rate limits, proof of work) -> create the run in the database
+(pending; the MULTITASK rule; begun at once when its conversation is idle) ->
+register it. The run then lives its own life in agent/run.py, which reads top
+to bottom: wait for its turn, run_started, the agent, store the outcome,
+final_message. Here too: the registry of the runs this process serves, and
+stop, recovery and the outcomes kept during a database outage.
 """
 
 from __future__ import annotations
@@ -14,29 +16,23 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
-
-from langchain_core.messages import AIMessage, HumanMessage
+from dataclasses import dataclass
 
 from agent import events as ev
-from agent.cancel import CancelHandle, RunCancelled
-from agent.offline import tokens_of
+from agent import references
 from agent.persona import APOLOGY, GREETING
-from agent.retry import describe
-from agent.runner import AgentResult, ChatAgent
-from agent.text import UNSTORABLE, storable
-from logs import bind_run_id
-from metrics import FIRST_TOKEN_SECONDS, TURN_PHASE_SECONDS, TURN_SECONDS, TURNS
+from agent.run import PHASES, Run, observe_first_token  # noqa: F401 - re-exported
+from agent.runner import ChatAgent
+from agent.text import UNSTORABLE
+from agent.titles import MAX_TITLE_CHARS, title_from  # noqa: F401 - re-exported
 from storage.base import NotFound, StoreError
 
 log = logging.getLogger("jellychat.turn")
 
 MAX_TOKEN_CHARS = 200
 MAX_APPLICATION_CHARS = 100
-MAX_TITLE_CHARS = 80
-QUEUE_POLL = (0.02, 0.25)  # first and longest wait between checks while queued
-FINISH_RETRIES = (0.2,)  # pauses before storing a run's outcome again, seconds (then the watcher)
-CUT_NOTE = "\n\n[The answer was cut here: it reached the length limit.]"
+
+StartedRun = Run  # the former name of what `Chat.start` returns, for the transports
 
 
 class InvalidInput(ValueError):
@@ -109,57 +105,17 @@ def validate(user_token, message, application, max_message_chars: int,
     return TurnInput(token, text, app_name, conversation)
 
 
-def to_langchain(memory: list[dict]) -> list:
-    """Stored human/jelly messages as LangChain messages."""
-    mapped = []
-    for m in memory:
-        if m["type"] == "human":
-            mapped.append(HumanMessage(m["content"]))
-        elif m["type"] == "jelly":
-            mapped.append(AIMessage(m["content"]))
-    return mapped
-
-
-def title_from(question: str) -> str:
-    """A first title: the question's opening words."""
-    words = " ".join(question.split())
-    if len(words) <= 60:
-        return words
-    return words[:59].rsplit(" ", 1)[0] + "…"
-
-
-@dataclass
-class ActiveRun:
-    run_id: str
-    user_token: str
-    conversation_id: str
-    origin: str | None
-    cancel: CancelHandle
-    finished: bool = False  # its outcome was stored, or handed to `retry_unfinished`
-
-
-@dataclass
-class StartedRun:
-    """A run created and registered by `Chat.start`, waiting for `Chat.serve`."""
-
-    run: ActiveRun
-    data: TurnInput
-    begun: dict | None = None  # begin_run's answer when the run began as it was created
-    # monotonic times: the request came in, passed the limits, its run was stored
-    marks: dict[str, float] = field(default_factory=dict)
-
-
 class RunRegistry:
     """The runs this process is serving, by id: what stop, disconnect and
     shutdown act on. Stops asked of another process reach it through the
     database (`stop_requested`), which `poll_stops` reads."""
 
     def __init__(self) -> None:
-        self._runs: dict[str, ActiveRun] = {}
+        self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
-    def add(self, run: ActiveRun) -> None:
+    def add(self, run: Run) -> None:
         with self._lock:
             self._runs[run.run_id] = run
 
@@ -167,7 +123,7 @@ class RunRegistry:
         with self._lock:
             self._runs.pop(run_id, None)
 
-    def get(self, run_id: str) -> ActiveRun | None:
+    def get(self, run_id: str) -> Run | None:
         return self._runs.get(run_id)
 
     def __len__(self) -> int:
@@ -176,10 +132,10 @@ class RunRegistry:
     def ids(self) -> list[str]:
         return list(self._runs)
 
-    def of_origin(self, origin: str) -> list[ActiveRun]:
+    def of_origin(self, origin: str) -> list[Run]:
         return [r for r in list(self._runs.values()) if r.origin == origin]
 
-    def of_conversation(self, conversation_id: str) -> list[ActiveRun]:
+    def of_conversation(self, conversation_id: str) -> list[Run]:
         return [r for r in list(self._runs.values()) if r.conversation_id == conversation_id]
 
     def cancel(self, run_ids, reason: str = "stopped") -> int:
@@ -235,9 +191,9 @@ class Chat:
 
     def start(self, user_token, message, application, *, conversation_id=None,
               origin: str | None = None, client_address: str | None = None,
-              proof=None) -> StartedRun:
-        """The part of a turn that can refuse it: validate and create the run (begun at
-        once, its question stored, when its conversation is idle).
+              proof=None) -> Run:
+        """The part of a turn that can refuse it: validate, admit and create the run (begun
+        at once, its question stored, when its conversation is idle), registered here.
 
         A transport that must answer refusals before it streams (SSE: a 4xx
         status) calls this first and then `serve`; `turn` does both.
@@ -255,152 +211,34 @@ class Chat:
             self.turn_timeout,
         )
         marks = {"received": received, "admitted": admitted, "stored": time.monotonic()}
-        run = ActiveRun(ticket["run_id"], data.user_token, ticket["conversation_id"], origin,
-                        CancelHandle())
+        run = Run(self, ticket, data, origin=origin, marks=marks)
         self.registry.add(run)
         if self.multitask == "interrupt":
             others = [r.run_id for r in self.registry.of_conversation(run.conversation_id)
                       if r.run_id != run.run_id]
             self.registry.cancel(others, "stopped")
-        return StartedRun(run, data, ticket if ticket.get("ready") else None, marks)
+        return run
 
-    def serve(self, started: StartedRun, sink: ev.EventSink) -> dict:
-        """Serve a started run to its end; returns the final_message payload."""
-        run = started.run
-        try:
-            with bind_run_id(run.run_id):
-                try:
-                    return self._serve(run, started.data, sink, started.begun, started.marks)
-                except Exception as exc:
-                    if not run.finished:
-                        # the database (or a bug) failed before the outcome was stored: close
-                        # the run so its question, if stored, is answered and its
-                        # conversation moves on
-                        log.error("run %s failed before it ended: %s", run.run_id, _reason(exc))
-                        self._finish_or_keep(run, "failed", question=started.data.message,
-                                             answer=APOLOGY,
-                                             error="the chat storage failed during the run",
-                                             raise_error=False, retries=())
-                    raise
-        finally:
-            run.cancel.close()
-            self.registry.remove(run.run_id)
+    def serve(self, started: Run, sink: ev.EventSink) -> dict:
+        """Serve a started run to its end (agent/run.py); returns the final_message payload."""
+        return started.serve(sink)
 
     def references(self, user_token, message, application, sink: ev.EventSink, *,
                    client_address: str | None = None) -> dict:
-        """A references-only answer: the knowledge sources for the question, no model
-        call and nothing stored. Same validation, rate limits and final_message as a
-        run (no proof of work: it opens no conversation)."""
+        """A references-only answer (agent/references.py): the knowledge sources for the
+        question, no model call and nothing stored. Same validation, rate limits and
+        final_message as a run (no proof of work: it opens no conversation)."""
         data = validate(user_token, message, application, self.max_message_chars)
         if self.limits is not None:
             self.limits.admit(data.user_token, client_address, None, check_pow=False)
-        sources = []
-        kb = self.retriever.first_available(self.reference_kbs) if self.retriever else None
-        if kb is not None:
-            for chunk in self.retriever.search(kb, data.message, self.reference_k):
-                if self.reference_filter is None or self.reference_filter(data.message, chunk):
-                    sources.append({"title": chunk.title, "url": chunk.url,
-                                    "snippet": chunk.snippet(), "score": round(chunk.score, 6)})
-        payload = {"message": "", "sources": sources, "run_id": None, "conversation_id": None,
-                   "message_id": None, "status": "succeeded", "usage": None, "tool_calls": [],
-                   "references_only": True}
-        sink.emit(ev.FINAL, payload)
-        return payload
+        sources = references.find_sources(data.message, self.retriever, self.reference_kbs,
+                                          self.reference_k, self.reference_filter)
+        return references.answer(sources, sink)
 
-    def _serve(self, run: ActiveRun, data: TurnInput, sink: ev.EventSink, begun: dict | None,
-               marks: dict[str, float]) -> dict:
-        if begun is None:
-            begun = self._wait_turn(run, data.message)
-            marks["begun"] = time.monotonic()
-        if not begun.get("ready"):
-            # stopped while it waited behind another run: nothing was asked yet
-            outcome = self._finish_or_keep(run, "stopped")
-            return self._final(sink, run, AgentResult(), outcome, "stopped")
-        sink.emit(ev.RUN_STARTED, {"run_id": run.run_id, "conversation_id": run.conversation_id,
-                                   "message_id": begun["message_id"]})
-        run.cancel.start_deadline(self.turn_timeout)
-        result = AgentResult()
-        started = time.monotonic()
-        status, error = "succeeded", None
-        history = [*to_langchain(begun.get("memory") or []), HumanMessage(data.message)]
-        try:
-            self.agent.run(history, sink.emit, result, run.cancel, run.run_id)
-        except RunCancelled as exc:
-            status = run.cancel.reason or exc.reason
-        except Exception as exc:  # noqa: BLE001 - any agent failure ends as an apology
-            if run.cancel.cancelled:
-                status = run.cancel.reason
-            else:
-                # one short, generic line: provider error text may echo a key or the prompt
-                status, error = "failed", describe(exc)
-                log.error("run %s failed: %s", run.run_id, error)
-        finally:
-            run.cancel.close()
-        if status == "succeeded" and result.incomplete and not result.truncated:
-            # the stream ended without a finish_reason: not a complete answer
-            status, error = "failed", "the model's answer was cut off (the stream ended early)"
-            log.error("run %s failed: %s", run.run_id, error)
-        if status == "succeeded" and not result.answer.strip():
-            status, error = "failed", "the model returned no answer"
-        if result.truncated:
-            error = error or f"the answer reached {self.agent.max_answer_chars} characters and was cut"
-            self._say(result, sink, run.run_id, CUT_NOTE)
-        if status in ("failed", "timed_out"):
-            if status == "timed_out":
-                error = f"the run took longer than {self.turn_timeout:g} s"
-            self._apologize(result, sink, run.run_id)
-        TURNS.labels(status).inc()
-        TURN_SECONDS.observe(time.monotonic() - started)
-        observe_first_token({**marks, **result.marks})
-        outcome = self._finish_or_keep(
-            run, status, question=data.message, answer=result.answer,
-            sources=result.sources, tool_calls=result.tool_calls,
-            input_tokens=result.input_tokens, output_tokens=result.output_tokens, error=error,
-            title=None if begun.get("titled") else title_from(data.message),
-        )
-        final = self._final(sink, run, result, outcome, status)
-        if not begun.get("titled") and self.title_writer is not None and status == "succeeded":
-            self._better_title(run.conversation_id, data.message, result.answer)
-        return final
-
-    def _wait_turn(self, run: ActiveRun, message: str) -> dict:
-        """Begin the run once the runs before it in its conversation have ended."""
-        pause = QUEUE_POLL[0]
-        give_up = time.monotonic() + 2 * self.turn_timeout + 10
-        while True:
-            if run.cancel.cancelled:
-                return {"ready": False, "stop": True}
-            begun = self.store.begin_run(run.run_id, message, self.memory_messages,
-                                         self.turn_timeout)
-            if begun.get("ready") or begun.get("stop"):
-                return begun
-            if time.monotonic() > give_up:
-                return {"ready": False, "stop": True}
-            time.sleep(pause)  # green under eventlet: waits for another run, not a test sync
-            pause = min(pause * 2, QUEUE_POLL[1])
-
-    def _finish_or_keep(self, run: ActiveRun, status: str, raise_error: bool = True,
-                        retries: tuple = FINISH_RETRIES, **outcome) -> dict:
-        """Store the run's outcome, retrying a moment; if the database still fails, keep it
-        for `retry_unfinished` and raise StoreError (the client is told)."""
-        run.finished = True
-        for pause in (*retries, None):
-            try:
-                return self.store.finish_run(run.run_id, status, **outcome)
-            except NotFound:
-                return {}  # the conversation was deleted meanwhile: nothing to answer
-            except StoreError as exc:
-                failure = exc
-                if pause is None:
-                    break
-                time.sleep(pause)  # green under eventlet: a database blip, not a test sync
+    def keep_unfinished(self, run_id: str, outcome: dict) -> None:
+        """Keep the outcome of a run that the database refused, for `retry_unfinished`."""
         with self._unfinished_lock:
-            self.unfinished[run.run_id] = {"status": status, **outcome}
-        log.warning("run %s: its outcome is kept until the database is back (%s)",
-                    run.run_id, failure)
-        if raise_error:
-            raise failure
-        return {}
+            self.unfinished[run_id] = outcome
 
     def retry_unfinished(self) -> int:
         """Store the outcomes the database refused when their runs ended; how many went."""
@@ -420,49 +258,6 @@ class Chat:
         if done:
             log.info("stored %d run outcome(s) kept during a database outage", done)
         return done
-
-    @staticmethod
-    def _final(sink, run: ActiveRun, result: AgentResult, outcome: dict, status: str) -> dict:
-        payload = {
-            "message": result.answer,
-            "truncated": result.truncated,
-            "sources": result.sources,
-            "run_id": run.run_id,
-            "conversation_id": run.conversation_id,
-            "message_id": (outcome or {}).get("message_id"),
-            "status": status,
-            "usage": result.usage,
-            "tool_calls": [{k: v for k, v in call.items() if k != "sentence"}
-                           for call in result.tool_calls],
-        }
-        sink.emit(ev.FINAL, payload)
-        return payload
-
-    @classmethod
-    def _apologize(cls, result: AgentResult, sink, run_id: str) -> None:
-        """Stream the apology after whatever was already streamed."""
-        cls._say(result, sink, run_id, ("\n\n" if result.answer else "") + APOLOGY)
-
-    @staticmethod
-    def _say(result: AgentResult, sink, run_id: str, text: str) -> None:
-        """Stream `text` as part of the answer."""
-        for token in tokens_of(text):
-            sink.emit(ev.TOKEN, {"token": token, "run_id": run_id})
-        result.parts.append(text)
-
-    def _better_title(self, conversation_id: str, question: str, answer: str) -> None:
-        """A short title from the model (small budget); the question's words stay on failure."""
-        try:
-            reply = self.title_writer(
-                "Give a title of at most six words for this conversation. "
-                f"Reply with the title only.\n\nQuestion: {question[:500]}\n"
-                f"Answer: {answer[:500]}"
-            )
-            title = " ".join(reply.strip().strip('"').split())[:MAX_TITLE_CHARS]
-            if title:
-                self.store.set_auto_title(conversation_id, storable(title))
-        except Exception as exc:  # noqa: BLE001 - a title is a nicety
-            log.info("no model title for conversation %s: %s", conversation_id, describe(exc))
 
     # ------------------------------------------------------------------ stop
     def stop(self, user_token, run_id) -> dict:
@@ -511,24 +306,6 @@ class Chat:
         return count
 
 
-# the phases before a run's first token: (name, the mark it starts at, the mark it ends at)
-PHASES = (("admit", "received", "admitted"), ("store", "admitted", "stored"),
-          ("queue", "stored", "begun"), ("agent", "begun", "model_request"),
-          ("model", "model_request", "model_reply"))
-
-
-def observe_first_token(marks: dict[str, float]) -> None:
-    """Record the time to a run's first token and where it went, from its marks (a run
-    that never got that far has fewer)."""
-    if "received" in marks and "first_token" in marks:
-        FIRST_TOKEN_SECONDS.observe(marks["first_token"] - marks["received"])
-    for phase, begin, end in PHASES:
-        if phase == "agent" and "begun" not in marks:
-            begin = "stored"  # began as it was created: no queue
-        if begin in marks and end in marks:
-            TURN_PHASE_SECONDS.labels(phase).observe(marks[end] - marks[begin])
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -537,9 +314,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _reason(exc: BaseException) -> str:
-    """One line about a failure of ours (storage, a bug), for the log."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:300]

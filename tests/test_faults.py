@@ -197,9 +197,11 @@ def test_a_huge_fast_answer_is_capped_and_freezes_no_one(srv, llm, clients):
 
 
 def test_a_token_that_arrives_alone_is_sent_at_once_piled_up_ones_together():
-    """The coalescing of agent/runner.py, without a server: a model's usual pace
+    """The coalescing of agent/run.py, without a server: a model's usual pace
     (tokens apart) costs no delay; only tokens piling up wait for one event."""
-    from agent.runner import QUIET, AgentResult, _Stream
+    from agent.run import QUIET
+    from agent.run import RunResult as AgentResult
+    from agent.run import TokenStream as _Stream
 
     sent: list[str] = []
     result = AgentResult()

@@ -1,0 +1,37 @@
+"""A conversation's title: the question's opening words at once, the model's words after."""
+
+from __future__ import annotations
+
+import logging
+
+from agent.retry import describe
+from agent.text import storable
+
+log = logging.getLogger("jellychat.turn")
+
+MAX_TITLE_CHARS = 80
+
+
+def title_from(question: str) -> str:
+    """A first title: the question's opening words."""
+    words = " ".join(question.split())
+    if len(words) <= 60:
+        return words
+    return words[:59].rsplit(" ", 1)[0] + "…"
+
+
+def better_title(title_writer, store, conversation_id: str, question: str, answer: str) -> None:
+    """A short title from the model (small budget); the question's words stay on failure.
+
+    `title_writer`: prompt -> title (agent/models.py's TitleWriter)."""
+    try:
+        reply = title_writer(
+            "Give a title of at most six words for this conversation. "
+            f"Reply with the title only.\n\nQuestion: {question[:500]}\n"
+            f"Answer: {answer[:500]}"
+        )
+        title = " ".join(reply.strip().strip('"').split())[:MAX_TITLE_CHARS]
+        if title:
+            store.set_auto_title(conversation_id, storable(title))
+    except Exception as exc:  # noqa: BLE001 - a title is a nicety
+        log.info("no model title for conversation %s: %s", conversation_id, describe(exc))
