@@ -87,7 +87,9 @@ class Settings(BaseSettings):
     supabase_allow_anon: bool = False
     supabase_keepalive: float = Field(60.0, ge=0)  # seconds an idle connection to it is kept (0: none)
     data_dir: str = "./data"
-    db_pool_timeout: float = Field(1.0, gt=0)  # seconds a request waits for a database connection
+    # seconds a request may queue for a database connection while the database is up (a
+    # burst); a database that is down answers at once (the breaker, storage/breaker.py)
+    db_pool_timeout: float = Field(60.0, gt=0)
     # chat model
     openai_api_key: str = Field("", repr=False)
     openai_base_url: str = ""
