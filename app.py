@@ -86,7 +86,11 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:  # an Open
     app = OpenAPI(
         __name__,
         info=Info(title="JellyChat API", version=__version__,
-                  description="Jelly, the DeFiChain assistant. Socket.IO events: see the README."),
+                  description="Jelly, the DeFiChain assistant. Socket.IO events: see the README. "
+                              "A user token (`X-User-Token` or `user_token`) is a bearer "
+                              "secret: whoever holds it reads and writes that user's chats. "
+                              "Get one from `POST /users`; with REQUIRE_SERVER_TOKENS=1 only "
+                              "such tokens are accepted (401 otherwise)."),
         security_schemes={"admin": {"type": "http", "scheme": "bearer",
                                     "description": "ADMIN_API_KEY"}},
         doc_prefix="/docs",
