@@ -12,7 +12,7 @@ import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from flask import Response, jsonify, request
+from flask import Response, current_app, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -102,8 +102,6 @@ def user_token(data=None) -> str:
     if token is None:
         raise InvalidInput("user_token", "'user_token' is required: send the 'X-User-Token' header")
     token = validate_token(token)
-    from flask import current_app
-
     limits = current_app.extensions.get("jellychat.limits")
     if limits is not None:  # REQUIRE_SERVER_TOKENS=1: 401 for tokens it did not issue
         limits.require_issued(get_chat().store, token)
