@@ -163,3 +163,39 @@ def test_the_waiting_line_is_emptied_when_the_breaker_opens():
     line.leave()
     waiter.join(5)
     assert got == [True]
+
+
+def test_a_busy_pool_is_up_and_its_queue_waits_past_a_second(pg_dsn):
+    """The store on a real PostgreSQL with one connection, held: /healthz's ping says
+    up (its probe connects), and a request queued behind the holder waits for it
+    (longer than the old 1 s DB_POOL_TIMEOUT) instead of failing."""
+    from storage.postgres import PostgresStore
+
+    store = PostgresStore(pg_dsn, max_size=1)
+    store.initialize()
+    try:
+        held = threading.Event()
+        release = threading.Event()
+
+        def hold():
+            with store._connection():
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(10)
+        assert store.ping(timeout=0.3) and not store.breaker.is_down
+        result: list = []
+        waiter = threading.Thread(target=lambda: result.append(store.count_human_messages()))
+        began = time.monotonic()
+        waiter.start()
+        waiter.join(1.5)
+        assert waiter.is_alive() and not result  # still queued, not refused
+        release.set()
+        waiter.join(10)
+        holder.join(10)
+        assert result == [result[0]] and isinstance(result[0], int)
+        assert time.monotonic() - began > 1.5
+    finally:
+        store.close()
