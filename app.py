@@ -83,7 +83,11 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:  # an Open
     app = OpenAPI(
         __name__,
         info=Info(title="JellyChat API", version=__version__,
-                  description="Jelly, the DeFiChain assistant. Socket.IO events: see the README."),
+                  description="Jelly, the DeFiChain assistant. Socket.IO events: see the README. "
+                              "A user token (`X-User-Token` or `user_token`) is a bearer "
+                              "secret: whoever holds it reads and writes that user's chats. "
+                              "Get one from `POST /users`; with REQUIRE_SERVER_TOKENS=1 only "
+                              "such tokens are accepted (401 otherwise)."),
         security_schemes={"admin": {"type": "http", "scheme": "bearer",
                                     "description": "ADMIN_API_KEY"}},
         doc_prefix="/docs",
@@ -158,6 +162,31 @@ def _stop_store(app: Flask, settings) -> None:
         stop_embedded_postgres(settings.data_path)
 
 
+def _signals_wait_for_the_store() -> None:
+    """From here on, SIGINT/SIGTERM only log: the store is stopping (the embedded
+    PostgreSQL's `pg_ctl stop`, its list of attached processes), and a process cut
+    short in there (a second Ctrl-C, a process group signalled twice) leaves the
+    data directory for the next start to repair."""
+
+    def wait(signum, _frame):
+        log.warning("%s: already stopping the database; a moment", signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, wait)
+    signal.signal(signal.SIGINT, wait)
+
+
+def _exit_on_first_signal() -> None:
+    """Until serving starts: the first stop signal exits through atexit (the embedded
+    PostgreSQL stops there); a second one must not cut that exit short."""
+
+    def exit_once(signum, _frame):
+        _signals_wait_for_the_store()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, exit_once)
+    signal.signal(signal.SIGINT, exit_once)
+
+
 def _count_runs(app: Flask, drain: Drain) -> None:
     """The graceful stop waits on the run registry (every turn is a run in it)."""
     registry = app.extensions["jellychat.chat"].registry
@@ -182,8 +211,7 @@ def main() -> None:
     drain: Drain = app.extensions["jellychat.shutdown"]
     from web import serving
 
-    # until serving starts: a stop signal exits through atexit (the embedded PostgreSQL stops)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _exit_on_first_signal()
 
     eventlet_mode = sockets.socketio.async_mode == "eventlet"
     listener = None
@@ -201,6 +229,7 @@ def main() -> None:
         get_chat(app)
     except (StoreError, ValueError) as exc:
         log.error("cannot start: %s", exc)
+        _signals_wait_for_the_store()
         _stop_store(app, settings)
         sys.exit(1)
     _count_runs(app, drain)
@@ -266,6 +295,7 @@ def _serve_eventlet(app, settings, drain: Drain, listener, host: str) -> None:
         drain.wait(3)  # a stopped run writes its final row, then ends
     closed = serving.close_connections()
     log.info("closed %d open connection(s); stopping the database", closed)
+    _signals_wait_for_the_store()
     _stop_store(app, settings)
     log.info("stopped")
     logging.shutdown()
@@ -290,6 +320,7 @@ def _serve_other(app, settings, drain: Drain, host: str) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     sockets.socketio.start_background_task(announce)
     try:
         sockets.socketio.run(
@@ -302,6 +333,7 @@ def _serve_other(app, settings, drain: Drain, host: str) -> None:
     if drain.wait(settings.shutdown_grace, sleep=sockets.socketio.sleep):
         _cancel_runs(app)
         drain.wait(3, sleep=sockets.socketio.sleep)
+    _signals_wait_for_the_store()
     _stop_store(app, settings)
     log.info("stopped")
 

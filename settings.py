@@ -29,13 +29,16 @@ KNOWN_PREFIXES = (
     "JELLY", "OPENAI_", "SUPABASE_", "OCEAN_", "KNOWLEDGE_", "SOCKETIO_", "LLM_", "TURN_",
     "MAX_", "LOG_", "SHUTDOWN_", "HEADER_", "IDLE_", "DATABASE_", "EMBEDDING", "LOCAL_EMBEDDING",
     "ADMIN_", "CORS_", "MEMORY_", "MULTITASK", "STOP_ON", "RATE_", "POW_", "PROXY_",
-    "RUN_SWEEP",
+    "RUN_SWEEP", "METRICS_", "REQUIRE_",
 )
 # read by libraries themselves, not by us: never "unknown"
 FOREIGN_VARIABLES = {
     "OPENAI_ORG_ID", "OPENAI_ORGANIZATION", "OPENAI_PROJECT_ID", "OPENAI_LOG", "OPENAI_WEBHOOK_SECRET",
     "OPENAI_ADMIN_KEY", "SUPABASE_ACCESS_TOKEN",
 }
+
+
+MIN_ADMIN_KEY_CHARS = 32  # a key anyone may try against GET /messages
 
 
 class SettingsError(ValueError):
@@ -60,7 +63,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     socketio_async_mode: Literal["eventlet", "threading"] = "eventlet"
     cors_origins: str = "*"
-    admin_api_key: str = Field("", repr=False)
+    admin_api_key: str = Field("", repr=False)  # empty: admin endpoints off; else 32+ characters
+    metrics_token: str = Field("", repr=False)  # /metrics needs `Authorization: Bearer` it (empty: public)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     # connections (eventlet server)
@@ -87,7 +91,9 @@ class Settings(BaseSettings):
     supabase_allow_anon: bool = False
     supabase_keepalive: float = Field(60.0, ge=0)  # seconds an idle connection to it is kept (0: none)
     data_dir: str = "./data"
-    db_pool_timeout: float = Field(1.0, gt=0)  # seconds a request waits for a database connection
+    # seconds a request may queue for a database connection while the database is up (a
+    # burst); a database that is down answers at once (the breaker, storage/breaker.py)
+    db_pool_timeout: float = Field(60.0, gt=0)
     # chat model
     openai_api_key: str = Field("", repr=False)
     openai_base_url: str = ""
@@ -111,6 +117,15 @@ class Settings(BaseSettings):
     rate_limit_storage: str = Field("memory://", repr=False)  # redis://host:6379 for several processes
     rate_limit_turns_per_token: str = "30/minute;300/hour"
     rate_limit_turns_per_address: str = "600/minute"
+    # the other endpoints that write or cost (web/limits.py `limit`): RATE_LIMIT_<NAME>_PER_TOKEN
+    # and _PER_ADDRESS, where <NAME> is the name the endpoint declares
+    rate_limit_conversations_per_token: str = "30/minute"  # POST /conversations
+    rate_limit_conversations_per_address: str = "120/minute"
+    rate_limit_kb_search_per_address: str = "60/minute"  # GET /kb/search (embeds the query)
+    rate_limit_feedback_per_token: str = "60/minute"  # POST /messages/<id>/feedback
+    rate_limit_users_per_address: str = "30/minute"  # POST /users
+    # refuse (401) user tokens the server did not issue through POST /users
+    require_server_tokens: bool = False
     max_active_runs_per_user: int = Field(10, ge=0)  # pending + running runs of one user; 0 = no cap
     proxy_hops: int = Field(0, ge=0)  # reverse proxies whose X-Forwarded-For names the client
     # proof of work for public widgets (ALTCHA): a solved challenge opens each conversation
@@ -139,7 +154,18 @@ class Settings(BaseSettings):
     def _lower(cls, value):
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("rate_limit_turns_per_token", "rate_limit_turns_per_address")
+    @field_validator("admin_api_key")
+    @classmethod
+    def _admin_key(cls, value: str):
+        if value and len(value) < MIN_ADMIN_KEY_CHARS:
+            raise ValueError(f"use at least {MIN_ADMIN_KEY_CHARS} characters (e.g. `openssl rand "
+                             "-hex 32`), or leave it empty to turn the admin endpoints off")
+        return value
+
+    @field_validator("rate_limit_turns_per_token", "rate_limit_turns_per_address",
+                     "rate_limit_conversations_per_token", "rate_limit_conversations_per_address",
+                     "rate_limit_kb_search_per_address", "rate_limit_feedback_per_token",
+                     "rate_limit_users_per_address")
     @classmethod
     def _rate_limits(cls, value: str):
         value = value.strip()
@@ -208,7 +234,7 @@ class Settings(BaseSettings):
         return "embedded"
 
 
-SECRET_FIELDS = ("openai_api_key", "supabase_key", "admin_api_key", "database_url",
+SECRET_FIELDS = ("openai_api_key", "supabase_key", "admin_api_key", "metrics_token", "database_url",
                  "pow_hmac_key", "rate_limit_storage", "socketio_message_queue")
 
 

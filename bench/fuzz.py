@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests import fuzzing  # noqa: E402
 from tests.helpers import ServerProcess  # noqa: E402
 
-ADMIN = "bench-fuzz-admin"
+ADMIN = "bench-fuzz-admin-0123456789abcdefghij"
 
 
 def main() -> int:

@@ -114,9 +114,6 @@ class Project:
             "OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", "LOG_LEVEL": "WARNING",
             "MAX_CONNECTIONS_PER_IP": "0",  # every client comes from 127.0.0.1
             "RATE_LIMIT_TURNS_PER_ADDRESS": "0",  # the same: one address (0: no limit)
-            # bursts of hundreds of turns wait for a pooled connection longer than the
-            # 1 s default, which refuses them (see docs/benchmarks.md): measured as before
-            "DB_POOL_TIMEOUT": "10",
             **(env or {})}).start()
         self.url = self.server.url
         self.pid = self.server.proc.pid

@@ -62,8 +62,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as data:
             dsn = start_embedded_postgres(f"{data}/db")
             env = {"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", "LOG_LEVEL": "WARNING",
-                   "DATABASE_URL": dsn, "MAX_CONNECTIONS_PER_IP": "0",  # all from 127.0.0.1
-                   "DB_POOL_TIMEOUT": "10"}  # as bench/relay.py
+                   "DATABASE_URL": dsn, "MAX_CONNECTIONS_PER_IP": "0"}  # all from 127.0.0.1
             if args.db_pool:
                 env["DATABASE_POOL_SIZE"] = str(args.db_pool)
             for _ in range(args.rounds):

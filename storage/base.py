@@ -290,9 +290,23 @@ class Store(ABC):
     def set_auto_title(self, conversation_id: str, title: str) -> None:
         self._fn("jelly_set_auto_title", {"p_id": conversation_id, "p_title": title})
 
-    def list_conversations(self, token: str, limit: int = 20, before: str | None = None) -> list:
+    def list_conversations(self, token: str, limit: int = 20, before: str | None = None,
+                           before_id: str | None = None) -> list:
+        """Newest first; the next page starts after (`before`, `before_id`), the `updated`
+        and `id` of the last row (`before` alone skips rows updated at that instant)."""
         return self._fn("jelly_list_conversations",
-                        {"p_token": token, "p_limit": limit, "p_before": before}) or []
+                        {"p_token": token, "p_limit": limit, "p_before": before,
+                         "p_before_id": before_id}) or []
+
+    # user tokens the server issues (supabase/migrations/*_operations.sql)
+    def issue_user(self, token: str, greeting: str) -> dict:
+        """A new user for a token the server made: {user_id, created}."""
+        return self._fn("jelly_issue_user", {"p_token": token, "p_greeting": greeting},
+                        idempotent=True)
+
+    def token_issued(self, token: str) -> bool:
+        """Whether the server issued this token (POST /users)."""
+        return bool(self._fn("jelly_token_issued", {"p_token": token}))
 
     def create_conversation(self, token: str, greeting: str, title: str | None = None) -> dict:
         return self._fn("jelly_create_conversation",

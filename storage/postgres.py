@@ -10,12 +10,14 @@ select() is green, so queries and connects yield to the hub.
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import compat
 from storage.base import RRF_K, Chunk, Store, StoreError, Transient
 from storage.base import vector_text as _vector_text
+from storage.breaker import Breaker, Unavailable, WaitingLine
 from storage.migrations import apply_migrations, original_upgrade_report
 
 try:
@@ -24,6 +26,11 @@ try:
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError:  # pragma: no cover - guarded driver import
     psycopg = None
+
+WAIT_SLICE = 0.25  # seconds a request let through waits on the pool before it checks the breaker
+PROBE_TIMEOUT = 2  # seconds a health probe may take to connect (libpq's least)
+# a server that refuses a connection because it is full is busy, not down
+SERVER_BUSY = {"53300", "53400"}  # too_many_connections, configuration_limit_exceeded
 
 
 def is_transaction_pooler(dsn: str) -> bool:
@@ -62,10 +69,11 @@ class PostgresStore(Store):
     name = "postgres"
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0,
-                 request_timeout: float = 1.0):
-        """`timeout`: connecting at startup; `request_timeout`: how long a request waits
-        for a pooled connection before it answers "storage unavailable" (a database
-        outage must answer 503 fast, not after the startup budget)."""
+                 request_timeout: float = 60.0, probe_every: float = 0.5):
+        """`timeout`: connecting at startup; `request_timeout`: how long a request may
+        queue for a pooled connection while the database is up (a burst). A database
+        that is down answers at once instead: the breaker (storage/breaker.py), tripped
+        by failed connection attempts or probes, re-probed every `probe_every` s."""
         super().__init__()
         if psycopg is None:
             raise StoreError("PostgreSQL support needs psycopg: pip install -r requirements.txt")
@@ -73,6 +81,9 @@ class PostgresStore(Store):
         self.timeout = timeout
         self.request_timeout = request_timeout
         self._checking = threading.Lock()
+        self.breaker = Breaker(self._probe, retry_every=probe_every,
+                               on_trip=lambda: self.line.wake_all())
+        self.line = WaitingLine(max_size, self.breaker)
         kwargs = {"autocommit": True}
         if is_transaction_pooler(dsn):
             kwargs["prepare_threshold"] = None
@@ -84,6 +95,7 @@ class PostgresStore(Store):
             timeout=timeout,
             open=False,
             configure=self._configure,
+            connection_class=_reporting_connection(self.breaker),
         )
         compat.most_recent_first(self.pool)  # the warm connection first; see there
 
@@ -114,12 +126,27 @@ class PostgresStore(Store):
         self.pool.close()
 
     def ping(self, timeout: float = 0.8) -> bool:
-        # short: /healthz must answer 503 within a second while the database is down
+        # /healthz answers 503 at once while the breaker is open; a pool busy with a
+        # burst is asked through a probe of its own (busy is not down)
+        if not self.breaker.allow():
+            return False
         try:
             with self.pool.connection(timeout=timeout) as conn:
                 return conn.execute("select 1").fetchone()[0] == 1
         except Exception:  # noqa: BLE001 - health check reports, never raises
-            return False
+            return self.breaker.probe(force=True)
+
+    def _probe(self) -> bool:
+        """A fresh connection and `select 1`, outside the pool: True, or the reason raised."""
+        try:
+            with psycopg.connect(self.dsn, autocommit=True, connect_timeout=PROBE_TIMEOUT,
+                                 prepare_threshold=None) as conn:
+                conn.execute("select 1")
+        except psycopg.OperationalError as exc:
+            if exc.sqlstate in SERVER_BUSY:
+                return True
+            raise StoreError(_first_line(exc)) from None
+        return True
 
     def _invoke(self, name, params):
         args = ", ".join(f"{key} => %({key})s" for key in params)
@@ -143,8 +170,10 @@ class PostgresStore(Store):
                 raise StoreError(f"{name} failed: {first}") from exc
 
     def _drop_dead_connections(self) -> None:
-        """After a lost connection, test the idle ones so that each request after a
-        database restart does not find its own dead connection (one check at a time)."""
+        """After a lost connection, probe the database (down: the breaker opens) and
+        test the idle connections so that each request after a database restart does
+        not find its own dead connection (one check at a time)."""
+        self.breaker.probe(force=not self.breaker.is_down)
         if not self._checking.acquire(blocking=False):
             return
         try:
@@ -156,17 +185,41 @@ class PostgresStore(Store):
 
     @contextmanager
     def _connection(self):
-        """A pooled connection; pool exhaustion and lost connections become StoreError,
-        within `request_timeout`."""
+        """A pooled connection; an open breaker, `request_timeout` spent waiting and lost
+        connections become StoreError."""
+        deadline = time.monotonic() + self.request_timeout
+        if not self.breaker.allow():
+            raise StoreError(f"the database is unavailable: {self.breaker.reason}")
         try:
-            with self.pool.connection(timeout=self.request_timeout) as conn:
-                yield conn
-        except PoolTimeout:
-            raise StoreError("no database connection became free in time") from None
-        except psycopg.OperationalError as exc:
-            self._drop_dead_connections()
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise StoreError(f"the database connection failed: {first}") from None
+            self.line.enter(deadline)
+        except Unavailable as exc:
+            raise StoreError(str(exc)) from None
+        try:
+            conn = self._getconn(deadline)
+            try:
+                with conn:
+                    yield conn
+            except psycopg.OperationalError as exc:
+                self._drop_dead_connections()
+                raise StoreError(f"the database connection failed: {_first_line(exc)}") from None
+            finally:
+                self.pool.putconn(conn)
+        finally:
+            self.line.leave()
+
+    def _getconn(self, deadline: float):
+        """A connection from the pool, for a request the waiting line let through: the
+        pool has one idle or is connecting one. Waited for in slices, between which
+        the breaker says whether the database is down (fail now)."""
+        while True:
+            try:
+                return self.pool.getconn(timeout=min(WAIT_SLICE, deadline - time.monotonic()))
+            except PoolTimeout:
+                if time.monotonic() >= deadline:
+                    raise StoreError("no database connection became free in time") from None
+                if not self.breaker.probe():  # at most one probe per `probe_every`
+                    raise StoreError(f"the database is unavailable: {self.breaker.reason}") \
+                        from None
 
     def search(self, kb, query, embedding=None, k=5) -> list[Chunk]:
         k = max(1, int(k))
@@ -183,3 +236,27 @@ class PostgresStore(Store):
                     (query, _vector_text(embedding), kb, k, max(40, 4 * k), RRF_K),
                 ).fetchall()
         return [Chunk(content=c, metadata=m, id=i, score=float(s)) for i, c, m, s in rows]
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _reporting_connection(breaker: Breaker):
+    """The pool's connection class: each attempt the pool makes tells the breaker
+    whether the database answered (psycopg_pool's public `connection_class`)."""
+
+    class ReportingConnection(psycopg.Connection):
+        @classmethod
+        def connect(cls, *args, **kwargs):
+            try:
+                conn = super().connect(*args, **kwargs)
+            except psycopg.OperationalError as exc:
+                if exc.sqlstate not in SERVER_BUSY:
+                    breaker.trip(f"connecting failed: {_first_line(exc)}")
+                raise
+            breaker.reset()
+            return conn
+
+    return ReportingConnection
+

@@ -18,7 +18,8 @@ Path(os.environ["PYTEST_DEBUG_TEMPROOT"]).mkdir(exist_ok=True)
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """The real server (offline model, embedded Postgres) for the whole session."""
-    srv = ServerProcess(tmp_path_factory.mktemp("server-data"), env={"ADMIN_API_KEY": "test-admin-key"})
+    srv = ServerProcess(tmp_path_factory.mktemp("server-data"),
+                        env={"ADMIN_API_KEY": "test-admin-key-0123456789abcdefghij"})
     srv.start()
     yield srv
     srv.stop()

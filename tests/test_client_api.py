@@ -12,7 +12,7 @@ import requests
 
 from tests.helpers import RunClient, ServerProcess
 
-ADMIN = {"Authorization": "Bearer client-api-admin"}
+ADMIN = {"Authorization": "Bearer client-api-admin-0123456789abcdefgh"}
 KEEPALIVE = 0.3  # SSE_KEEPALIVE of this module's server, seconds
 
 
@@ -26,7 +26,7 @@ def srv(tmp_path_factory, llm):
         tmp_path_factory.mktemp("client-api"),
         env={"OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-test-capi",
              "OPENAI_MODEL": "scripted-model", "LLM_MAX_RETRIES": "0", "TURN_TIMEOUT": "4",
-             "SSE_KEEPALIVE": str(KEEPALIVE), "ADMIN_API_KEY": "client-api-admin"},
+             "SSE_KEEPALIVE": str(KEEPALIVE), "ADMIN_API_KEY": "client-api-admin-0123456789abcdefgh"},
     ).start()
     yield server
     server.stop()

@@ -297,7 +297,10 @@ def db(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dbsrv(tmp_path_factory, llm, db):
     server = ServerProcess(tmp_path_factory.mktemp("faults-db-data"),
-                           env=server_env(llm, DATABASE_URL=db.dsn, TURN_TIMEOUT="10")).start()
+                           # the load below sends its next turn as soon as a 503 comes, and
+                           # during an outage that is at once (the breaker): no per-token limit
+                           env=server_env(llm, DATABASE_URL=db.dsn, TURN_TIMEOUT="10",
+                                          RATE_LIMIT_TURNS_PER_TOKEN="0")).start()
     yield server
     server.stop()
 

@@ -16,7 +16,7 @@ from tests import fuzzing
 from tests.helpers import ServerProcess
 
 SCALE = float(os.environ.get("FUZZ_SCALE", "1"))
-ADMIN = "fuzz-admin"
+ADMIN = "fuzz-admin-0123456789abcdefghijklmno"
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from storage.migrations import all_sql, apply_migrations, is_original_jellychat,
 from tests.helpers import ROOT, SHARED, ServerProcess
 
 ORIGINAL = SHARED / "original-jellychat"
-ADMIN = {"Authorization": "Bearer upgrade-admin-key"}
+ADMIN = {"Authorization": "Bearer upgrade-admin-key-0123456789abcdefg"}
 DIMENSION = 1536
 
 if not (ORIGINAL / "migrations").is_dir():

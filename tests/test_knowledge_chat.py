@@ -18,7 +18,7 @@ from tests.helpers import ROOT, SHARED, ChatClient, ServerProcess
 
 WIKI = SHARED / "corpus" / "defichainwiki" / "docs"
 MASTERNODE_PAGE = "https://www.defichainwiki.com/docs/auto/Masternode"
-ADMIN = {"Authorization": "Bearer test-admin-key"}
+ADMIN = {"Authorization": "Bearer test-admin-key-0123456789abcdefghij"}
 
 
 def token() -> str:
@@ -40,7 +40,8 @@ def wiki_server(tmp_path_factory):
     report = ingest(store, WIKI, "wiki", None, progress=False)
     store.close()
     assert report.added > 80
-    srv = ServerProcess(data, env={"EMBEDDINGS": "none", "ADMIN_API_KEY": "test-admin-key"}).start()
+    srv = ServerProcess(data, env={"EMBEDDINGS": "none",
+                                   "ADMIN_API_KEY": "test-admin-key-0123456789abcdefghij"}).start()
     yield srv
     srv.stop()
 

@@ -22,7 +22,8 @@ from tests.fakes.openai_server import OpenAIServer
 from tests.helpers import ChatClient, ServerProcess, under_eventlet
 
 LIMITS = {"MAX_CONNECTIONS_PER_IP": "20", "HEADER_TIMEOUT": "1", "IDLE_TIMEOUT": "2",
-          "MAX_CONTENT_LENGTH": "65536", "KNOWLEDGE_STARTER": "0", "ADMIN_API_KEY": "serving-admin-key"}
+          "MAX_CONTENT_LENGTH": "65536", "KNOWLEDGE_STARTER": "0",
+          "ADMIN_API_KEY": "serving-admin-key-0123456789abcdefg"}
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +124,7 @@ def test_huge_deep_and_unstorable_bodies_are_refused_before_anything_is_written(
     assert requests.post(srv.url + "/history", data='{"user_token": "\\ud800x"}',
                          headers={"Content-Type": "application/json"}, timeout=30).status_code == 400
     assert srv.get("/human_message_count").json()["status"] == before
-    pairs = srv.get("/messages", headers={"Authorization": "Bearer serving-admin-key"}).json()
+    pairs = srv.get("/messages", headers={"Authorization": "Bearer " + LIMITS["ADMIN_API_KEY"]}).json()
     assert token not in json.dumps(pairs)
 
 

@@ -15,7 +15,8 @@ from knowledge.ingest import check_kb_name
 from knowledge.retrieval import get_retriever
 from tools.knowledge import PYTHON_KBS, WIKI_KBS
 from web import schemas as s
-from web.rest import COMMON
+from web.limits import limit
+from web.rest import COMMON, LIMITED
 from web.services import get_chat, get_settings
 
 bp = APIBlueprint("kb", __name__, abp_responses=COMMON)
@@ -26,7 +27,8 @@ MAX_QUERY_CHARS = 1000
 FALLBACKS = {kbs[0]: kbs for kbs in (WIKI_KBS, PYTHON_KBS)}
 
 
-@bp.get("/kb/search", tags=[KNOWLEDGE], responses={200: s.KBSearchOut, 404: s.ErrorOut})
+@bp.get("/kb/search", tags=[KNOWLEDGE], responses={200: s.KBSearchOut, 404: s.ErrorOut, **LIMITED})
+@limit("kb_search")
 def search(query: s.KBSearchQuery):
     """The best chunks of a knowledge base for a query (hybrid or full-text search)."""
     text = query.q.strip()

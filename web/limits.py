@@ -5,7 +5,10 @@ service, which calls `admit()` on every turn after validation and before the
 run is created: turns per moving window per user token and per client address
 (the `limits` library; its storage is memory for one process, Redis for
 several: RATE_LIMIT_STORAGE), and, when POW_REQUIRED, a solved ALTCHA
-challenge the first time in a conversation. Concurrent runs per user are
+challenge the first time in a conversation. Every other endpoint that writes or
+costs declares its limit in one line, `@limit("name")`, read from the
+settings RATE_LIMIT_<NAME>_PER_TOKEN and RATE_LIMIT_<NAME>_PER_ADDRESS (the same
+storage, so one bucket across processes with Redis). Concurrent runs per user are
 capped by the database itself (a trigger on runs, MAX_ACTIVE_RUNS_PER_USER),
 so every process sees the same count. Refusals raise `storage.RateLimited`
 (429 with Retry-After, or an `error` event with `retry_after`) or
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import json
 import logging
@@ -25,7 +29,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from altcha.v1 import create_challenge, verify_solution
-from flask import Blueprint, Flask, current_app, jsonify
+from flask import Blueprint, Flask, current_app, jsonify, request
 from limits import parse_many
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
@@ -37,9 +41,14 @@ from storage import RateLimited
 
 log = logging.getLogger("jellychat.limits")
 
+ISSUED_CACHE = 100_000  # issued tokens remembered per process (a token, once issued, stays so)
 MAX_POW_CHARS = 2000  # a solved ALTCHA payload is a few hundred characters
 REDIS_TIMEOUT = 0.5  # seconds
 POW_VALID_FOR = 24 * 3600  # seconds a conversation stays open after its proof of work
+
+
+class UnknownToken(PermissionError):
+    """REQUIRE_SERVER_TOKENS=1 and the user token was not issued by POST /users (401)."""
 
 
 def _limits_of(value: str):
@@ -125,6 +134,9 @@ class Limits:
         else:
             self.storage = storage_from_string(settings.rate_limit_storage, **options)
         self._warned = 0.0
+        self.settings = settings
+        self._endpoints: dict[str, tuple[list, list]] = {}
+        self._issued: set[str] = set()
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.per_token = _limits_of(settings.rate_limit_turns_per_token)
         self.per_address = _limits_of(settings.rate_limit_turns_per_address)
@@ -161,6 +173,55 @@ class Limits:
                 self._warned = time.monotonic()
                 log.warning("rate limit storage failed, turns admitted unchecked: %s", exc)
 
+    def require_issued(self, store, token) -> None:
+        """With REQUIRE_SERVER_TOKENS, raise UnknownToken unless the server issued
+        `token` (asked of the database once per token and process). A token that is
+        not a string is left to the endpoint's own validation."""
+        if not self.settings.require_server_tokens or not isinstance(token, str) or not token:
+            return
+        if token in self._issued:
+            return
+        if not store.token_issued(token):
+            raise UnknownToken("this user_token was not issued by this server: get one from "
+                               "POST /users")
+        if len(self._issued) >= ISSUED_CACHE:
+            self._issued.clear()
+        self._issued.add(token)
+
+    def endpoint_limits(self, name: str) -> tuple[list, list]:
+        """(per token, per address) limits of endpoint `name`, from its settings."""
+        if name not in self._endpoints:
+            fields = [f"rate_limit_{name}_per_token", f"rate_limit_{name}_per_address"]
+            if not any(hasattr(self.settings, f) for f in fields):
+                raise KeyError(f"no setting RATE_LIMIT_{name.upper()}_PER_TOKEN or _PER_ADDRESS")
+            self._endpoints[name] = tuple(_limits_of(getattr(self.settings, f, "0")) for f in fields)
+        return self._endpoints[name]
+
+    def hit(self, name: str, token: str | None, address: str | None) -> None:
+        """Count one request to endpoint `name`, or raise RateLimited (not counted then).
+        A limiter storage outage lets it through, as for turns."""
+        per_token, per_address = self.endpoint_limits(name)
+        checks = [(item, "user_token", token) for item in per_token if token]
+        if address:
+            checks += [(item, "address", client_key(address)) for item in per_address]
+        bucket = f"jelly-{name}"
+        try:
+            for item, scope, key in checks:
+                if not self.limiter.test(item, bucket, scope, key):
+                    reset = self.limiter.get_window_stats(item, bucket, scope, key).reset_time
+                    raise RateLimited(
+                        f"too many requests to {request_name(name)} (at most {item} per "
+                        f"{scope.replace('_', ' ')}); try again later",
+                        math.ceil(reset - time.time()), scope)
+            for item, scope, key in checks:
+                self.limiter.hit(item, bucket, scope, key)
+        except RateLimited:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a limiter storage outage must not stop the API
+            if time.monotonic() - self._warned > 30:
+                self._warned = time.monotonic()
+                log.warning("rate limit storage failed, requests admitted unchecked: %s", exc)
+
     def _check_pow(self, token: str, conversation_id: str | None, proof) -> None:
         opened = f"jelly-pow-open/{token}/{conversation_id or 'default'}"
         if self.storage.get(opened):
@@ -170,6 +231,47 @@ class Limits:
                                       "('pow'): GET /pow/challenge")
         self.pow.verify(proof)
         self.storage.incr(opened, POW_VALID_FOR)
+
+
+def request_name(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def request_token() -> str | None:
+    """The caller's user token as REST sends it: X-User-Token, else `user_token` in a
+    JSON body (None when neither; validation comes later, in the view)."""
+    token = request.headers.get("X-User-Token")
+    if token is None and request.is_json:
+        body = request.get_json(silent=True)
+        token = body.get("user_token") if isinstance(body, dict) else None
+    return token if isinstance(token, str) and token else None
+
+
+def limit(name: str, token=request_token):
+    """Declare a view's rate limit in one line:
+
+        @bp.post("/conversations", ...)
+        @limit("conversations")
+        def create_conversation(...): ...
+
+    Counts each request per user token (`token()`, default: X-User-Token or the body's
+    `user_token`) and per client address against the settings
+    RATE_LIMIT_<NAME>_PER_TOKEN / RATE_LIMIT_<NAME>_PER_ADDRESS (add them to
+    settings.py; a missing one means no limit of that kind, neither means a
+    KeyError at the first request). Over the limit: 429 with Retry-After.
+    """
+
+    def decorate(view):
+        @functools.wraps(view)
+        def limited(*args, **kwargs):
+            limits = current_app.extensions.get("jellychat.limits")
+            if limits is not None:
+                limits.hit(name, token(), request.remote_addr)
+            return view(*args, **kwargs)
+
+        return limited
+
+    return decorate
 
 
 bp = Blueprint("limits", __name__)
@@ -192,6 +294,10 @@ def rate_limited(exc: RateLimited):
     return response, 429
 
 
+def unknown_token(exc: UnknownToken):
+    return jsonify({"error": str(exc), "field": "user_token"}), 401
+
+
 def init_app(app: Flask, settings) -> Limits:
     """Build the limits, register the challenge route and the 429 answer; trust
     PROXY_HOPS proxies' X-Forwarded-For for the client address."""
@@ -199,6 +305,7 @@ def init_app(app: Flask, settings) -> Limits:
     app.extensions["jellychat.limits"] = limits
     app.register_blueprint(bp)
     app.register_error_handler(RateLimited, rate_limited)
+    app.register_error_handler(UnknownToken, unknown_token)
     if settings.proxy_hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)
     return limits

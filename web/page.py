@@ -28,14 +28,17 @@ def origin_allowed(origin: str, allowed: str | list[str]) -> bool:
 
 def socket_origins(settings):
     """Socket.IO's origin check: CORS_ORIGINS, plus the server's own origin so the
-    chat page it serves can always connect (engine.io would refuse it otherwise)."""
+    chat page it serves can always connect (engine.io would refuse it otherwise).
+    The origin a proxy forwarded (X-Forwarded-Host/-Proto) counts only behind
+    PROXY_HOPS proxies: without one, a client could name any origin its own."""
     allowed = settings.cors_origin_list
     if allowed == "*":
         return "*"
+    trust_forwarded = settings.proxy_hops > 0  # else anyone may send X-Forwarded-*
 
     def check(origin, environ):
         own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
-        forwarded = environ.get("HTTP_X_FORWARDED_HOST")
+        forwarded = environ.get("HTTP_X_FORWARDED_HOST") if trust_forwarded else None
         if forwarded:
             scheme = environ.get("HTTP_X_FORWARDED_PROTO", "https").split(",")[0].strip()
             own_forwarded = f"{scheme}://{forwarded.split(',')[0].strip()}"

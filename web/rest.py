@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hmac
 import logging
+import secrets
 from datetime import UTC, datetime, timedelta
 
-from flask import Response, jsonify, request
+from flask import Response, current_app, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -30,6 +31,7 @@ from storage import Busy, NotFound, StoreError
 from version import __version__
 from web import schemas as s
 from web.input import parse_json_body
+from web.limits import limit
 from web.services import Draining, get_chat, get_settings, refuse_if_draining
 
 log = logging.getLogger("jellychat.rest")
@@ -37,12 +39,15 @@ log = logging.getLogger("jellychat.rest")
 CHAT = Tag(name="chat", description="Ask Jelly; history in the JellyChat protocol")
 CONVERSATIONS = Tag(name="conversations", description="A user's conversations and runs")
 FEEDBACK = Tag(name="feedback", description="Ratings of Jelly's answers")
+USERS = Tag(name="users", description="User tokens the server issues")
 ADMIN = Tag(name="admin", description="Every user's data: `Authorization: Bearer ADMIN_API_KEY`")
 SERVICE = Tag(name="service", description="Health, metrics and counts")
 ADMIN_AUTH = [{"admin": []}]
 
-# every route may answer these; routes add their own (404, 409, 401, 403)
-COMMON = {400: s.ErrorOut, 415: s.ErrorOut, 503: s.ErrorOut}
+# every route may answer these; routes add their own (404, 409, 401, 403, 429)
+# 401 also: with REQUIRE_SERVER_TOKENS=1, a user token the server did not issue
+COMMON = {400: s.ErrorOut, 401: s.ErrorOut, 415: s.ErrorOut, 503: s.ErrorOut}
+LIMITED = {429: s.ErrorOut}  # a route with a rate limit (web/limits.py `limit`)
 NOT_FOUND = {404: s.ErrorOut}
 ADMIN_ERRORS = {401: s.ErrorOut, 403: s.ErrorOut}
 
@@ -96,7 +101,25 @@ def user_token(data=None) -> str:
         token = data.get("user_token") if isinstance(data, dict) else data.user_token
     if token is None:
         raise InvalidInput("user_token", "'user_token' is required: send the 'X-User-Token' header")
-    return validate_token(token)
+    token = validate_token(token)
+    limits = current_app.extensions.get("jellychat.limits")
+    if limits is not None:  # REQUIRE_SERVER_TOKENS=1: 401 for tokens it did not issue
+        limits.require_issued(get_chat().store, token)
+    return token
+
+
+@bp.post("/users", tags=[USERS], responses={201: s.UserOut, **LIMITED})
+@limit("users")
+def create_user():
+    """A new user: its `user_token` (256 random bits), to send as `X-User-Token` (or
+    `user_token`) from now on. The token is a bearer secret: whoever holds it reads
+    and writes the user's chats. With REQUIRE_SERVER_TOKENS=1 only such tokens work."""
+    refuse_if_draining()
+    token = secrets.token_urlsafe(32)
+    get_chat().store.issue_user(token, GREETING)
+    response = jsonify({"user_token": token})
+    response.headers["Cache-Control"] = "no-store"
+    return response, 201
 
 
 def _wants_stream(body: s.UserMessageIn) -> bool:
@@ -167,14 +190,25 @@ def history(body: s.HistoryIn, query: s.HistoryQuery, header: s.TokenHeader):
 
 @bp.get("/conversations", tags=[CONVERSATIONS], responses={200: s.ConversationListOut})
 def list_conversations(query: s.ConversationListQuery, header: s.TokenHeader):
-    """The user's conversations, most recently updated first."""
+    """The user's conversations, most recently updated first. The next page: `before` =
+    `next_before` and `before_id` = `next_before_id` (both, so that conversations
+    updated at the same instant are not skipped)."""
     before = query.before.isoformat() if query.before else None  # a datetime once validated
-    items = get_chat().store.list_conversations(user_token(), query.limit, before)
+    before_id = None
+    if query.before_id is not None:
+        try:
+            before_id = validate_id(query.before_id, "before_id")
+        except InvalidInput:
+            raise InvalidInput("before_id", "'before_id' must be a conversation id") from None
+    items = get_chat().store.list_conversations(user_token(), query.limit, before, before_id)
+    more = len(items) == query.limit
     return jsonify({"conversations": items,
-                    "next_before": items[-1]["updated"] if len(items) == query.limit else None})
+                    "next_before": items[-1]["updated"] if more else None,
+                    "next_before_id": items[-1]["id"] if more else None})
 
 
-@bp.post("/conversations", tags=[CONVERSATIONS], responses={201: s.ConversationOut})
+@bp.post("/conversations", tags=[CONVERSATIONS], responses={201: s.ConversationOut, **LIMITED})
+@limit("conversations")
 def create_conversation(body: s.NewConversationIn, header: s.TokenHeader):
     """A new, empty conversation (optionally titled)."""
     title = validate_title(body.title) if body.title is not None else None
@@ -222,7 +256,8 @@ def stop_run(path: s.RunPath, body: s.StopIn, header: s.TokenHeader):
 
 
 @bp.post("/messages/<int:message_id>/feedback", tags=[FEEDBACK],
-         responses={200: s.FeedbackOut, **NOT_FOUND})
+         responses={200: s.FeedbackOut, **NOT_FOUND, **LIMITED})
+@limit("feedback")
 def set_feedback(path: s.MessagePath, body: s.FeedbackIn, header: s.TokenHeader):
     """Rate one of the user's answers `up` or `down` (with a comment); null withdraws it.
 
@@ -315,9 +350,16 @@ def healthz():
 
 @bp.get("/metrics", tags=[SERVICE], responses={200: {
     "description": "Prometheus metrics",
-    "content": {"text/plain": {"schema": {"type": "string"}}}}})
+    "content": {"text/plain": {"schema": {"type": "string"}}}}, 401: s.ErrorOut})
 def metrics():
-    """Prometheus metrics (text exposition format)."""
+    """Prometheus metrics (text exposition format). With METRICS_TOKEN set, only for
+    `Authorization: Bearer <METRICS_TOKEN>` (401 otherwise)."""
+    token = get_settings().metrics_token
+    if token:
+        given = request.headers.get("Authorization", "")
+        if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(),
+                                                                       token.encode()):
+            return _error("missing or wrong 'Authorization: Bearer <METRICS_TOKEN>' header", 401)
     return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
 
 

@@ -193,6 +193,8 @@ class MessagePath(BaseModel):
 class ConversationListQuery(BaseModel):
     limit: int = Field(20, ge=1, le=100)
     before: Timestamp | None = Field(None, description="`next_before` of the previous page")
+    before_id: str | None = Field(None, description="`next_before_id` of the previous page "
+                                                    "(with `before`: no conversation skipped)")
 
 
 class ConversationOut(BaseModel):
@@ -207,6 +209,12 @@ class ConversationOut(BaseModel):
 class ConversationListOut(BaseModel):
     conversations: list[ConversationOut]
     next_before: datetime | None
+    next_before_id: str | None = Field(None, description="The next page's `before_id`")
+
+
+class UserOut(BaseModel):
+    user_token: str = Field(description="256 random bits (URL-safe base64). A bearer secret: "
+                                        "whoever holds it reads and writes this user's chats")
 
 
 class MessageOut(BaseModel):

@@ -8,13 +8,14 @@ import logging
 import warnings
 
 from flask import current_app, request
-from flask_socketio import SocketIO, emit, join_room, leave_room
+from flask_socketio import SocketIO, emit, join_room
 
 from agent.events import ERROR, FINAL
 from agent.turn import InvalidInput, validate_id
 from compat import drop_unnamed_events
 from storage import Busy, NotFound, RateLimited, StoreError
 from web.input import check_payload
+from web.limits import UnknownToken
 from web.page import socket_origins
 from web.services import Draining, get_chat, get_settings, refuse_if_draining
 
@@ -75,6 +76,8 @@ def error_payload(exc: Exception) -> dict:
                 "run_id": exc.run_id}
     if isinstance(exc, Draining):
         return {"error": str(exc)}
+    if isinstance(exc, UnknownToken):
+        return {"error": str(exc), "field": "user_token", "status": 401}
     log.error("storage unavailable: %s", exc)
     return {"error": "the chat storage is unavailable, please try again later"}
 
@@ -86,6 +89,7 @@ def on_user_message(*args):
         check_payload(args[0] if len(args) == 1 else list(args))
         data = _arguments(args)
         refuse_if_draining()
+        _require_issued(data.get("user_token"))
         if data.get("references_only") is True:  # the knowledge sources only, no model
             get_chat().references(data.get("user_token"), data.get("message"),
                                   data.get("application"), SocketSink(request.sid),
@@ -96,8 +100,15 @@ def on_user_message(*args):
             SocketSink(request.sid), conversation_id=data.get("conversation_id"),
             origin=request.sid, client_address=request.remote_addr, proof=data.get("pow"),
         )
-    except (InvalidInput, NotFound, Busy, RateLimited, StoreError, Draining) as exc:
+    except (InvalidInput, NotFound, Busy, RateLimited, StoreError, Draining, UnknownToken) as exc:
         emit(ERROR, error_payload(exc))
+
+
+def _require_issued(token) -> None:
+    """REQUIRE_SERVER_TOKENS=1: UnknownToken for a token the server did not issue."""
+    limits = current_app.extensions.get("jellychat.limits")
+    if limits is not None:
+        limits.require_issued(get_chat().store, token)
 
 
 @socketio.on("stop")
@@ -110,28 +121,28 @@ def on_stop(data=None, *_extra):
             # a run of this user served elsewhere (another tab, process or transport)
             token = data.get("user_token") if isinstance(data, dict) else None
             if token:
+                _require_issued(token)
                 _stop_elsewhere(token, validate_id(run_id, "run_id"))
             else:
                 emit(ERROR, {"error": "no running run with this id on this connection",
                              "field": "run_id", "run_id": run_id})
-    except (InvalidInput, NotFound, StoreError) as exc:
+    except (InvalidInput, NotFound, StoreError, UnknownToken) as exc:
         emit(ERROR, {**error_payload(exc), "field": "run_id"} if isinstance(exc, NotFound)
              else error_payload(exc))
 
 
 def _stop_elsewhere(token: str, run_id: str) -> None:
-    """Ask the process serving the run to stop it; its final_message comes back here."""
-    room = run_room(run_id)
-    join_room(room)  # first, so that a run ending at once still reaches this client
-    try:
-        outcome = get_chat().stop(token, run_id)
-    except Exception:
-        leave_room(room)
-        raise
+    """Ask the process serving the run to stop it; its final_message comes back here.
+
+    The room is joined only once the stop succeeded: the database call is what says
+    the run is this user's, and another user's final_message must not arrive meanwhile.
+    """
+    outcome = get_chat().stop(token, run_id)
     if outcome.get("status") not in ("pending", "running"):
-        leave_room(room)
         emit(ERROR, {"error": "the run has already ended", "field": "run_id",
                      "run_id": run_id, "status": outcome.get("status")})
+        return
+    join_room(run_room(run_id))
 
 
 @socketio.on("disconnect")

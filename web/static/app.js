@@ -39,9 +39,17 @@
     return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
+  // A new visitor's token comes from the server (POST /users: 256 random bits, and the
+  // only kind a server with REQUIRE_SERVER_TOKENS=1 accepts); made here only when the
+  // server cannot be asked (an older server without /users, or no connection yet).
   let userToken = store.get(TOKEN_KEY);
-  if (!userToken) {
-    userToken = newToken();
+  async function ensureToken() {
+    if (userToken) return;
+    try {
+      const response = await fetch("/users", { method: "POST", headers: { Accept: "application/json" } });
+      if (response.ok) userToken = (await response.json()).user_token;
+    } catch (e) { /* unreachable: the token below works with servers that accept any */ }
+    if (!userToken) userToken = newToken();
     store.set(TOKEN_KEY, userToken);
   }
 
@@ -630,6 +638,7 @@
 
   // ---- start
   (async function start() {
+    await ensureToken();
     if (!(await embedAllowed())) return;
     await loadList();
     const known = conversations.some((c) => c.id === currentId);
