@@ -11,7 +11,10 @@ import uuid
 import openai
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from tests import fuzzing
 from tests.helpers import ServerProcess
 from web.openai_compat import Completion, read_messages
 
@@ -259,3 +262,71 @@ def test_ai_sdk_refusals_are_json(srv, key):
     wrong = requests.post(srv.url + "/api/chat", headers={"Authorization": "Bearer jelly-no"},
                           json={"id": "x", "messages": [{"role": "user", "parts": []}]}, timeout=10)
     assert wrong.status_code == 401
+
+
+# ---------------------------------------------------------------- fuzzing
+
+@st.composite
+def chat_requests(draw) -> tuple[str, bytes | None, dict]:
+    """(path, body, headers): OpenAI and UI message requests, well formed or not."""
+    path = draw(st.sampled_from(["/v1/chat/completions", "/api/chat", "/v1/models"]))
+    role = st.one_of(st.sampled_from(["user", "assistant", "system", "tool"]), fuzzing.text)
+    content = st.one_of(fuzzing.messages, st.lists(st.fixed_dictionaries(
+        {"type": st.sampled_from(["text", "image_url"]), "text": fuzzing.messages}), max_size=3))
+    message = st.one_of(
+        st.fixed_dictionaries({"role": role, "content": content}),
+        st.fixed_dictionaries({"role": role, "parts": st.lists(st.fixed_dictionaries(
+            {"type": st.sampled_from(["text", "file"]), "text": fuzzing.messages}), max_size=2)}),
+        fuzzing.json_values)
+    body = draw(st.fixed_dictionaries({}, optional={
+        "model": st.one_of(st.just("jelly"), fuzzing.json_values),
+        "messages": st.one_of(st.lists(message, max_size=4), fuzzing.json_values),
+        "stream": st.one_of(st.booleans(), fuzzing.json_values),
+        "stream_options": st.one_of(st.just({"include_usage": True}), fuzzing.json_values),
+        "user": st.one_of(fuzzing.text, fuzzing.json_values),
+        "id": st.one_of(fuzzing.ids, fuzzing.json_values),
+        "temperature": fuzzing.json_values,
+    }))
+    data, _ = draw(st.one_of(st.just((fuzzing.encode(body, draw(st.booleans())), None)),
+                             fuzzing.bodies()))
+    headers = {"Content-Type": "application/json"}
+    if draw(st.integers(0, 3)):
+        headers["Authorization"] = "Bearer {key}"
+    for name, values in (("Authorization", st.sampled_from(["Bearer {key}", "Bearer x", "x"])),
+                         ("X-User-Token", fuzzing.header_text),
+                         ("X-Conversation-Id", st.one_of(fuzzing.header_text,
+                                                         st.uuids().map(str)))):
+        if draw(st.integers(0, 3)) == 0:
+            headers[name] = draw(values)
+    return path, data, headers
+
+
+def test_fuzz_both_endpoints_no_server_error(srv, key):
+    statuses: dict = {}
+
+    @settings(max_examples=250, deadline=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(chat_requests())
+    def case(request):
+        path, data, headers = request
+        if "Authorization" in headers:
+            headers["Authorization"] = headers["Authorization"].format(key=key)
+        method = "GET" if path == "/v1/models" else "POST"
+        with requests.request(method, srv.url + path, data=data, headers=headers, stream=True,
+                              timeout=30) as response:
+            body = response.content  # the whole stream: every turn ends
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        assert response.status_code < 500, body[:500]
+        if response.status_code >= 400:
+            error = json.loads(body)["error"]
+            if path.startswith("/v1"):
+                assert isinstance(error["message"], str) and isinstance(error["type"], str)
+            else:
+                assert isinstance(error, str)
+        elif response.headers["Content-Type"].startswith("text/event-stream"):
+            assert body.rstrip().endswith(b"data: [DONE]") or b'"error"' in body
+
+    case()
+    print("statuses:", dict(sorted(statuses.items())))
+    assert statuses.get(200, 0) > 10  # valid turns were among them, and answered
+    assert srv.get("/healthz").status_code == 200
