@@ -161,6 +161,14 @@ def test_conversation_header_and_the_key_as_user(srv, client):
     assert [h for h, _ in stored(srv, f"api-key:{key_id}", ids.pop())] == ["human", "jelly"] * 2
 
 
+def test_open_webui_user_header_names_the_end_user(srv, client):
+    webui_user = str(uuid.uuid4())
+    done = client.chat.completions.with_raw_response.create(
+        model="jelly", messages=[{"role": "user", "content": "hello"}],
+        extra_headers={"X-OpenWebUI-User-Id": webui_user})
+    assert stored(srv, webui_user, done.headers["X-Conversation-Id"])[0] == ("human", "hello")
+
+
 def test_rate_limit_is_429_with_retry_after(client):
     token = user()
     with pytest.raises(openai.RateLimitError) as limited:

@@ -98,6 +98,8 @@ def authenticate(store, named_user=None, *, key_required: bool = True) -> Caller
     named = request.headers.get("X-User-Token")
     if named is None and named_user not in (None, ""):
         named = named_user
+    if named is None and key is not None:  # Open WebUI, ENABLE_FORWARD_USER_INFO_HEADERS=true
+        named = request.headers.get("X-OpenWebUI-User-Id")
     if key is None and (key_required or named is None):
         raise ClientError(401, "send 'Authorization: Bearer <API key>' (an admin makes keys "
                                "with POST /api-keys)", "invalid_request_error", "invalid_api_key")

@@ -187,6 +187,7 @@ class Completion:
         self.reasoning: list[str] = []
         self.final: dict | None = None
         self.error: str | None = None
+        self._around: tuple[str, str] | None = None  # a delta chunk's text around its delta
 
     def add(self, event: str, data: dict) -> dict | None:
         """Take one event; the delta it makes (None: nothing to send)."""
@@ -237,6 +238,14 @@ class Completion:
         return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
     def _delta(self, delta: dict, finish_reason=None) -> str:
+        if finish_reason is None and len(delta) == 1:  # a token: the common case, made cheap
+            if self._around is None:
+                head, _, tail = self._chunk([{"index": 0, "delta": "\0", "logprobs": None,
+                                              "finish_reason": None}]).partition('"\\u0000"')
+                self._around = (head, tail)
+            ((name, value),) = delta.items()
+            return (f'{self._around[0]}{{"{name}": {json.dumps(value, ensure_ascii=False)}}}'
+                    f"{self._around[1]}")
         return self._chunk([{"index": 0, "delta": delta, "logprobs": None,
                              "finish_reason": finish_reason}])
 
