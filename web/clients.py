@@ -3,7 +3,10 @@ and the end user it names), which stored conversation a turn lands in, and one
 mapping from the run path's refusals to an HTTP status.
 
 Both endpoints start turns with `Chat.start` and follow them with `web.sse.follow`,
-like every other transport; only the wire format is theirs.
+like every other transport; only the wire format is theirs. So every turn passes
+the chat-turn admission of `Chat.start` (web/limits.py); limits of their own, per
+endpoint, attach to their blueprints (`openai_compat.bp`, `ai_sdk.bp`), and a
+`RateLimited` raised anywhere before the stream becomes 429 with Retry-After here.
 """
 
 from __future__ import annotations
