@@ -58,10 +58,11 @@ KEEPALIVE = None  # what `follow` yields when nothing happened for SSE_KEEPALIVE
 
 
 def follow(chat: Chat, started: StartedRun, settings):
-    """Serve `started` in a background (green) thread; yield its `(event, data)` as they
-    come, and KEEPALIVE after each quiet SSE_KEEPALIVE seconds, until its final_message
-    or error. Every streaming transport writes its own format from these. Closed before
-    the end (the client went away), it stops the run (STOP_ON_DISCONNECT)."""
+    """Serve `started` in a background (green) thread, from now; the generator returned
+    yields its `(event, data)` as they come, and KEEPALIVE after each quiet
+    SSE_KEEPALIVE seconds, until its final_message or error. Every streaming transport
+    writes its own format from these. Closed before the end (the client went away), it
+    stops the run (STOP_ON_DISCONNECT)."""
     from web.sockets import socketio  # the server's own way to start a green thread
 
     sink = QueueSink()
@@ -80,9 +81,11 @@ def follow(chat: Chat, started: StartedRun, settings):
         finally:
             sink.queue.put(_END)
 
-    socketio.start_background_task(serve)
-    keepalive = settings.sse_keepalive
-    stop_on_disconnect = settings.stop_on_disconnect
+    socketio.start_background_task(serve)  # now: a stream never read still runs to its end
+    return _drain(chat, run_id, sink, settings.sse_keepalive, settings.stop_on_disconnect)
+
+
+def _drain(chat: Chat, run_id: str, sink: QueueSink, keepalive: float, stop_on_disconnect: bool):
     ended = False
     try:
         while True:
