@@ -39,7 +39,7 @@ def error_response(err: ClientError) -> Response:
 
 @bp.post("/api/chat", tags=[AI_SDK], responses={
     200: s.UI_CHAT_STREAM, 400: s.UIChatErrorOut, 401: s.UIChatErrorOut, 402: s.UIChatErrorOut,
-    404: s.UIChatErrorOut, 409: s.UIChatErrorOut, 413: s.UIChatErrorOut,
+    404: s.UIChatErrorOut, 409: s.UIChatErrorOut, 413: s.UIChatErrorOut, 415: s.UIChatErrorOut,
     429: s.UIChatErrorOut, 503: s.UIChatErrorOut,
 }, security=[{"api_key": []}, {}], openapi_extensions={"requestBody": s.UI_CHAT_BODY})
 def ui_chat():

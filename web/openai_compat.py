@@ -77,7 +77,7 @@ def list_models():
 @bp.post("/chat/completions", tags=[OPENAI], responses={
     200: s.ChatCompletionOut, 400: s.OpenAIErrorOut, 401: s.OpenAIErrorOut,
     402: s.OpenAIErrorOut, 404: s.OpenAIErrorOut, 409: s.OpenAIErrorOut,
-    413: s.OpenAIErrorOut, 429: s.OpenAIErrorOut, 503: s.OpenAIErrorOut,
+    413: s.OpenAIErrorOut, 415: s.OpenAIErrorOut, 429: s.OpenAIErrorOut, 503: s.OpenAIErrorOut,
 }, security=[{"api_key": []}], openapi_extensions={"requestBody": s.CHAT_COMPLETION_BODY})
 def chat_completions():
     """A turn of Jelly: the last user message, in the conversation the earlier ones (or

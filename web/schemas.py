@@ -439,7 +439,8 @@ CHAT_COMPLETION_BODY = {"required": True, "content": {"application/json": {"sche
                    "ignored. Header `X-Conversation-Id` (ours or the client's own id) or "
                    "`X-User-Token` (the end user) may come too.",
     "properties": {
-        "model": {"type": "string", "description": "An id from GET /v1/models"},
+        "model": {"type": "string", "description": "An id from GET /v1/models",
+                  "examples": ["jelly"]},
         "messages": {"type": "array", "minItems": 1, "items": {
             "type": "object", "required": ["role"],
             "properties": {"role": {"type": "string"}, "content": _TEXT_OR_PARTS}}},
