@@ -35,10 +35,12 @@ install-dev: $(VENV)/.installed-dev
 # (TORCH_INDEX=https://download.pytorch.org/whl/cpu)
 install-local: $(VENV)/.installed-local
 
-# the JavaScript client example's pinned socket.io-client (examples/js/package-lock.json)
-install-examples: examples/js/node_modules/.package-lock.json
-examples/js/node_modules/.package-lock.json: examples/js/package.json examples/js/package-lock.json
-	cd examples/js && npm ci --no-audit --no-fund --loglevel=error
+# the JavaScript examples' pinned packages: socket.io-client (examples/js), openai and ai
+# (examples/openai-compat), each from its package-lock.json
+install-examples: examples/js/node_modules/.package-lock.json \
+	examples/openai-compat/node_modules/.package-lock.json
+examples/%/node_modules/.package-lock.json: examples/%/package.json examples/%/package-lock.json
+	cd examples/$* && npm ci --no-audit --no-fund --loglevel=error
 
 run: install
 	$(BIN)/python app.py

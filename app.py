@@ -51,7 +51,7 @@ from metrics import watch_gc, watch_hub_lag  # noqa: E402
 from settings import SECRET_FIELDS, Settings, SettingsError, unknown_variables  # noqa: E402
 from storage import StoreError  # noqa: E402
 from version import __version__  # noqa: E402
-from web import db_cli, kb, limits, page, rest, sockets  # noqa: E402
+from web import ai_sdk, api_keys, db_cli, kb, limits, openai_compat, page, rest, sockets  # noqa: E402
 from web.services import get_chat  # noqa: E402
 from web.serving import Drain  # noqa: E402
 
@@ -89,7 +89,9 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:  # an Open
                               "Get one from `POST /users`; with REQUIRE_SERVER_TOKENS=1 only "
                               "such tokens are accepted (401 otherwise)."),
         security_schemes={"admin": {"type": "http", "scheme": "bearer",
-                                    "description": "ADMIN_API_KEY"}},
+                                    "description": "ADMIN_API_KEY"},
+                          "api_key": {"type": "http", "scheme": "bearer",
+                                      "description": "a key from POST /api-keys"}},
         doc_prefix="/docs",
         validation_error_status=400,
         validation_error_model=rest.s.ErrorOut,
@@ -115,6 +117,10 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:  # an Open
     limits.init_app(app, settings)  # after sockets: its proxy fix wraps Socket.IO too
     db_cli.init_app(app)
     app.register_api(kb.bp)
+    # API keys, Jelly as an OpenAI-compatible model and as an AI SDK chat backend
+    app.register_api(api_keys.bp)
+    app.register_api(openai_compat.bp)
+    app.register_api(ai_sdk.bp)
     app.register_blueprint(page.bp)  # the chat page, /widget.js, /static
     knowledge_cli.init_app(app)
     compat.check_all(imported_only=True)  # a warning line per shim whose library changed

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     multitask: Literal["enqueue", "reject", "interrupt"] = "enqueue"
     stop_on_disconnect: bool = True  # a client that disconnects stops its runs
     sse_keepalive: float = Field(15.0, gt=0)  # seconds between SSE comment lines while a run is quiet
+    # tool activity on /v1/chat/completions: `reasoning_content` deltas, or Open WebUI's
+    # <details type="tool_calls"> blocks written into the content
+    openai_compat_tool_details: Literal["reasoning", "openwebui"] = "reasoning"
     # rate limits and quotas (web/limits.py): limit strings such as "30/minute;300/hour", 0 = off
     rate_limit_storage: str = Field("memory://", repr=False)  # redis://host:6379 for several processes
     rate_limit_turns_per_token: str = "30/minute;300/hour"

@@ -3,7 +3,8 @@
 N clients at once ask one server process (eventlet) for a slow answer (the
 local OpenAI-compatible server streams `--words` words, `--slow` s apart), once
 as N Socket.IO connections (the baseline) and once as N SSE streams
-(`POST /user_message`, `Accept: text/event-stream`), each on a fresh server.
+(`POST /user_message`, `Accept: text/event-stream`) and as N streamed OpenAI-compatible
+completions (`POST /v1/chat/completions`), each on a fresh server.
 Prints, per transport: answered runs, server RSS added per stream (peak while
 all streams are open, over the idle server), hub lag of a 100 ms timer during
 the runs, time to the first event (run_started) and to the first token, and
@@ -113,16 +114,39 @@ def _socketio_event(ws) -> str | None:
 
 def sse_runs(server: ServerProcess, n: int, text: str) -> list[dict]:
     """N SSE streams at once, from one thread over raw sockets (a selector)."""
-    selector = selectors.DefaultSelector()
-    results: list[dict] = [{"buffer": b""} for _ in range(n)]
-    socks = []
+    requests = []
     for _ in range(n):
         body = json.dumps({"user_token": f"sse-{uuid.uuid4().hex[:8]}", "message": text,
                            "application": "bench"}).encode()
-        sock = socket.create_connection(("127.0.0.1", server.port))
-        socks.append((sock, b"POST /user_message HTTP/1.1\r\nHost: bench\r\n"
-                      b"Accept: text/event-stream\r\nContent-Type: application/json\r\n"
-                      b"Content-Length: %d\r\n\r\n" % len(body) + body))
+        requests.append(b"POST /user_message HTTP/1.1\r\nHost: bench\r\n"
+                        b"Accept: text/event-stream\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    return _stream_runs(server, requests, (b"event: ", b"event: final_answer_token",
+                                           b"event: final_message", b"event: error"))
+
+
+def openai_runs(server: ServerProcess, n: int, text: str) -> list[dict]:
+    """N streamed /v1/chat/completions at once (an API key, the end user named by `user`),
+    read like the SSE streams."""
+    key = server.post("/api-keys", {"name": "bench"}, headers=ADMIN).json()["key"].encode()
+    requests = []
+    for _ in range(n):
+        body = json.dumps({"model": "jelly", "stream": True, "user": f"oai-{uuid.uuid4().hex[:8]}",
+                           "messages": [{"role": "user", "content": text}]}).encode()
+        requests.append(b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\n"
+                        b"Authorization: Bearer " + key + b"\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    # first event: the role chunk; a token: a content delta; the end: [DONE] or an error
+    return _stream_runs(server, requests, (b"data: ", b'"content": "w', b"data: [DONE]",
+                                           b'data: {"error"'))
+
+
+def _stream_runs(server: ServerProcess, requests: list[bytes], markers) -> list[dict]:
+    first_event, first_token, final, error = markers
+    n = len(requests)
+    selector = selectors.DefaultSelector()
+    results: list[dict] = [{"buffer": b""} for _ in range(n)]
+    socks = [(socket.create_connection(("127.0.0.1", server.port)), r) for r in requests]
     t0 = time.perf_counter()
     for i, (sock, request) in enumerate(socks):
         sock.sendall(request)
@@ -136,13 +160,13 @@ def sse_runs(server: ServerProcess, n: int, text: str) -> list[dict]:
             data = key.fileobj.recv(65536)
             now = time.perf_counter() - t0
             result["buffer"] += data
-            if b"event: " in result["buffer"]:
+            if first_event in result["buffer"]:
                 result.setdefault("first_event", now)
-            if b"event: final_answer_token" in result["buffer"]:
+            if first_token in result["buffer"]:
                 result.setdefault("first_token", now)
-            done = b"event: final_message" in result["buffer"] or b"event: error" in result["buffer"]
+            done = final in result["buffer"] or error in result["buffer"]
             if done and result["buffer"].endswith(b"\r\n0\r\n\r\n") or not data:
-                result["end"] = "final_message" if b"final_message" in result["buffer"] else "error"
+                result["end"] = "final_message" if final in result["buffer"] else "error"
                 result["buffer"] = b""
                 selector.unregister(key.fileobj)
                 key.fileobj.close()
@@ -152,15 +176,20 @@ def sse_runs(server: ServerProcess, n: int, text: str) -> list[dict]:
     return results
 
 
+RUNNERS = {"socketio": socketio_runs, "sse": sse_runs, "openai": openai_runs}
+ADMIN = {"Authorization": "Bearer bench-admin"}
+
+
 def measure(transport: str, n: int, text: str, llm_url: str) -> dict:
     with tempfile.TemporaryDirectory() as data:
         server = ServerProcess(data, env={
             "OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", "LOG_LEVEL": "WARNING",
             "KNOWLEDGE_STARTER": "0", "TURN_TIMEOUT": "300", "LLM_TIMEOUT": "300",
             "MAX_CONNECTIONS_PER_IP": "0",  # every client is on 127.0.0.1
+            "ADMIN_API_KEY": ADMIN["Authorization"][7:],
         }).start()
         try:
-            runner = socketio_runs if transport == "socketio" else sse_runs
+            runner = RUNNERS[transport]
             runner(server, 3, question(3, 0.01))  # warm-up: imports, pool, first connections
             proc = psutil.Process(server.proc.pid)
             idle = proc.memory_info().rss
@@ -192,7 +221,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--words", type=int, default=40)
     parser.add_argument("--slow", type=float, default=0.1, help="seconds between words")
-    parser.add_argument("--only", choices=("socketio", "sse"), help="one transport only")
+    parser.add_argument("--only", choices=tuple(RUNNERS), help="one transport only")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the server inherits it
@@ -203,7 +232,7 @@ def main() -> None:
     floor = args.words * args.slow
     try:
         rows = [measure(t, args.streams, text, llm_url)
-                for t in ("socketio", "sse") if args.only in (None, t)]
+                for t in RUNNERS if args.only in (None, t)]
     finally:
         llm.terminate()
         llm.wait(10)
@@ -216,7 +245,7 @@ def main() -> None:
               f"hub lag p99 <= {1000 * lag['p99_le_s']:.0f} ms, max <= {1000 * lag['max_le_s']:.0f} ms; "
               f"first event p50 {r['first_event_p50']:.2f} s, p99 {r['first_event_p99']:.2f} s; "
               f"first token p50 {r['first_token_p50']:.2f} s, p99 {r['first_token_p99']:.2f} s; "
-              f"CPU {r['cpu_ms_per_run']:.0f} ms/run")
+              f"CPU {r['cpu_ms_per_run']:.2f} ms/run")
 
 
 if __name__ == "__main__":

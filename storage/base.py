@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from storage.api_keys import ApiKeyStore
+
 RRF_K = 60  # reciprocal rank fusion constant (the SQL functions use the same default)
 HNSW_MAX_DIMENSIONS = 2000  # pgvector's limit for an HNSW index (jelly_kb_vector_index)
 RUNS_RETRY_AFTER = 2  # seconds suggested to a user at MAX_ACTIVE_RUNS_PER_USER (a turn's usual length)
@@ -147,7 +149,7 @@ class KnowledgeBaseInfo:
     embedders: tuple[EmbeddingSpace, ...] = ()
 
 
-class Store(ABC):
+class Store(ApiKeyStore, ABC):
     """Persistence for users, chat messages, Q&A pairs (and knowledge chunks)."""
 
     name = "store"

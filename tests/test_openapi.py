@@ -36,12 +36,21 @@ def test_openapi_json_is_valid_and_describes_every_route(server, spec):
         ("post", "/messages/{message_id}/feedback"), ("get", "/messages"),
         ("get", "/messages_answers"), ("get", "/feedback/summary"),
         ("get", "/human_message_count"), ("get", "/healthz"), ("get", "/metrics"),
-        ("get", "/kb/search"), ("post", "/users"),
+        ("get", "/kb/search"), ("post", "/users"), ("post", "/api-keys"), ("get", "/api-keys"),
+        ("delete", "/api-keys/{key_id}"),
     }
+    # their errors come in their own protocols' shapes
+    foreign = {("get", "/v1/models"), ("post", "/v1/chat/completions"), ("post", "/api/chat")}
     described = {(method, path) for path, item in spec["paths"].items() for method in item}
-    assert described == expected
+    assert described == expected | foreign
     schemas = spec["components"]["schemas"]
     assert set(schemas["ErrorOut"]["properties"]) == ERROR_FIELDS
+    completions = spec["paths"]["/v1/chat/completions"]["post"]
+    assert {"401", "404", "429", "402"} <= set(completions["responses"])
+    assert "text/event-stream" in completions["responses"]["200"]["content"]
+    assert completions["requestBody"]["content"]["application/json"]["schema"]["required"] == [
+        "model", "messages"]
+    assert "text/event-stream" in spec["paths"]["/api/chat"]["post"]["responses"]["200"]["content"]
     for method, path in expected:
         responses = spec["paths"][path][method]["responses"]
         assert {"400", "503"} <= set(responses), (method, path)

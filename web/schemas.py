@@ -341,3 +341,146 @@ class KBSearchOut(BaseModel):
     fallback: bool
     mode: Literal["hybrid", "full-text"]
     results: list[KBResult]
+
+
+# ---------------------------------------------------------------- API keys, OpenAI, AI SDK
+
+class ApiKeyIn(Body):
+    name: str = Field(min_length=1, max_length=100, pattern=NOT_BLANK,
+                      description="Who uses the key (Open WebUI, LibreChat, a backend …)")
+    application: str | None = Field(None, min_length=1, max_length=100,
+                                    description="The application its turns are stored under")
+    assistant_id: str | None = Field(None, min_length=1, max_length=100,
+                                     description="The assistant the key is for (stored as given)")
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    application: str | None = None
+    assistant_id: str | None = None
+    created: datetime | None = None
+    last_used: datetime | None = None
+
+
+class NewApiKeyOut(ApiKeyOut):
+    key: str = Field(description="The key itself: shown in this answer only")
+
+
+class ApiKeyListOut(RootModel[list[ApiKeyOut]]):
+    pass
+
+
+class ApiKeyPath(BaseModel):
+    key_id: str
+
+
+class OpenAIError(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorOut(BaseModel):
+    error: OpenAIError
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelListOut(BaseModel):
+    object: Literal["list"]
+    data: list[ModelOut]
+
+
+class CompletionMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+    reasoning_content: str | None = Field(None, description="The tools Jelly ran, one a line")
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    message: CompletionMessage
+    logprobs: None = None
+    finish_reason: Literal["stop", "length"]
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletionOut(BaseModel):
+    model_config = ConfigDict(openapi_extra={"content": {"text/event-stream": {"schema": {
+        "type": "object",
+        "description": "`stream: true`: `data: <chat.completion.chunk JSON>` events, then "
+                       "`data: [DONE]`; tool activity as `delta.reasoning_content`; comment "
+                       "lines keep a quiet stream alive",
+        "required": ["data"],
+        "properties": {"data": {"type": "string"}},
+    }}}})
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    system_fingerprint: None = None
+    choices: list[CompletionChoice]
+    usage: CompletionUsage
+
+
+# The request bodies of /v1/chat/completions and /api/chat, documented but read by the
+# endpoints themselves: their refusals come in their own protocol's shape.
+_TEXT_OR_PARTS = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}},
+                            {"type": "null"}]}
+CHAT_COMPLETION_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object",
+    "required": ["model", "messages"],
+    "description": "OpenAI's chat completion request; other parameters are accepted and "
+                   "ignored. Header `X-Conversation-Id` (ours or the client's own id) or "
+                   "`X-User-Token` (the end user) may come too.",
+    "properties": {
+        "model": {"type": "string", "description": "An id from GET /v1/models",
+                  "examples": ["jelly"]},
+        "messages": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["role"],
+            "properties": {"role": {"type": "string"}, "content": _TEXT_OR_PARTS}}},
+        "stream": {"type": "boolean"},
+        "stream_options": {"type": "object",
+                           "properties": {"include_usage": {"type": "boolean"}}},
+        "user": {"type": "string", "description": "The end user (else the key is the user)"},
+    },
+}}}}
+UI_CHAT_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object",
+    "required": ["id", "messages"],
+    "description": "The AI SDK's chat request (useChat's DefaultChatTransport)",
+    "properties": {
+        "id": {"type": "string", "description": "The chat: a conversation of the user"},
+        "messages": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["role", "parts"],
+            "properties": {"id": {"type": "string"}, "role": {"type": "string"},
+                           "parts": {"type": "array", "items": {"type": "object"}}}}},
+    },
+}}}}
+
+
+class UIChatErrorOut(BaseModel):
+    error: str
+
+UI_CHAT_STREAM = {"description": "The AI SDK UI message stream v1 (header "
+                                 "`x-vercel-ai-ui-message-stream: v1`)",
+                  "content": {"text/event-stream": {"schema": {
+                      "type": "object",
+                      "description": "`data: <part JSON>` events (start, text-start/-delta/-end, "
+                                     "tool-input-available, tool-output-available/-error, "
+                                     "source-url, finish), then `data: [DONE]`",
+                      "required": ["data"],
+                      "properties": {"data": {"type": "string"}}}}}}

@@ -43,6 +43,26 @@ def stream_run(chat: Chat, started: StartedRun, settings) -> Response:
 
     Under eventlet the server must write each chunk at once (app.py runs it
     with minimum_chunk_size=0)."""
+
+    def events():
+        for item in follow(chat, started, settings):
+            yield ": keep-alive\n\n" if item is KEEPALIVE else frame(*item)
+
+    response = Response(events(), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"  # nginx and Fly's proxy: do not buffer
+    return response
+
+
+KEEPALIVE = None  # what `follow` yields when nothing happened for SSE_KEEPALIVE seconds
+
+
+def follow(chat: Chat, started: StartedRun, settings):
+    """Serve `started` in a background (green) thread, from now; the generator returned
+    yields its `(event, data)` as they come, and KEEPALIVE after each quiet
+    SSE_KEEPALIVE seconds, until its final_message or error. Every streaming transport
+    writes its own format from these. Closed before the end (the client went away), it
+    stops the run (STOP_ON_DISCONNECT)."""
     from web.sockets import socketio  # the server's own way to start a green thread
 
     sink = QueueSink()
@@ -61,34 +81,29 @@ def stream_run(chat: Chat, started: StartedRun, settings) -> Response:
         finally:
             sink.queue.put(_END)
 
-    socketio.start_background_task(serve)
-    keepalive = settings.sse_keepalive
-    stop_on_disconnect = settings.stop_on_disconnect
+    socketio.start_background_task(serve)  # now: a stream never read still runs to its end
+    return _drain(chat, run_id, sink, settings.sse_keepalive, settings.stop_on_disconnect)
 
-    def events():
-        ended = False
-        try:
-            while True:
-                try:
-                    item = sink.queue.get(timeout=keepalive)
-                except queue.Empty:
-                    yield ": keep-alive\n\n"
-                    continue
-                if item is _END:
-                    ended = True
-                    return
-                event, data = item
-                yield frame(event, data)
-                if event in (ev.FINAL, ev.ERROR):
-                    # the run may go on briefly (a model title): the client has its answer
-                    ended = True
-                    return
-        finally:
-            if not ended and stop_on_disconnect:
-                log.info("SSE client of run %s went away: stopping it", run_id)
-                chat.registry.cancel([run_id], "stopped")
 
-    response = Response(events(), mimetype="text/event-stream")
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"  # nginx and Fly's proxy: do not buffer
-    return response
+def _drain(chat: Chat, run_id: str, sink: QueueSink, keepalive: float, stop_on_disconnect: bool):
+    ended = False
+    try:
+        while True:
+            try:
+                item = sink.queue.get(timeout=keepalive)
+            except queue.Empty:
+                yield KEEPALIVE
+                continue
+            if item is _END:
+                ended = True
+                return
+            if item[0] in (ev.FINAL, ev.ERROR):
+                # the run may go on briefly (a model title): the client has its answer
+                ended = True
+                yield item
+                return
+            yield item
+    finally:
+        if not ended and stop_on_disconnect:
+            log.info("SSE client of run %s went away: stopping it", run_id)
+            chat.registry.cancel([run_id], "stopped")
