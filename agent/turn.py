@@ -27,12 +27,13 @@ from agent.runner import AgentResult, ChatAgent
 from agent.text import UNSTORABLE, storable
 from logs import bind_run_id
 from metrics import FIRST_TOKEN_SECONDS, TURN_PHASE_SECONDS, TURN_SECONDS, TURNS
-from storage.base import NotFound, StoreError
+from storage.base import NotFound, StoreError, UnknownAssistant
 
 log = logging.getLogger("jellychat.turn")
 
 MAX_TOKEN_CHARS = 200
 MAX_APPLICATION_CHARS = 100
+MAX_ASSISTANT_ID_CHARS = 100
 MAX_TITLE_CHARS = 80
 QUEUE_POLL = (0.02, 0.25)  # first and longest wait between checks while queued
 FINISH_RETRIES = (0.2,)  # pauses before storing a run's outcome again, seconds (then the watcher)
@@ -136,6 +137,7 @@ class ActiveRun:
     origin: str | None
     cancel: CancelHandle
     finished: bool = False  # its outcome was stored, or handed to `retry_unfinished`
+    assistant: dict | None = None  # {id, version}: the assistant the database chose
 
 
 @dataclass
@@ -198,7 +200,7 @@ class Chat:
                  max_message_chars: int = 10_000, turn_timeout: float = 120.0,
                  multitask: str = "enqueue", title_writer=None, registry: RunRegistry | None = None,
                  retriever=None, reference_kbs: tuple[str, ...] = (), reference_k: int = 4,
-                 reference_filter=None, limits=None):
+                 reference_filter=None, limits=None, assistants=None):
         self.store = store
         self.agent = agent
         self.memory_messages = memory_messages
@@ -208,6 +210,7 @@ class Chat:
         self.title_writer = title_writer  # prompt -> title, or None
         self.registry = registry or RunRegistry()
         self.limits = limits  # admit(token, address, conversation_id, proof): rate limits, PoW
+        self.assistants = assistants  # agent/assistants.py: each assistant version's agent
         # references-only answers: the knowledge retriever, the kbs it tries in
         # order, how many chunks, and which chunks count as relevant
         self.retriever = retriever
@@ -222,7 +225,7 @@ class Chat:
     # ------------------------------------------------------------------ runs
     def turn(self, user_token, message, application, sink: ev.EventSink, *,
              conversation_id=None, origin: str | None = None, client_address: str | None = None,
-             proof=None) -> dict:
+             proof=None, assistant_id=None) -> dict:
         """Run one chat turn; returns the final_message payload.
 
         Raises InvalidInput before anything is written, RateLimited past a limit,
@@ -230,12 +233,13 @@ class Chat:
         before any event. `proof`: the solved proof of work, when one is required.
         """
         started = self.start(user_token, message, application, conversation_id=conversation_id,
-                             origin=origin, client_address=client_address, proof=proof)
+                             origin=origin, client_address=client_address, proof=proof,
+                             assistant_id=assistant_id)
         return self.serve(started, sink)
 
     def start(self, user_token, message, application, *, conversation_id=None,
               origin: str | None = None, client_address: str | None = None,
-              proof=None) -> StartedRun:
+              proof=None, assistant_id=None) -> StartedRun:
         """The part of a turn that can refuse it: validate and create the run (begun at
         once, its question stored, when its conversation is idle).
 
@@ -245,18 +249,22 @@ class Chat:
         received = time.monotonic()
         data = validate(user_token, message, application, self.max_message_chars,
                         conversation_id)
+        assistant_id = validate_optional_text("assistant_id", assistant_id, MAX_ASSISTANT_ID_CHARS)
         if self.limits is not None:
             self.limits.admit(data.user_token, client_address, data.conversation_id, proof)
         admitted = time.monotonic()
         # one database call when the conversation is idle (the usual case)
-        ticket = self.store.start_run(
-            data.user_token, GREETING, data.conversation_id, data.application, self.multitask,
-            self.registry.owner, self.agent.model_name, data.message, self.memory_messages,
-            self.turn_timeout,
-        )
+        try:
+            ticket = self.store.start_run(
+                data.user_token, GREETING, data.conversation_id, data.application, self.multitask,
+                self.registry.owner, self.agent.model_name, data.message, self.memory_messages,
+                self.turn_timeout, assistant_id=assistant_id,
+            )
+        except UnknownAssistant:
+            raise InvalidInput("assistant_id", "'assistant_id' names no assistant") from None
         marks = {"received": received, "admitted": admitted, "stored": time.monotonic()}
         run = ActiveRun(ticket["run_id"], data.user_token, ticket["conversation_id"], origin,
-                        CancelHandle())
+                        CancelHandle(), assistant=ticket.get("assistant"))
         self.registry.add(run)
         if self.multitask == "interrupt":
             others = [r.run_id for r in self.registry.of_conversation(run.conversation_id)
@@ -323,8 +331,9 @@ class Chat:
         started = time.monotonic()
         status, error = "succeeded", None
         history = [*to_langchain(begun.get("memory") or []), HumanMessage(data.message)]
+        agent = self.assistants.agent_for(run.assistant) if self.assistants else self.agent
         try:
-            self.agent.run(history, sink.emit, result, run.cancel, run.run_id)
+            agent.run(history, sink.emit, result, run.cancel, run.run_id)
         except RunCancelled as exc:
             status = run.cancel.reason or exc.reason
         except Exception as exc:  # noqa: BLE001 - any agent failure ends as an apology
@@ -343,7 +352,7 @@ class Chat:
         if status == "succeeded" and not result.answer.strip():
             status, error = "failed", "the model returned no answer"
         if result.truncated:
-            error = error or f"the answer reached {self.agent.max_answer_chars} characters and was cut"
+            error = error or f"the answer reached {agent.max_answer_chars} characters and was cut"
             self._say(result, sink, run.run_id, CUT_NOTE)
         if status in ("failed", "timed_out"):
             if status == "timed_out":
@@ -434,6 +443,7 @@ class Chat:
             "usage": result.usage,
             "tool_calls": [{k: v for k, v in call.items() if k != "sentence"}
                            for call in result.tool_calls],
+            "assistant": run.assistant,
         }
         sink.emit(ev.FINAL, payload)
         return payload

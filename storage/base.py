@@ -24,6 +24,10 @@ class NotFound(LookupError):
     """The thing does not exist, or belongs to another user (answered alike: 404)."""
 
 
+class UnknownAssistant(NotFound):
+    """The client named an assistant that does not exist (a 400 on its `assistant_id`)."""
+
+
 class Busy(RuntimeError):
     """The conversation has an active run (MULTITASK=reject); `run_id` names it."""
 
@@ -166,6 +170,8 @@ class Store(ABC):
         """The exception for an error one of our SQL functions raised on purpose."""
         if code == "JL404":
             return NotFound(message)
+        if code == "JLA04":
+            return UnknownAssistant(message)
         if code == "JL409":
             return Busy(message, detail)
         if code == "JL429":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage.base import Busy, NotFound
+from storage.base import Busy, NotFound, UnknownAssistant
 from tests import test_store_contract as contract
 from tests.test_store_contract import BACKENDS, GREETING, OWNER
 
@@ -101,9 +101,9 @@ def case_choice_per_turn(store):
     ticket = start(store, "u2", conversation=conversation["id"], assistant_id=wiki["id"])
     assert ticket["assistant"]["id"] == wiki["id"]
     finish(store, ticket)
-    with pytest.raises(NotFound):
+    with pytest.raises(UnknownAssistant):
         start(store, "u2", conversation=conversation["id"], assistant_id="nobody")
-    with pytest.raises(NotFound):
+    with pytest.raises(UnknownAssistant):
         store.set_conversation_assistant("u2", conversation["id"], "nobody")
     with pytest.raises(NotFound):
         store.set_conversation_assistant("u3", conversation["id"], bot["id"])

@@ -11,6 +11,7 @@ import threading
 
 from flask import Flask, current_app
 
+from agent.assistants import DEFAULT_ID, AssistantAgents, default_fields
 from agent.models import describe_model, make_chat_model, make_title_writer
 from agent.persona import SYSTEM_PROMPT
 from agent.runner import ChatAgent
@@ -38,16 +39,29 @@ def build_chat(settings, store=None, limits=None) -> Chat:
     else:
         if converted:
             log.info("gave %d tool rows of the pre-run format their tool_start sentence", converted)
-    agent = ChatAgent(
-        make_chat_model(settings),
-        tools,
-        SYSTEM_PROMPT,
-        max_tool_iterations=settings.max_tool_iterations,
-        model_name=settings.openai_model if settings.uses_openai else "offline",
-        max_retries=settings.llm_max_retries,
-        max_answer_chars=settings.max_answer_chars,
-        expects_finish_reason=settings.uses_openai,
-    )
+    model = make_chat_model(settings)
+
+    def build_agent(assistant: dict, prompt: str, its_tools: list) -> ChatAgent:
+        """An assistant's agent: its prompt and tools over the one shared model."""
+        return ChatAgent(
+            model,
+            its_tools,
+            prompt,
+            max_tool_iterations=settings.max_tool_iterations,
+            model_name=settings.openai_model if settings.uses_openai else "offline",
+            max_retries=settings.llm_max_retries,
+            max_answer_chars=assistant.get("max_answer_chars") or settings.max_answer_chars,
+            expects_finish_reason=settings.uses_openai,
+        )
+
+    agent = build_agent({}, SYSTEM_PROMPT, tools)
+    assistants = AssistantAgents(store, tools, build_agent, agent)
+    try:
+        default = store.seed_assistant(DEFAULT_ID, default_fields())
+    except StoreError as exc:  # a Supabase project without the assistants migration yet
+        log.warning("no assistants until the database has the newest migration: %s", exc)
+    else:
+        assistants.agent_for(default)  # built now: the first turn builds nothing
     log.info(
         "chat ready: store=%s, model=%s, tools=%s",
         store.name, describe_model(settings), ", ".join(t.name for t in tools),
@@ -65,6 +79,7 @@ def build_chat(settings, store=None, limits=None) -> Chat:
         reference_k=settings.knowledge_top_k,
         reference_filter=is_relevant,
         limits=limits,
+        assistants=assistants,
     )
     chat.recover()
     # What startup built (modules, tools, the compiled graph) lives as long as the process:

@@ -254,7 +254,8 @@ $$;
 
 -- The assistant for a turn, first match wins: the message's, the conversation's
 -- (p_conversation_id null: the user's default conversation), the one serving
--- the application, the default. An unknown p_assistant_id is an error.
+-- the application, the default. An unknown p_assistant_id is an error (JLA04:
+-- the client named an assistant that does not exist).
 create or replace function public.jelly_choose_assistant(
     p_assistant_id text, p_token text, p_conversation_id uuid, p_application text
 )
@@ -269,7 +270,7 @@ begin
     if p_assistant_id is not null then
         select * into v from public.assistants a where a.id = p_assistant_id;
         if v.id is null then
-            raise exception 'assistant not found' using errcode = 'JL404';
+            raise exception 'assistant not found' using errcode = 'JLA04';
         end if;
         return v;
     end if;
@@ -315,7 +316,7 @@ as $$
 begin
     if p_assistant_id is not null
        and not exists (select 1 from public.assistants a where a.id = p_assistant_id) then
-        raise exception 'assistant not found' using errcode = 'JL404';
+        raise exception 'assistant not found' using errcode = 'JLA04';
     end if;
     update public.conversations c set assistant_id = p_assistant_id,
         updated_at = clock_timestamp()
