@@ -36,7 +36,9 @@ def test_openapi_json_is_valid_and_describes_every_route(server, spec):
         ("post", "/messages/{message_id}/feedback"), ("get", "/messages"),
         ("get", "/messages_answers"), ("get", "/feedback/summary"),
         ("get", "/human_message_count"), ("get", "/healthz"), ("get", "/metrics"),
-        ("get", "/kb/search"),
+        ("get", "/kb/search"), ("get", "/tools"), ("get", "/assistants"), ("post", "/assistants"),
+        ("get", "/assistants/{assistant_id}"), ("patch", "/assistants/{assistant_id}"),
+        ("delete", "/assistants/{assistant_id}"), ("get", "/assistants/{assistant_id}/versions"),
     }
     described = {(method, path) for path, item in spec["paths"].items() for method in item}
     assert described == expected
