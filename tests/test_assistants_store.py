@@ -145,3 +145,34 @@ def test_runs_store_the_assistant_version(both):
         finish(backend.store, ticket)
         rows = backend.execute("select assistant_id, assistant_version from public.runs")
         assert rows == [("jelly", 1)], backend.name
+
+
+def test_an_agent_is_built_once_per_assistant_version(pg_store):
+    """Turns reuse their assistant version's agent; a new version gets its own; the
+    version's instructions (with the safety lines) and tools go into it."""
+    from types import SimpleNamespace
+
+    from agent.assistants import AssistantAgents
+    from agent.persona import SAFETY
+
+    tools = [SimpleNamespace(name=n) for n in ("calculator", "search_docs", "ocean_stats")]
+    built = []
+
+    def build(assistant, prompt, its_tools):
+        built.append((assistant["version"], prompt, [t.name for t in its_tools]))
+        return object()
+
+    fallback = object()
+    agents = AssistantAgents(pg_store, tools, build, fallback)
+    made = pg_store.create_assistant({"name": "A", "instructions": "Be A.",
+                                      "tools": ["ocean_stats", "calculator"]})
+    ref = {"id": made["id"], "version": 1}
+    first = agents.agent_for(ref)
+    assert all(agents.agent_for(dict(ref)) is first for _ in range(50))
+    assert built == [(1, "Be A.\n\n" + SAFETY, ["calculator", "ocean_stats"])]
+    pg_store.update_assistant(made["id"], {"tools": None})
+    second = agents.agent_for({"id": made["id"], "version": 2})
+    assert second is not first and built[-1][2] == ["calculator", "search_docs", "ocean_stats"]
+    assert agents.agent_for(ref) is first and agents.builds == 2
+    assert agents.agent_for(None) is fallback
+    assert agents.agent_for({"id": "gone", "version": 1}) is fallback
