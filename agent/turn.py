@@ -24,6 +24,7 @@ from agent.offline import tokens_of
 from agent.persona import APOLOGY, GREETING
 from agent.retry import describe
 from agent.runner import AgentResult, ChatAgent
+from agent.suggestions import suggest_after
 from agent.text import UNSTORABLE, storable
 from logs import bind_run_id
 from metrics import FIRST_TOKEN_SECONDS, TURN_PHASE_SECONDS, TURN_SECONDS, TURNS
@@ -200,7 +201,7 @@ class Chat:
                  max_message_chars: int = 10_000, turn_timeout: float = 120.0,
                  multitask: str = "enqueue", title_writer=None, registry: RunRegistry | None = None,
                  retriever=None, reference_kbs: tuple[str, ...] = (), reference_k: int = 4,
-                 reference_filter=None, limits=None, assistants=None):
+                 reference_filter=None, limits=None, assistants=None, suggester=None):
         self.store = store
         self.agent = agent
         self.memory_messages = memory_messages
@@ -211,6 +212,7 @@ class Chat:
         self.registry = registry or RunRegistry()
         self.limits = limits  # admit(token, address, conversation_id, proof): rate limits, PoW
         self.assistants = assistants  # agent/assistants.py: each assistant version's agent
+        self.suggester = suggester  # agent/suggestions.py: follow-ups after an answer
         # references-only answers: the knowledge retriever, the kbs it tries in
         # order, how many chunks, and which chunks count as relevant
         self.retriever = retriever
@@ -368,6 +370,7 @@ class Chat:
             title=None if begun.get("titled") else title_from(data.message),
         )
         final = self._final(sink, run, result, outcome, status)
+        suggest_after(self, run, data.message, result, final, sink)
         if not begun.get("titled") and self.title_writer is not None and status == "succeeded":
             self._better_title(run.conversation_id, data.message, result.answer)
         return final

@@ -345,6 +345,15 @@ class Store(ABC):
                         {"p_token": token, "p_id": conversation_id,
                          "p_assistant_id": assistant_id}, idempotent=True)
 
+    def set_suggestions(self, message_id: int, suggestions: list[str]) -> None:
+        """Keep the follow-up questions suggested after an answer."""
+        self._fn("jelly_set_suggestions", {"p_message_id": int(message_id),
+                                           "p_suggestions": list(suggestions)})
+
+    def suggestions_of(self, token: str, message_id: int) -> dict:
+        """{message_id, suggestions} of one of the token's user's answers; NotFound otherwise."""
+        return self._fn("jelly_suggestions_of", {"p_token": token, "p_message_id": int(message_id)})
+
     # feedback (supabase/migrations/*_feedback.sql)
     def set_feedback(self, token: str, message_id: int, rating: str | None,
                      comment: str | None = None) -> dict:

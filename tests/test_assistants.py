@@ -207,3 +207,47 @@ def test_a_new_visitor_is_greeted_by_the_applications_assistant(server):
     ask(server, "hello there?", token=token, application=app)
     rows = server.post("/history", json={"user_token": token}).json()
     assert rows[0]["content"] == "Welcome to the docs desk!"
+
+
+def sse_events(server, **body) -> list[tuple[str, dict]]:
+    response = requests.post(f"{server.url}/user_message", stream=True, timeout=60,
+                             json={"stream": True, **body})
+    events, name = [], None
+    for line in response.iter_lines(decode_unicode=True):
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            events.append((name, json.loads(line[6:])))
+    return events  # the stream ended by itself
+
+
+def test_follow_up_suggestions_after_each_answer(server, llm):
+    final = ask(server, "suggest after this?", token="suggested")
+    expected = ["What is DFI?", "How do masternodes work?", "What is a vault?"]
+    got = server.get(f"/messages/{final['message_id']}/suggestions",
+                     headers={"X-User-Token": "suggested"})
+    assert got.status_code == 200 and got.json() == {"message_id": final["message_id"],
+                                                     "suggestions": expected}
+    asked = [r for r in llm.requests
+             if r["messages"][-1]["content"].startswith("Suggest up to three")]
+    assert asked and asked[-1]["max_tokens"] <= 100 and "stream" not in asked[-1]
+    assert "suggest after this?" in asked[-1]["messages"][-1]["content"]
+    assert server.get(f"/messages/{final['message_id']}/suggestions",
+                      headers={"X-User-Token": "someone else"}).status_code == 404
+
+    events = sse_events(server, user_token="suggested", message="and over SSE?")
+    names = [name for name, _ in events]
+    assert names[-2:] == ["final_message", "suggestions"]
+    assert events[-1][1]["suggestions"] == expected
+    assert events[-1][1]["message_id"] == events[-2][1]["message_id"]
+
+    # an assistant that turned them off: an empty event, nothing asked of the model
+    quiet = create(server, suggestions=False)
+    before = len([r for r in llm.requests if r["messages"][-1]["content"].startswith("Suggest")])
+    events = sse_events(server, user_token="suggested", message="quiet please?",
+                        assistant_id=quiet["id"])
+    assert events[-1] == ("suggestions", {"run_id": events[-2][1]["run_id"],
+                                          "message_id": events[-2][1]["message_id"],
+                                          "suggestions": []})
+    after = len([r for r in llm.requests if r["messages"][-1]["content"].startswith("Suggest")])
+    assert after == before

@@ -176,3 +176,21 @@ def test_an_agent_is_built_once_per_assistant_version(pg_store):
     assert agents.agent_for(ref) is first and agents.builds == 2
     assert agents.agent_for(None) is fallback
     assert agents.agent_for({"id": "gone", "version": 1}) is fallback
+
+
+def test_suggestions_are_kept_with_their_answer(both):
+    for backend in both.values():
+        store = backend.store
+        store.seed_assistant("jelly", DEFAULT)
+        ticket = start(store, "u1")
+        done = store.finish_run(ticket["run_id"], "succeeded", question="hello?", answer="hi")
+        message_id = done["message_id"]
+        assert store.suggestions_of("u1", message_id) == {"message_id": message_id,
+                                                          "suggestions": []}
+        store.set_suggestions(message_id, ["What is DFI?", "And a vault?"])
+        assert store.suggestions_of("u1", message_id)["suggestions"] == ["What is DFI?",
+                                                                        "And a vault?"]
+        with pytest.raises(NotFound):
+            store.suggestions_of("someone else", message_id)
+        with pytest.raises(NotFound):
+            store.suggestions_of("u1", ticket["message_id"])  # the question, not an answer

@@ -39,6 +39,7 @@ def test_openapi_json_is_valid_and_describes_every_route(server, spec):
         ("get", "/kb/search"), ("get", "/tools"), ("get", "/assistants"), ("post", "/assistants"),
         ("get", "/assistants/{assistant_id}"), ("patch", "/assistants/{assistant_id}"),
         ("delete", "/assistants/{assistant_id}"), ("get", "/assistants/{assistant_id}/versions"),
+        ("get", "/messages/{message_id}/suggestions"),
     }
     described = {(method, path) for path, item in spec["paths"].items() for method in item}
     assert described == expected

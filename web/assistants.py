@@ -13,7 +13,7 @@ from agent.turn import InvalidInput
 from storage import NotFound
 from storage.base import UnknownAssistant
 from web import schemas as s
-from web.rest import ADMIN_AUTH, ADMIN_ERRORS, COMMON, NOT_FOUND, _require_admin
+from web.rest import ADMIN_AUTH, ADMIN_ERRORS, COMMON, FEEDBACK, NOT_FOUND, _require_admin, user_token
 from web.services import get_chat
 
 ASSISTANTS = Tag(name="assistants", description="Assistants: instructions, tools, greeting, "
@@ -134,6 +134,14 @@ def delete_assistant(path: s.AssistantPath, header: s.AdminHeader):
         return jsonify({"error": "the default assistant cannot be deleted (edit it instead)"}), 409
     store.delete_assistant(path.assistant_id)
     return "", 204
+
+
+@bp.get("/messages/<int:message_id>/suggestions", tags=[FEEDBACK],
+        responses={200: s.SuggestionsOut, **NOT_FOUND})
+def suggestions(path: s.MessagePath, header: s.TokenHeader):
+    """The follow-up questions suggested after one of the user's answers (also sent as
+    the `suggestions` event right after its final_message)."""
+    return jsonify(get_chat().store.suggestions_of(user_token(), path.message_id))
 
 
 @bp.get("/assistants/<assistant_id>/versions", tags=[ASSISTANTS],

@@ -422,5 +422,10 @@ class AssistantListOut(RootModel[list[AssistantOut]]):
     pass
 
 
+class SuggestionsOut(BaseModel):
+    message_id: int
+    suggestions: list[str] = Field(description="At most three follow-up questions")
+
+
 class AssistantPath(BaseModel):
     assistant_id: str

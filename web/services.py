@@ -12,9 +12,10 @@ import threading
 from flask import Flask, current_app
 
 from agent.assistants import DEFAULT_ID, AssistantAgents, default_fields
-from agent.models import describe_model, make_chat_model, make_title_writer
+from agent.models import TitleWriter, describe_model, make_chat_model, make_title_writer
 from agent.persona import SYSTEM_PROMPT
 from agent.runner import ChatAgent
+from agent.suggestions import Suggester
 from agent.turn import Chat
 from knowledge import prepare_knowledge
 from knowledge.retrieval import get_retriever
@@ -24,6 +25,7 @@ from tools.knowledge import WIKI_KBS, is_relevant
 
 log = logging.getLogger("jellychat")
 _lock = threading.Lock()
+SUGGESTION_TOKENS = 80  # the small budget of the follow-up suggestions' model call
 
 
 def build_chat(settings, store=None, limits=None) -> Chat:
@@ -66,6 +68,7 @@ def build_chat(settings, store=None, limits=None) -> Chat:
         "chat ready: store=%s, model=%s, tools=%s",
         store.name, describe_model(settings), ", ".join(t.name for t in tools),
     )
+    title_writer = make_title_writer(settings)
     chat = Chat(
         store,
         agent,
@@ -73,13 +76,14 @@ def build_chat(settings, store=None, limits=None) -> Chat:
         max_message_chars=settings.max_message_chars,
         turn_timeout=settings.turn_timeout,
         multitask=settings.multitask,
-        title_writer=make_title_writer(settings),
+        title_writer=title_writer,
         retriever=get_retriever(settings, store),
         reference_kbs=WIKI_KBS,
         reference_k=settings.knowledge_top_k,
         reference_filter=is_relevant,
         limits=limits,
         assistants=assistants,
+        suggester=Suggester(_suggestion_writer(title_writer)),
     )
     chat.recover()
     # What startup built (modules, tools, the compiled graph) lives as long as the process:
@@ -87,6 +91,13 @@ def build_chat(settings, store=None, limits=None) -> Chat:
     # Without it, one collection during a fast stream held the hub for 170 to 300 ms.
     gc.freeze()
     return chat
+
+
+def _suggestion_writer(title_writer):
+    """The title writer's client and model with room for three short questions."""
+    if title_writer is None:
+        return None
+    return TitleWriter(title_writer.client, title_writer.model, max_tokens=SUGGESTION_TOKENS)
 
 
 def get_chat(app: Flask | None = None) -> Chat:

@@ -16,6 +16,7 @@ import queue
 from flask import Response
 
 from agent import events as ev
+from agent.suggestions import SUGGESTIONS
 from agent.turn import Chat, StartedRun
 from storage import StoreError
 
@@ -79,7 +80,10 @@ def stream_run(chat: Chat, started: StartedRun, settings) -> Response:
                     return
                 event, data = item
                 yield frame(event, data)
-                if event in (ev.FINAL, ev.ERROR):
+                if event == ev.FINAL and data.get("status") == "succeeded" \
+                        and data.get("message_id") and chat.suggester is not None:
+                    continue  # the `suggestions` event follows (suggest_after always sends it)
+                if event in (ev.FINAL, ev.ERROR, SUGGESTIONS):
                     # the run may go on briefly (a model title): the client has its answer
                     ended = True
                     return

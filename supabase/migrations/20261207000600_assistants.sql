@@ -39,6 +39,7 @@ alter table public.assistant_versions enable row level security;
 
 alter table public.conversations add column if not exists assistant_id text
     references public.assistants (id) on delete set null;
+alter table public.chat_messages add column if not exists suggestions jsonb;  -- follow-ups
 alter table public.runs add column if not exists assistant_id text;
 alter table public.runs add column if not exists assistant_version integer;
 
@@ -398,7 +399,41 @@ begin
 end;
 $$;
 
+-- The follow-up questions suggested after an answer (at most three are kept).
+create or replace function public.jelly_set_suggestions(p_message_id bigint, p_suggestions jsonb)
+returns void
+language sql
+set search_path = ''
+as $$
+    update public.chat_messages m set suggestions = coalesce(p_suggestions, '[]'::jsonb)
+    where m.id = p_message_id and m.type = 'jelly'
+$$;
+
+-- The suggestions after one of the token's user's answers ([] before any were made).
+create or replace function public.jelly_suggestions_of(p_token text, p_message_id bigint)
+returns jsonb
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+    v_found jsonb;
+    v_exists boolean;
+begin
+    select true, m.suggestions into v_exists, v_found from public.chat_messages m
+    join public.users u on u.id = m.user_id
+    where m.id = p_message_id and u.token = p_token and m.type = 'jelly';
+    if v_exists is null then
+        raise exception 'message not found' using errcode = 'JL404';
+    end if;
+    return jsonb_build_object('message_id', p_message_id,
+                              'suggestions', coalesce(v_found, '[]'::jsonb));
+end;
+$$;
+
 select public.jelly_server_only(array[
+        'public.jelly_set_suggestions(bigint, jsonb)',
+        'public.jelly_suggestions_of(text, bigint)',
         'public.jelly_assistant_json(public.assistants)',
         'public.jelly_assistant_merge(public.assistants, jsonb)',
         'public.jelly_assistant_save(public.assistants, boolean)',
