@@ -35,12 +35,13 @@ Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE_CHARS, pattern=N
 SSE_CONTENT = {"text/event-stream": {"schema": {
     "type": "object",
     "description": "`event:` is the Socket.IO event name, `data:` its JSON payload (see the "
-                   "README, Socket.IO events); the stream ends after final_message or error. "
+                   "README, Socket.IO events); the stream ends after final_message or error "
+                   "(after a succeeded answer: after its `suggestions`, the follow-up questions). "
                    "A comment line every SSE_KEEPALIVE (15) seconds keeps it alive.",
     "required": ["event", "data"],
     "properties": {
         "event": {"enum": ["run_started", "tool_start", "tool_end", "final_answer_token",
-                           "final_message", "error"]},
+                           "final_message", "suggestions", "error"]},
         "data": {"type": "string", "contentMediaType": "application/json"},
     },
 }}}
