@@ -51,7 +51,18 @@ from metrics import watch_gc, watch_hub_lag  # noqa: E402
 from settings import SECRET_FIELDS, Settings, SettingsError, unknown_variables  # noqa: E402
 from storage import StoreError  # noqa: E402
 from version import __version__  # noqa: E402
-from web import ai_sdk, api_keys, db_cli, kb, limits, openai_compat, page, rest, sockets  # noqa: E402
+from web import (  # noqa: E402
+    ai_sdk,
+    api_keys,
+    assistants,
+    db_cli,
+    kb,
+    limits,
+    openai_compat,
+    page,
+    rest,
+    sockets,
+)
 from web.services import get_chat  # noqa: E402
 from web.serving import Drain  # noqa: E402
 
@@ -110,6 +121,7 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:  # an Open
     # a page backs off a 429 by its Retry-After
     CORS(app, origins=settings.cors_origin_list, expose_headers=["X-Next-Before", "Retry-After"])
     app.register_api(rest.bp)
+    app.register_api(assistants.bp)
     # the description at /openapi.json; /docs: Swagger UI from flask-openapi3-swagger's files
     app.add_url_rule("/openapi.json", "openapi_json", lambda: app.api_doc)
     app.add_url_rule("/docs", "docs", lambda: redirect("/docs/swagger"))

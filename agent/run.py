@@ -63,6 +63,7 @@ from agent.offline import tokens_of
 from agent.persona import APOLOGY
 from agent.retry import describe
 from agent.steps import STEP_SEPARATOR, YIELD_EVERY, AnswerTooLong, RunSteps, current_run
+from agent.suggestions import suggest_after
 from agent.text import storable
 from logs import bind_run_id
 from metrics import FIRST_TOKEN_SECONDS, TOOL_CALLS, TURN_PHASE_SECONDS, TURN_SECONDS, TURNS
@@ -110,6 +111,15 @@ class Run:
         self.status = "succeeded"
         self.error: str | None = None
         self.finished = False  # its outcome was stored, or handed to `Chat.retry_unfinished`
+        self._agent = None
+
+    @property
+    def agent(self):
+        """The agent of the run's assistant version (built once per version, agent/assistants.py)."""
+        if self._agent is None:
+            chat = self.chat
+            self._agent = chat.assistants.agent_for(self.assistant) if chat.assistants else chat.agent
+        return self._agent
 
     @property
     def deadline(self) -> float | None:
@@ -165,6 +175,7 @@ class Run:
             error=self.error, title=None if titled else titles.title_from(self.data.message),
         )
         final = self.emit_final(outcome)
+        suggest_after(self.chat, self, self.data.message, result, final, self.sink)
         if not titled and self.chat.title_writer is not None and self.status == "succeeded":
             titles.better_title(self.chat.title_writer, self.chat.store, self.conversation_id,
                                 self.data.message, result.answer)
@@ -225,7 +236,7 @@ class Run:
         step's whole messages: the model's (tool calls, usage, finish reason) and the
         tools' results. An answer past the cap ends the run early, `truncated` set.
         """
-        agent, result, cancel = self.chat.agent, self.result, self.cancel
+        agent, result, cancel = self.agent, self.result, self.cancel
         tokens = TokenStream(self.emit, result, self.run_id, agent.max_answer_chars)
         calls: dict[str, tuple] = {}  # call id -> (its record in result.tool_calls, start)
         steps = current_run.set(RunSteps(cancel, tokens.text, max_chars=agent.max_answer_chars,
@@ -258,7 +269,7 @@ class Run:
 
     def _model_step(self, message: AIMessage, tokens: TokenStream, calls: dict) -> None:
         """A model step ended: its usage, and a `tool_start` for each tool it calls."""
-        agent, result = self.chat.agent, self.result
+        agent, result = self.agent, self.result
         if message.text and tokens.current_step not in tokens.streamed_steps:
             # a model without agent/steps.py's hook (both of ours have it) did not stream
             # this step: its text as one token, so the tokens still join to the answer
@@ -314,7 +325,7 @@ class Run:
         if self.status == "succeeded" and not result.answer.strip():
             self.status, self.error = "failed", "the model returned no answer"
         if result.truncated:
-            self.error = self.error or (f"the answer reached {self.chat.agent.max_answer_chars} "
+            self.error = self.error or (f"the answer reached {self.agent.max_answer_chars} "
                                         "characters and was cut")
             self.say(CUT_NOTE)
         if self.status in ("failed", "timed_out"):
@@ -367,6 +378,7 @@ class Run:
             "usage": result.usage,
             "tool_calls": [{k: v for k, v in call.items() if k != "sentence"}
                            for call in result.tool_calls],
+            "assistant": self.assistant,
         }
         self.emit(ev.FINAL, payload)
         return payload

@@ -25,12 +25,13 @@ from agent.run import PHASES, Run, observe_first_token  # noqa: F401 - re-export
 from agent.runner import ChatAgent
 from agent.text import UNSTORABLE
 from agent.titles import MAX_TITLE_CHARS, title_from  # noqa: F401 - re-exported
-from storage.base import NotFound, StoreError
+from storage.base import NotFound, StoreError, UnknownAssistant
 
 log = logging.getLogger("jellychat.turn")
 
 MAX_TOKEN_CHARS = 200
 MAX_APPLICATION_CHARS = 100
+MAX_ASSISTANT_ID_CHARS = 100
 
 StartedRun = Run  # the former name of what `Chat.start` returns, for the transports
 
@@ -154,7 +155,7 @@ class Chat:
                  max_message_chars: int = 10_000, turn_timeout: float = 120.0,
                  multitask: str = "enqueue", title_writer=None, registry: RunRegistry | None = None,
                  retriever=None, reference_kbs: tuple[str, ...] = (), reference_k: int = 4,
-                 reference_filter=None, limits=None):
+                 reference_filter=None, limits=None, assistants=None, suggester=None):
         self.store = store
         self.agent = agent
         self.memory_messages = memory_messages
@@ -164,6 +165,8 @@ class Chat:
         self.title_writer = title_writer  # prompt -> title, or None
         self.registry = registry or RunRegistry()
         self.limits = limits  # admit(token, address, conversation_id, proof): rate limits, PoW
+        self.assistants = assistants  # agent/assistants.py: each assistant version's agent
+        self.suggester = suggester  # agent/suggestions.py: follow-ups after an answer
         # references-only answers: the knowledge retriever, the kbs it tries in
         # order, how many chunks, and which chunks count as relevant
         self.retriever = retriever
@@ -178,7 +181,7 @@ class Chat:
     # ------------------------------------------------------------------ runs
     def turn(self, user_token, message, application, sink: ev.EventSink, *,
              conversation_id=None, origin: str | None = None, client_address: str | None = None,
-             proof=None) -> dict:
+             proof=None, assistant_id=None) -> dict:
         """Run one chat turn; returns the final_message payload.
 
         Raises InvalidInput before anything is written, RateLimited past a limit,
@@ -186,12 +189,13 @@ class Chat:
         before any event. `proof`: the solved proof of work, when one is required.
         """
         started = self.start(user_token, message, application, conversation_id=conversation_id,
-                             origin=origin, client_address=client_address, proof=proof)
+                             origin=origin, client_address=client_address, proof=proof,
+                             assistant_id=assistant_id)
         return self.serve(started, sink)
 
     def start(self, user_token, message, application, *, conversation_id=None,
               origin: str | None = None, client_address: str | None = None,
-              proof=None) -> Run:
+              proof=None, assistant_id=None) -> Run:
         """The part of a turn that can refuse it: validate, admit and create the run (begun
         at once, its question stored, when its conversation is idle), registered here.
 
@@ -201,17 +205,22 @@ class Chat:
         received = time.monotonic()
         data = validate(user_token, message, application, self.max_message_chars,
                         conversation_id)
+        assistant_id = validate_optional_text("assistant_id", assistant_id, MAX_ASSISTANT_ID_CHARS)
         if self.limits is not None:
             self.limits.admit(data.user_token, client_address, data.conversation_id, proof)
         admitted = time.monotonic()
         # one database call when the conversation is idle (the usual case)
-        ticket = self.store.start_run(
-            data.user_token, GREETING, data.conversation_id, data.application, self.multitask,
-            self.registry.owner, self.agent.model_name, data.message, self.memory_messages,
-            self.turn_timeout,
-        )
+        try:
+            ticket = self.store.start_run(
+                data.user_token, GREETING, data.conversation_id, data.application, self.multitask,
+                self.registry.owner, self.agent.model_name, data.message, self.memory_messages,
+                self.turn_timeout, assistant_id=assistant_id,
+            )
+        except UnknownAssistant:
+            raise InvalidInput("assistant_id", "'assistant_id' names no assistant") from None
         marks = {"received": received, "admitted": admitted, "stored": time.monotonic()}
-        run = Run(self, ticket, data, origin=origin, marks=marks)
+        run = Run(self, ticket, data, origin=origin, marks=marks,
+                  assistant=ticket.get("assistant"))
         self.registry.add(run)
         if self.multitask == "interrupt":
             others = [r.run_id for r in self.registry.of_conversation(run.conversation_id)

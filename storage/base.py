@@ -40,6 +40,10 @@ class NotFound(LookupError):
     """The thing does not exist, or belongs to another user (answered alike: 404)."""
 
 
+class UnknownAssistant(NotFound):
+    """The client named an assistant that does not exist (a 400 on its `assistant_id`)."""
+
+
 class Busy(RuntimeError):
     """The conversation has an active run (MULTITASK=reject); `run_id` names it."""
 
@@ -212,6 +216,8 @@ class Store(ApiKeyStore, ABC):
         """The exception for an error one of our SQL functions raised on purpose."""
         if code == "JL404":
             return NotFound(message)
+        if code == "JLA04":
+            return UnknownAssistant(message)
         if code == "JL409":
             return Busy(message, detail)
         if code == "JL429":
@@ -232,14 +238,18 @@ class Store(ApiKeyStore, ABC):
 
     def start_run(self, token: str, greeting: str, conversation_id: str | None,
                   application: str | None, multitask: str, owner: str, model: str | None,
-                  message: str, memory: int, timeout: float) -> dict:
+                  message: str, memory: int, timeout: float,
+                  assistant_id: str | None = None) -> dict:
         """`create_run` and, when the conversation is idle, `begin_run` in one call:
-        the ticket with `ready` (and when ready, begin_run's message_id, memory, titled)."""
+        the ticket with `ready` (and when ready, begin_run's message_id, memory, titled),
+        and the turn's `assistant` {id, version} (chosen in the same call: `assistant_id`,
+        the conversation's, the application's, the default). NotFound for an unknown
+        `assistant_id`."""
         return self._fn("jelly_start_run", {
             "p_token": token, "p_greeting": greeting, "p_conversation_id": conversation_id,
             "p_application": application, "p_multitask": multitask, "p_owner": owner,
             "p_model": model, "p_message": message, "p_memory": memory,
-            "p_timeout": float(timeout),
+            "p_timeout": float(timeout), "p_assistant_id": assistant_id,
         }, idempotent=False)
 
     def begin_run(self, run_id: str, message: str, memory: int, timeout: float) -> dict:
@@ -350,6 +360,59 @@ class Store(ApiKeyStore, ABC):
 
     def delete_conversation(self, token: str, conversation_id: str) -> None:
         self._fn("jelly_delete_conversation", {"p_token": token, "p_id": conversation_id})
+
+    # assistants (supabase/migrations/*_assistants.sql)
+    def seed_assistant(self, assistant_id: str, fields: dict) -> dict:
+        """The default assistant, created from `fields` when there is none (it may have
+        been edited since: the stored row wins)."""
+        return self._fn("jelly_seed_assistant", {"p_id": assistant_id, "p_fields": fields},
+                        idempotent=True)
+
+    def create_assistant(self, fields: dict) -> dict:
+        """A new assistant at version 1, with a generated id."""
+        return self._fn("jelly_create_assistant", {"p_fields": fields}, idempotent=False)
+
+    def update_assistant(self, assistant_id: str, fields: dict) -> dict:
+        """A new version with `fields` over the current ones (the old version is kept);
+        NotFound for an unknown id."""
+        return self._fn("jelly_update_assistant", {"p_id": assistant_id, "p_fields": fields},
+                        idempotent=False)
+
+    def delete_assistant(self, assistant_id: str) -> None:
+        """NotFound for an unknown id, Busy for the default assistant."""
+        self._fn("jelly_delete_assistant", {"p_id": assistant_id}, idempotent=False)
+
+    def get_assistant(self, assistant_id: str, version: int | None = None) -> dict | None:
+        """The assistant now, or one of its versions (kept after deletion); None if unknown."""
+        return self._fn("jelly_get_assistant", {"p_id": assistant_id, "p_version": version})
+
+    def list_assistants(self, everyone: bool = False) -> list[dict]:
+        """The public assistants (`everyone`: all of them), the default first."""
+        return self._fn("jelly_list_assistants", {"p_all": bool(everyone)}) or []
+
+    def assistant_versions(self, assistant_id: str) -> list[dict]:
+        """Every version of the assistant, oldest first."""
+        return self._fn("jelly_assistant_versions", {"p_id": assistant_id}) or []
+
+    def assistant_for(self, application: str | None) -> dict | None:
+        """The assistant that greets a new visitor of `application`."""
+        return self._fn("jelly_assistant_for", {"p_application": application})
+
+    def set_conversation_assistant(self, token: str, conversation_id: str,
+                                   assistant_id: str | None) -> dict:
+        """Bind one of the token's conversations to an assistant (None: unbind)."""
+        return self._fn("jelly_set_conversation_assistant",
+                        {"p_token": token, "p_id": conversation_id,
+                         "p_assistant_id": assistant_id}, idempotent=True)
+
+    def set_suggestions(self, message_id: int, suggestions: list[str]) -> None:
+        """Keep the follow-up questions suggested after an answer."""
+        self._fn("jelly_set_suggestions", {"p_message_id": int(message_id),
+                                           "p_suggestions": list(suggestions)})
+
+    def suggestions_of(self, token: str, message_id: int) -> dict:
+        """{message_id, suggestions} of one of the token's user's answers; NotFound otherwise."""
+        return self._fn("jelly_suggestions_of", {"p_token": token, "p_message_id": int(message_id)})
 
     # feedback (supabase/migrations/*_feedback.sql)
     def set_feedback(self, token: str, message_id: int, rating: str | None,

@@ -38,6 +38,10 @@ def test_openapi_json_is_valid_and_describes_every_route(server, spec):
         ("get", "/human_message_count"), ("get", "/healthz"), ("get", "/metrics"),
         ("get", "/kb/search"), ("post", "/users"), ("post", "/api-keys"), ("get", "/api-keys"),
         ("delete", "/api-keys/{key_id}"),
+        ("get", "/tools"), ("get", "/assistants"), ("post", "/assistants"),
+        ("get", "/assistants/{assistant_id}"), ("patch", "/assistants/{assistant_id}"),
+        ("delete", "/assistants/{assistant_id}"), ("get", "/assistants/{assistant_id}/versions"),
+        ("get", "/messages/{message_id}/suggestions"),
     }
     # their errors come in their own protocols' shapes
     foreign = {("get", "/v1/models"), ("post", "/v1/chat/completions"), ("post", "/api/chat")}

@@ -52,10 +52,11 @@ def browser():
 class HostSite:
     """A second origin (another local port) whose page embeds the widget with one tag."""
 
-    def __init__(self, server_url: str, port: int | None = None, data_server: str | None = None):
+    def __init__(self, server_url: str, port: int | None = None, data_server: str | None = None,
+                 attributes: str = 'data-title="Ask Jelly"'):
         tag = (
             f'<script src="{server_url}/widget.js" defer data-server="{data_server or server_url}" '
-            'data-application="host-site" data-title="Ask Jelly" data-color="#0e7490"></script>'
+            f'data-application="host-site" {attributes} data-color="#0e7490"></script>'
         )
         html = (
             "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>A site</title></head>"
@@ -97,7 +98,8 @@ def web(tmp_path_factory, llm, allowed_port):
     srv = ServerProcess(
         tmp_path_factory.mktemp("web-data"),
         env={"OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-test", "OPENAI_MODEL": "scripted",
-             "LLM_MAX_RETRIES": "0", "CORS_ORIGINS": f"http://127.0.0.1:{allowed_port}"},
+             "LLM_MAX_RETRIES": "0", "CORS_ORIGINS": f"http://127.0.0.1:{allowed_port}",
+             "ADMIN_API_KEY": "test-admin-key"},
     ).start()
     yield srv
     srv.stop()
@@ -410,6 +412,50 @@ def test_widget_opens_on_another_origin(browser, web, allowed_port):
         assert console.errors == []
     finally:
         ctx.close()
+        site.close()
+
+
+def test_an_assistant_shows_its_name_greeting_and_suggested_questions(browser, context, web, llm,
+                                                                      allowed_port):
+    """`?assistant=` (and the widget's `data-assistant`): the assistant's name and greeting,
+    its suggested questions on an empty conversation; one click asks it of that assistant."""
+    import requests
+
+    made = requests.post(f"{web.url}/assistants", timeout=30,
+                         headers={"Authorization": "Bearer test-admin-key"},
+                         json={"name": "Docs Desk", "instructions": "You are the docs desk.",
+                               "greeting": "Welcome to the docs desk!",
+                               "suggested_questions": ["What is 3 * 4?", "What is DFI?"]})
+    assert made.status_code == 201, made.text
+    assistant = made.json()
+    page, console = open_chat(context, f"{web.url}/?assistant={assistant['id']}")
+    assert page.locator("#title-text").text_content() == "Docs Desk"
+    assert last_answer(page).locator(".bubble").text_content().strip() == "Welcome to the docs desk!"
+    buttons = page.locator(".suggested .suggestion")
+    assert buttons.all_text_contents() == ["What is 3 * 4?", "What is DFI?"]
+    shot(page, "assistant")
+    buttons.first.click()
+    wait_answer_done(page)
+    assert page.locator(".msg.human .bubble").last.text_content() == "What is 3 * 4?"
+    assert "12" in last_answer(page).locator(".bubble").text_content()
+    assert page.locator(".suggested").count() == 0
+    asked = [r for r in llm.requests if r["messages"][-1].get("content") == "What is 3 * 4?"]
+    assert asked and asked[0]["messages"][0]["content"].startswith("You are the docs desk.")
+    assert console.errors == []
+
+    site = HostSite(web.url, port=allowed_port, attributes=f'data-assistant="{assistant["id"]}"')
+    visitor = browser.new_context()  # a new visitor: an empty conversation
+    visitor.set_default_timeout(TIMEOUT_MS)
+    try:
+        host = visitor.new_page()
+        host.goto(site.url)
+        host.locator("[data-jellychat-widget] .launcher").click()
+        frame = host.frame_locator("[data-jellychat-widget] iframe")
+        frame.locator("html[data-ready='true'][data-connected='true']").wait_for()
+        assert frame.locator("#title-text").text_content() == "Docs Desk"
+        assert frame.locator(".suggested .suggestion").count() == 2
+    finally:
+        visitor.close()
         site.close()
 
 

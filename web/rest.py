@@ -150,11 +150,13 @@ def user_message(body: s.UserMessageIn, header: s.TokenHeader):
         from web.sse import stream_run  # the transport of the streaming answer
 
         started = chat.start(token, body.message, body.application,
-                             conversation_id=body.conversation_id, **admission)
+                             conversation_id=body.conversation_id,
+                             assistant_id=body.assistant_id, **admission)
         return stream_run(chat, started, get_settings())
     else:
         final = chat.turn(token, body.message, body.application, CollectingSink(),
-                          conversation_id=body.conversation_id, **admission)
+                          conversation_id=body.conversation_id,
+                          assistant_id=body.assistant_id, **admission)
     return jsonify({"response": final["message"], **{k: v for k, v in final.items() if k != "message"}})
 
 
@@ -179,13 +181,24 @@ def history(body: s.HistoryIn, query: s.HistoryQuery, header: s.TokenHeader):
     if conversation is None or (not conversation["messages"] and before is None):
         # a new visitor (not created by reading), or one whose chat is empty (an original
         # JellyChat user made by /history alone, a cleared chat): the greeting, not stored
-        greeting = {"id": None, "type": "jelly", "content": GREETING,
+        greeting = {"id": None, "type": "jelly",
+                    "content": _greeting(body.application or query.application),
                     "created": datetime.now(UTC).isoformat(), "application": None}
         return jsonify([history_row(greeting, conversation and conversation["user_id"])])
     response = jsonify([history_row(m, conversation["user_id"]) for m in conversation["messages"]])
     if conversation["more"] and conversation["messages"]:
         response.headers["X-Next-Before"] = str(conversation["messages"][0]["id"])
     return response
+
+
+def _greeting(application: str | None) -> str:
+    """The greeting of the assistant serving `application` (Jelly's when it has none)."""
+    try:
+        assistant = get_chat().store.assistant_for(application or None)
+    except StoreError as exc:  # a database without the assistants migration yet
+        log.warning("greeting without assistants: %s", exc)
+        return GREETING
+    return (assistant or {}).get("greeting") or GREETING
 
 
 @bp.get("/conversations", tags=[CONVERSATIONS], responses={200: s.ConversationListOut})
@@ -212,7 +225,14 @@ def list_conversations(query: s.ConversationListQuery, header: s.TokenHeader):
 def create_conversation(body: s.NewConversationIn, header: s.TokenHeader):
     """A new, empty conversation (optionally titled)."""
     title = validate_title(body.title) if body.title is not None else None
-    conversation = get_chat().store.create_conversation(user_token(body), GREETING, title)
+    store = get_chat().store
+    token = user_token(body)
+    if body.assistant_id is not None and store.get_assistant(body.assistant_id) is None:
+        raise InvalidInput("assistant_id", "'assistant_id' names no assistant")
+    conversation = store.create_conversation(token, GREETING, title)
+    if body.assistant_id is not None:
+        conversation = store.set_conversation_assistant(token, conversation["id"],
+                                                        body.assistant_id)
     return jsonify(conversation), 201
 
 
@@ -231,10 +251,20 @@ def get_conversation(path: s.ConversationPath, header: s.TokenHeader):
 @bp.patch("/conversations/<conversation_id>", tags=[CONVERSATIONS],
           responses={200: s.ConversationOut, **NOT_FOUND})
 def rename_conversation(path: s.ConversationPath, body: s.RenameIn, header: s.TokenHeader):
-    """Rename a conversation (the user's title is kept over automatic ones)."""
-    title = validate_title(body.title)
-    return jsonify(get_chat().store.update_conversation(
-        user_token(body), _conversation(path.conversation_id), title))
+    """Rename a conversation (the user's title is kept over automatic ones) and/or bind it
+    to an assistant (`assistant_id`; "" unbinds)."""
+    if body.title is None and body.assistant_id is None:
+        raise InvalidInput("title", "'title' or 'assistant_id' is required")
+    store = get_chat().store
+    token = user_token(body)
+    conversation_id = _conversation(path.conversation_id)
+    title = validate_title(body.title) if body.title is not None else None
+    if body.assistant_id is not None:
+        conversation = store.set_conversation_assistant(token, conversation_id,
+                                                        body.assistant_id or None)
+    if title is not None:
+        conversation = store.update_conversation(token, conversation_id, title)
+    return jsonify(conversation)
 
 
 @bp.delete("/conversations/<conversation_id>", tags=[CONVERSATIONS],

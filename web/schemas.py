@@ -35,12 +35,13 @@ Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE_CHARS, pattern=N
 SSE_CONTENT = {"text/event-stream": {"schema": {
     "type": "object",
     "description": "`event:` is the Socket.IO event name, `data:` its JSON payload (see the "
-                   "README, Socket.IO events); the stream ends after final_message or error. "
+                   "README, Socket.IO events); the stream ends after final_message or error "
+                   "(after a succeeded answer: after its `suggestions`, the follow-up questions). "
                    "A comment line every SSE_KEEPALIVE (15) seconds keeps it alive.",
     "required": ["event", "data"],
     "properties": {
         "event": {"enum": ["run_started", "tool_start", "tool_end", "final_answer_token",
-                           "final_message", "error"]},
+                           "final_message", "suggestions", "error"]},
         "data": {"type": "string", "contentMediaType": "application/json"},
     },
 }}}
@@ -105,6 +106,11 @@ class Usage(BaseModel):
     output_tokens: int
 
 
+class AssistantRef(BaseModel):
+    id: str
+    version: int
+
+
 class Feedback(BaseModel):
     rating: Literal["up", "down"]
     comment: str | None = None
@@ -119,6 +125,8 @@ class UserMessageIn(Body):
                          description="The question (at most MAX_MESSAGE_CHARS characters)")
     application: str | None = Field(None, description="The client's name (web, telegram, …)")
     conversation_id: str | None = Field(None, description="Default: the user's default conversation")
+    assistant_id: str | None = Field(None, description="The assistant for this turn (default: the "
+                                                       "conversation's, the application's, Jelly)")
     stream: bool = Field(False, description="Stream the run as Server-Sent Events "
                                             "(as does `Accept: text/event-stream`)")
     references_only: bool = Field(False, description="Answer with the knowledge sources for "
@@ -141,6 +149,7 @@ class UserMessageOut(BaseModel):
     status: Literal["succeeded", "failed", "stopped", "timed_out"]
     usage: Usage | None
     tool_calls: list[ToolCall]
+    assistant: AssistantRef | None = Field(None, description="The assistant version that answered")
     references_only: bool | None = None
 
 
@@ -150,15 +159,21 @@ HistoryBefore = Annotated[int | None, Field(ge=1, description="only rows with a 
                                                               "`X-Next-Before` of the newer page")]
 
 
+HistoryApplication = Annotated[str | None, Field(None, max_length=100, description=(
+    "The client's name: a new visitor is greeted by the assistant serving it"))]
+
+
 class HistoryIn(Body):
     user_token: Token | None = None
     limit: HistoryLimit = None
     before: HistoryBefore = None
+    application: HistoryApplication = None
 
 
 class HistoryQuery(BaseModel):
     limit: HistoryLimit = None
     before: HistoryBefore = None
+    application: HistoryApplication = None
 
 
 class HistoryRow(BaseModel):
@@ -204,6 +219,7 @@ class ConversationOut(BaseModel):
     updated: datetime
     message_count: int
     preview: str | None
+    assistant_id: str | None = Field(None, description="The assistant the conversation is bound to")
 
 
 class ConversationListOut(BaseModel):
@@ -238,11 +254,15 @@ class ConversationFullOut(ConversationOut):
 class NewConversationIn(OptionalBody):
     user_token: Token | None = None
     title: Title | None = None
+    assistant_id: str | None = Field(None, min_length=1, max_length=100,
+                                     description="Bind the conversation to this assistant")
 
 
 class RenameIn(Body):
     user_token: Token | None = None
-    title: Title
+    title: Title | None = None
+    assistant_id: str | None = Field(None, max_length=100,
+                                     description="Bind to this assistant (\"\" unbinds)")
 
 
 class StopIn(OptionalBody):
@@ -484,3 +504,79 @@ UI_CHAT_STREAM = {"description": "The AI SDK UI message stream v1 (header "
                                      "source-url, finish), then `data: [DONE]`",
                       "required": ["data"],
                       "properties": {"data": {"type": "string"}}}}}}
+
+# ---------------------------------------------------------------- assistants
+
+AssistantId = Annotated[str, Field(min_length=1, max_length=100, pattern=NOT_BLANK)]
+Question = Annotated[str, Field(min_length=1, max_length=300, pattern=NOT_BLANK)]
+Application = Annotated[str, Field(min_length=1, max_length=100, pattern=NOT_BLANK)]
+ToolName = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class ToolOut(BaseModel):
+    name: str
+    description: str
+
+
+class ToolListOut(RootModel[list[ToolOut]]):
+    pass
+
+
+class AssistantPatchIn(Body):
+    """Every field optional: those sent replace the current ones in a new version."""
+
+    name: str | None = Field(None, min_length=1, max_length=100, pattern=NOT_BLANK)
+    description: str | None = Field(None, max_length=1000)
+    instructions: str | None = Field(None, min_length=1, max_length=20_000, pattern=NOT_BLANK,
+                                     description="The system prompt (the safety lines every "
+                                                 "assistant keeps follow it)")
+    model: str | None = Field(None, min_length=1, max_length=100,
+                              description="null: the server's model")
+    tools: list[ToolName] | None = Field(None, max_length=50,
+                                         description="Tool names (GET /tools); null: all")
+    greeting: str | None = Field(None, max_length=2000,
+                                 description="A new visitor's first message; null: Jelly's")
+    suggested_questions: list[Question] | None = Field(None, max_length=10)
+    max_answer_chars: int | None = Field(None, ge=100, le=1_000_000,
+                                         description="null: MAX_ANSWER_CHARS")
+    applications: list[Application] | None = Field(
+        None, max_length=50, description="The `application` names this assistant serves")
+    public: bool | None = Field(None, description="Listed by GET /assistants for everyone")
+    suggestions: bool | None = Field(None, description="Follow-up suggestions after answers")
+
+
+class AssistantIn(AssistantPatchIn):
+    name: str = Field(min_length=1, max_length=100, pattern=NOT_BLANK)
+    instructions: str = Field(min_length=1, max_length=20_000, pattern=NOT_BLANK)
+
+
+class AssistantOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    instructions: str
+    model: str | None
+    tools: list[str] | None
+    greeting: str | None
+    suggested_questions: list[str]
+    max_answer_chars: int | None
+    applications: list[str]
+    public: bool
+    suggestions: bool
+    default: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class AssistantListOut(RootModel[list[AssistantOut]]):
+    pass
+
+
+class SuggestionsOut(BaseModel):
+    message_id: int
+    suggestions: list[str] = Field(description="At most three follow-up questions")
+
+
+class AssistantPath(BaseModel):
+    assistant_id: str

@@ -11,9 +11,11 @@ import threading
 
 from flask import Flask, current_app
 
-from agent.models import describe_model, make_chat_model, make_title_writer
+from agent.assistants import DEFAULT_ID, AssistantAgents, default_fields
+from agent.models import TitleWriter, describe_model, make_chat_model, make_title_writer
 from agent.persona import SYSTEM_PROMPT
 from agent.runner import ChatAgent
+from agent.suggestions import Suggester
 from agent.turn import Chat
 from knowledge import prepare_knowledge
 from knowledge.retrieval import get_retriever
@@ -23,6 +25,7 @@ from tools.knowledge import WIKI_KBS, is_relevant
 
 log = logging.getLogger("jellychat")
 _lock = threading.Lock()
+SUGGESTION_TOKENS = 80  # the small budget of the follow-up suggestions' model call
 
 
 def build_chat(settings, store=None, limits=None) -> Chat:
@@ -38,20 +41,34 @@ def build_chat(settings, store=None, limits=None) -> Chat:
     else:
         if converted:
             log.info("gave %d tool rows of the pre-run format their tool_start sentence", converted)
-    agent = ChatAgent(
-        make_chat_model(settings),
-        tools,
-        SYSTEM_PROMPT,
-        max_tool_iterations=settings.max_tool_iterations,
-        model_name=settings.openai_model if settings.uses_openai else "offline",
-        max_retries=settings.llm_max_retries,
-        max_answer_chars=settings.max_answer_chars,
-        expects_finish_reason=settings.uses_openai,
-    )
+    model = make_chat_model(settings)
+
+    def build_agent(assistant: dict, prompt: str, its_tools: list) -> ChatAgent:
+        """An assistant's agent: its prompt and tools over the one shared model."""
+        return ChatAgent(
+            model,
+            its_tools,
+            prompt,
+            max_tool_iterations=settings.max_tool_iterations,
+            model_name=settings.openai_model if settings.uses_openai else "offline",
+            max_retries=settings.llm_max_retries,
+            max_answer_chars=assistant.get("max_answer_chars") or settings.max_answer_chars,
+            expects_finish_reason=settings.uses_openai,
+        )
+
+    agent = build_agent({}, SYSTEM_PROMPT, tools)
+    assistants = AssistantAgents(store, tools, build_agent, agent)
+    try:
+        default = store.seed_assistant(DEFAULT_ID, default_fields())
+    except StoreError as exc:  # a Supabase project without the assistants migration yet
+        log.warning("no assistants until the database has the newest migration: %s", exc)
+    else:
+        assistants.agent_for(default)  # built now: the first turn builds nothing
     log.info(
         "chat ready: store=%s, model=%s, tools=%s",
         store.name, describe_model(settings), ", ".join(t.name for t in tools),
     )
+    title_writer = make_title_writer(settings)
     chat = Chat(
         store,
         agent,
@@ -59,12 +76,14 @@ def build_chat(settings, store=None, limits=None) -> Chat:
         max_message_chars=settings.max_message_chars,
         turn_timeout=settings.turn_timeout,
         multitask=settings.multitask,
-        title_writer=make_title_writer(settings),
+        title_writer=title_writer,
         retriever=get_retriever(settings, store),
         reference_kbs=WIKI_KBS,
         reference_k=settings.knowledge_top_k,
         reference_filter=is_relevant,
         limits=limits,
+        assistants=assistants,
+        suggester=Suggester(_suggestion_writer(title_writer)),
     )
     chat.recover()
     # What startup built (modules, tools, the compiled graph) lives as long as the process:
@@ -72,6 +91,13 @@ def build_chat(settings, store=None, limits=None) -> Chat:
     # Without it, one collection during a fast stream held the hub for 170 to 300 ms.
     gc.freeze()
     return chat
+
+
+def _suggestion_writer(title_writer):
+    """The title writer's client and model with room for three short questions."""
+    if title_writer is None:
+        return None
+    return TitleWriter(title_writer.client, title_writer.model, max_tokens=SUGGESTION_TOKENS)
 
 
 def get_chat(app: Flask | None = None) -> Chat:

@@ -99,6 +99,7 @@ def on_user_message(*args):
             data.get("user_token"), data.get("message"), data.get("application"),
             SocketSink(request.sid), conversation_id=data.get("conversation_id"),
             origin=request.sid, client_address=request.remote_addr, proof=data.get("pow"),
+            assistant_id=data.get("assistant_id"),
         )
     except (InvalidInput, NotFound, Busy, RateLimited, StoreError, Draining, UnknownToken) as exc:
         emit(ERROR, error_payload(exc))

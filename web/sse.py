@@ -16,6 +16,7 @@ import queue
 from flask import Response
 
 from agent import events as ev
+from agent.suggestions import SUGGESTIONS
 from agent.turn import Chat, StartedRun
 from storage import StoreError
 
@@ -45,7 +46,7 @@ def stream_run(chat: Chat, started: StartedRun, settings) -> Response:
     with minimum_chunk_size=0)."""
 
     def events():
-        for item in follow(chat, started, settings):
+        for item in follow(chat, started, settings, until_suggestions=True):
             yield ": keep-alive\n\n" if item is KEEPALIVE else frame(*item)
 
     response = Response(events(), mimetype="text/event-stream")
@@ -57,10 +58,11 @@ def stream_run(chat: Chat, started: StartedRun, settings) -> Response:
 KEEPALIVE = None  # what `follow` yields when nothing happened for SSE_KEEPALIVE seconds
 
 
-def follow(chat: Chat, started: StartedRun, settings):
+def follow(chat: Chat, started: StartedRun, settings, until_suggestions: bool = False):
     """Serve `started` in a background (green) thread, from now; the generator returned
     yields its `(event, data)` as they come, and KEEPALIVE after each quiet
-    SSE_KEEPALIVE seconds, until its final_message or error. Every streaming transport
+    SSE_KEEPALIVE seconds, until its final_message or error (or, with `until_suggestions`,
+    the `suggestions` event that follows a stored answer). Every streaming transport
     writes its own format from these. Closed before the end (the client went away), it
     stops the run (STOP_ON_DISCONNECT)."""
     from web.sockets import socketio  # the server's own way to start a green thread
@@ -82,10 +84,12 @@ def follow(chat: Chat, started: StartedRun, settings):
             sink.queue.put(_END)
 
     socketio.start_background_task(serve)  # now: a stream never read still runs to its end
-    return _drain(chat, run_id, sink, settings.sse_keepalive, settings.stop_on_disconnect)
+    last = until_suggestions and chat.suggester is not None
+    return _drain(chat, run_id, sink, settings.sse_keepalive, settings.stop_on_disconnect, last)
 
 
-def _drain(chat: Chat, run_id: str, sink: QueueSink, keepalive: float, stop_on_disconnect: bool):
+def _drain(chat: Chat, run_id: str, sink: QueueSink, keepalive: float, stop_on_disconnect: bool,
+           until_suggestions: bool):
     ended = False
     try:
         while True:
@@ -97,7 +101,12 @@ def _drain(chat: Chat, run_id: str, sink: QueueSink, keepalive: float, stop_on_d
             if item is _END:
                 ended = True
                 return
-            if item[0] in (ev.FINAL, ev.ERROR):
+            event, data = item
+            if until_suggestions and event == ev.FINAL and data.get("status") == "succeeded" \
+                    and data.get("message_id"):
+                yield item  # the `suggestions` event follows (suggest_after always sends it)
+                continue
+            if event in (ev.FINAL, ev.ERROR, SUGGESTIONS):
                 # the run may go on briefly (a model title): the client has its answer
                 ended = True
                 yield item

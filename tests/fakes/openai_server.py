@@ -10,6 +10,7 @@ to it over HTTP. Its replies are scripted from the request it receives:
 - user message with arithmetic         -> a `calculator` tool call
 - user message containing "explode"    -> HTTP 500
 - a request for a conversation title   -> "Scripted title"
+- a request for follow-up suggestions  -> four numbered questions, one repeated
 - anything else                        -> stream "Hello from the scripted model!"
 
 Misbehaviours real models show, asked for by directives in the user message:
@@ -87,6 +88,10 @@ def script(messages: list[dict], first: bool = True) -> dict:
     )
     if question.startswith("Give a title"):
         return {"text": "Scripted title"}
+    if question.startswith("Suggest up to three"):
+        # as models do: numbered, one line too many, a duplicate
+        return {"text": "1. What is DFI?\n2. How do masternodes work?\n2. How do masternodes work?"
+                        "\n3. What is a vault?\n4. One more?"}
     failing = not directives.get("once") or first
     if "explode" in question and failing:
         return {"status": 500}

@@ -7,6 +7,8 @@
   const params = new URLSearchParams(location.search);
   const embed = params.get("embed") === "1";
   const application = (params.get("application") || (embed ? "widget" : "web")).slice(0, 100);
+  const assistantId = (params.get("assistant") || "").slice(0, 100); // ?assistant=<id>
+  let assistant = null; // that assistant ({name, greeting, suggested_questions}) once loaded
   const TOKEN_KEY = "user_token"; // the key the original JellyChat page used
   const CONVERSATION_KEY = "jellychat.conversation";
 
@@ -296,7 +298,36 @@
   }
   function greeting() {
     const view = addJelly();
-    renderMarkdown(view.bubble, "Hi, I'm Jelly 🪼! Ask me anything about DeFiChain, live on-chain data, or some math.");
+    renderMarkdown(view.bubble, (assistant && assistant.greeting) ||
+      "Hi, I'm Jelly 🪼! Ask me anything about DeFiChain, live on-chain data, or some math.");
+    offerQuestions((assistant && assistant.suggested_questions) || []);
+  }
+  // suggested questions on an empty conversation: a click asks one
+  function offerQuestions(questions) {
+    if (!questions.length) return;
+    const list = el("ul", "suggested");
+    list.setAttribute("aria-label", "Suggested questions");
+    for (const q of questions.slice(0, 10)) {
+      const item = el("li");
+      const button = el("button", "suggestion", q);
+      button.type = "button";
+      button.addEventListener("click", () => { list.remove(); send(q); });
+      item.append(button);
+      list.append(item);
+    }
+    els.messages.append(list);
+  }
+  async function loadAssistant() {
+    if (!assistantId) return;
+    try {
+      assistant = await api("GET", `/assistants/${encodeURIComponent(assistantId)}`);
+      if (!title && assistant.name) {
+        els.title.textContent = assistant.name.slice(0, 80);
+        document.title = assistant.name.slice(0, 80);
+      }
+    } catch (e) {
+      say(`Couldn't load the assistant: ${e.message}`);
+    }
   }
 
   // ---- transcript of a conversation (REST rows -> views)
@@ -580,6 +611,8 @@
     setBusy(true);
     say("Jelly is answering…");
     const payload = { user_token: userToken, message: text, application };
+    if (assistant) payload.assistant_id = assistant.id;
+    els.messages.querySelectorAll(".suggested").forEach((list) => list.remove());
     if (currentId) payload.conversation_id = currentId;
     run.payload = payload;
     socket.emit("user_message", payload);
@@ -640,7 +673,7 @@
   (async function start() {
     await ensureToken();
     if (!(await embedAllowed())) return;
-    await loadList();
+    await Promise.all([loadList(), loadAssistant()]);
     const known = conversations.some((c) => c.id === currentId);
     if (!known) currentId = conversations.length ? conversations[0].id : null;
     await switchTo(currentId);

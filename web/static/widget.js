@@ -4,6 +4,9 @@
  *           data-server="https://your-jellychat.example" data-application="my-site"
  *           data-title="Ask Jelly" data-color="#7c3aed"></script>
  *
+ * `data-assistant="<id>"` chats with that assistant (GET /assistants): its name,
+ * greeting and suggested questions.
+ *
  * The chat itself is the server's page in an iframe (embed mode), inside a shadow
  * root so the site's CSS and the widget's never mix. Before opening it the widget
  * asks the server whether this site's origin is in its CORS_ORIGINS, and says so
@@ -18,6 +21,7 @@
   var server = (data.server || new URL(script.src, location.href).origin).replace(/\/+$/, "");
   var title = data.title || "Chat with Jelly";
   var application = data.application || "widget";
+  var assistant = (data.assistant || "").slice(0, 100); // data-assistant: an assistant's id
   var color = data.color || "#7c3aed";
   if (!(window.CSS && CSS.supports("color", color))) color = "#7c3aed";
 
@@ -105,9 +109,12 @@
         }
         var frame = document.createElement("iframe");
         frame.title = title;
-        frame.src = server + "/?" + new URLSearchParams({
-          embed: "1", origin: origin, title: title, color: color, application: application,
-        }).toString();
+        var query = {embed: "1", origin: origin, title: title, color: color, application: application};
+        if (assistant) {
+          query.assistant = assistant;
+          if (!data.title) delete query.title; // the page shows the assistant's name
+        }
+        frame.src = server + "/?" + new URLSearchParams(query).toString();
         frame.setAttribute("allow", "clipboard-write");
         panel.appendChild(frame);
       })

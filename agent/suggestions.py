@@ -1,0 +1,87 @@
+"""Follow-up questions after an answer (issue 26): up to three, as a `suggestions` event
+and kept with the answer (GET /messages/<id>/suggestions).
+
+With an LLM they come from one small, unstreamed request in the answer's language;
+without one (or when that request fails) from the answer's sources: the related
+pages the knowledge tools found.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from agent.retry import describe
+
+log = logging.getLogger("jellychat.suggestions")
+
+SUGGESTIONS = "suggestions"  # the event, after final_message
+MAX_SUGGESTIONS = 3
+MAX_CHARS = 150  # one suggestion
+PROMPT = (
+    "Suggest up to three short follow-up questions the user might ask next. Write them in "
+    "the language of the answer, one per line, without numbering or any other text.\n\n"
+    "Question: {question}\nAnswer: {answer}"
+)
+_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)]|\(\d+\))\s*")
+
+
+def parse(text: str) -> list[str]:
+    """The questions of a model's reply: one a line, bullets and numbers and quotes
+    removed, duplicates and overlong lines dropped, at most three."""
+    found: list[str] = []
+    for line in (text or "").splitlines():
+        line = _BULLET.sub("", line).strip().strip('"“”').strip()
+        if line and len(line) <= MAX_CHARS and line not in found:
+            found.append(line)
+    return found[:MAX_SUGGESTIONS]
+
+
+def from_sources(sources: list[dict]) -> list[str]:
+    """Related pages as questions: the titles of the sources the answer used."""
+    found: list[str] = []
+    for source in sources or []:
+        title = " ".join(str(source.get("title") or "").split())
+        if title and len(title) <= MAX_CHARS - 20:
+            question = f"Tell me more about {title}"
+            if question not in found:
+                found.append(question)
+    return found[:MAX_SUGGESTIONS]
+
+
+class Suggester:
+    """`writer(prompt) -> text`: a small-budget model call (None offline)."""
+
+    def __init__(self, writer=None):
+        self.writer = writer
+
+    def __call__(self, question: str, answer: str, sources: list[dict]) -> list[str]:
+        if self.writer is not None:
+            try:
+                found = parse(self.writer(PROMPT.format(question=question[:500],
+                                                        answer=answer[:1500])))
+                if found:
+                    return found
+            except Exception as exc:  # noqa: BLE001 - suggestions are a nicety
+                log.info("no model suggestions: %s", describe(exc))
+        return from_sources(sources)
+
+
+def suggest_after(chat, run, question: str, result, final: dict, sink) -> None:
+    """After a succeeded answer: the `suggestions` event (empty when the assistant turned
+    them off or none were found, so a stream knows it may end) and the stored list."""
+    suggester = getattr(chat, "suggester", None)
+    message_id = final.get("message_id")
+    if suggester is None or final.get("status") != "succeeded" or not message_id:
+        return
+    found: list[str] = []
+    assistant = chat.assistants.record(run.assistant) if chat.assistants else None
+    if assistant is None or assistant.get("suggestions", True):
+        found = suggester(question, result.answer, result.sources)
+        if found:
+            try:
+                chat.store.set_suggestions(message_id, found)
+            except Exception as exc:  # noqa: BLE001 - the event still goes out
+                log.warning("suggestions of message %s not stored: %s", message_id, exc)
+    sink.emit(SUGGESTIONS, {"run_id": run.run_id, "message_id": message_id,
+                            "suggestions": found})
