@@ -69,7 +69,7 @@ def test_a_stopped_database_answers_503_within_2_s_even_to_queued_requests(tmp_p
             while blocked < 10 and time.monotonic() < deadline:  # the pool is busy, the rest queue
                 blocked = watcher.execute(
                     "select count(*) from pg_stat_activity where wait_event_type = 'Lock'"
-                    " and query like '%chat_messages%'").fetchone()[0]
+                    " and query like '%human_messages%'").fetchone()[0]
             assert blocked == 10, blocked
             assert not ended  # busy: nobody was refused
             stopped = time.monotonic()  # pg_ctl -m fast: backends end at once, then it waits

@@ -321,7 +321,7 @@ def test_slow_queries_wait_off_the_hub(db, dbsrv):
         while blocked < waiting and time.monotonic() < deadline:
             blocked = watcher.execute(  # outside the lock's transaction, whose view is frozen
                 "select count(*) from pg_stat_activity where wait_event_type = 'Lock'"
-                " and query like '%chat_messages%'").fetchone()[0]
+                " and query like '%human_messages%'").fetchone()[0]
         assert blocked == waiting, f"only {blocked} of {waiting} queries reached the database at once"
         started = time.monotonic()
         health = requests.get(dbsrv.url + "/healthz", timeout=30)
