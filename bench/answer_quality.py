@@ -31,7 +31,8 @@ from pathlib import Path
 
 import yaml
 
-from bench.kb_common import SHARED, WIKI, open_store, percentile
+from bench.harness import percentile
+from bench.kb_common import SHARED, WIKI, open_store
 
 QUESTIONS = Path(__file__).resolve().parent / "questions"
 PYTHON_DOCS = SHARED / "corpus" / "defichainpython" / "docs" / "source"

@@ -25,13 +25,8 @@ import psutil
 import requests
 import websocket
 
+from bench.harness import percentile
 from tests.helpers import ROOT, ChatClient, ServerProcess
-
-
-def percentile(values, q):
-    values = sorted(values)
-    index = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
-    return values[index]
 
 
 def hub_lag_buckets(server: ServerProcess) -> dict[float, float]:

@@ -34,7 +34,8 @@ import uuid
 import psutil
 import requests
 
-from bench.concurrency import hub_lag_buckets, lag_summary, percentile
+from bench.concurrency import hub_lag_buckets, lag_summary
+from bench.harness import percentile
 from tests.helpers import ROOT, ChatClient, ServerProcess, free_port
 
 # --- a minimal websocket Engine.IO/Socket.IO client (thousands in one asyncio loop) ---

@@ -36,8 +36,8 @@ import asyncio
 import statistics
 
 from agent.turn import PHASES
+from bench.harness import percentile
 from bench.relay import FIRST_TOKEN_FLOOR, STREAMED, Project, batch, sequential, side_by_side
-from bench.sio_client import percentile
 from tests.helpers import first_token_figures as figures
 
 SILENCE = 0.2  # of the stub's first-token floor; the rest is its gap before the first word

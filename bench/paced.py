@@ -35,8 +35,9 @@ import uuid
 
 import httpx
 
+from bench.harness import percentile
 from bench.relay import FIRST_TOKEN_FLOOR, Bare, Project, start_stub, warm_up
-from bench.sio_client import Connection, percentile
+from bench.sio_client import Connection
 
 TURN = "[silent 0.2] [long 5] [slow 0.02] [stamp] what next"
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bench.kb_common import WIKI, local_embedder, open_store, percentile
+from bench.harness import percentile
+from bench.kb_common import WIKI, local_embedder, open_store
 from storage.postgres import vector_index_sql
 
 QUESTIONS = Path(__file__).resolve().parent / "questions" / "wiki.yaml"

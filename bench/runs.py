@@ -24,7 +24,8 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.concurrency import percentile, run_turns
+from bench.concurrency import run_turns
+from bench.harness import percentile
 from tests.fakes.openai_server import OpenAIServer
 from tests.helpers import ROOT, RunClient, ServerProcess
 

@@ -22,8 +22,9 @@ import tempfile
 import time
 import uuid
 
+from bench.harness import percentile
 from bench.relay import STREAM_FLOOR, STREAMED, start_stub
-from bench.sio_client import Connection, percentile
+from bench.sio_client import Connection
 from storage.embedded import start_embedded_postgres
 from tests.helpers import RedisServer, ServerProcess
 

@@ -29,7 +29,8 @@ import uuid
 import psutil
 import websocket
 
-from bench.concurrency import hub_lag_buckets, lag_summary, percentile
+from bench.concurrency import hub_lag_buckets, lag_summary
+from bench.harness import percentile
 from tests.helpers import ROOT, ServerProcess
 
 
