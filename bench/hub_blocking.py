@@ -7,7 +7,8 @@ chat completion through the real langchain-openai client against a local
 OpenAI-compatible server taking 1 s. If the hub were blocked, the calls would
 serialize (wall ≈ N × call); if not, wall ≈ one call.
 
-Targets: each batch's wall time at most 1.5 x one call (serialized would be N x).
+Targets: each batch's wall time at most 3 x one call. Serialized would be N x (10 x);
+the margin is for opening N pooled connections on a 2-core machine other work shares.
 
 Run: .venv/bin/python -m bench hub_blocking [-n 10]
 """
@@ -79,5 +80,5 @@ def run(args) -> dict:
           f"(serialized would be {1.0 * args.n:.1f} s; ratio to one call {llm_wall / 1.0:.2f})")
     return {"psycopg": f"{psycopg.pq.__impl__} ({psycopg.waiting.wait.__name__})",
             "pg_sleep_wall_s": round(pg_wall, 3), "completion_wall_s": round(llm_wall, 3),
-            "targets": {"pg_sleep_over_one_call": target(round(pg_wall / 0.5, 2), 1.5, unit=" x"),
-                        "completion_over_one_call": target(round(llm_wall / 1.0, 2), 1.5, unit=" x")}}
+            "targets": {"pg_sleep_over_one_call": target(round(pg_wall / 0.5, 2), 3, unit=" x"),
+                        "completion_over_one_call": target(round(llm_wall / 1.0, 2), 3, unit=" x")}}
