@@ -30,6 +30,13 @@ SLOW = {
     "tests/test_examples.py",  # the Python and Node clients in their own processes
     "tests/test_first_run.py",  # a fresh clone's first start, the CLI
     "tests/test_jellychat_upgrade.py",  # an original database built and upgraded
+    "tests/test_openai_path.py",  # its own server and model stub, connection pools under load
+    "tests/test_client_api.py",  # its own server and model stub (SSE)
+    "tests/test_runs.py",  # its own servers: stop, multitask, deadlines
+    "tests/test_ocean_server.py",  # its own servers against a misbehaving Ocean
+    "tests/test_knowledge_ingest.py",  # ingests the wiki, the CLI
+    "tests/test_knowledge_chat.py",  # ingests the wiki into its own server
+    "tests/test_supabase_backend.py",  # servers on a fake Supabase, the CLI
     "tests/test_bench.py::test_every_scenario_keeps_the_contract",  # imports every scenario
 }
 
