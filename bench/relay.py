@@ -398,6 +398,8 @@ def report(per_round: dict, args) -> dict:
                 "ttft_added_one_conversation_ms": target(
                     round(1000 * p["ttft1"], 2), round(1000 * results[name]["ttft1"] + 8, 2), unit=" ms"),
                 "relay_delay_p99_ms": target(round(1000 * p["delay_p99"], 2), 10, unit=" ms"),
+                # on the default settings a burst may be refused (DB_POOL_TIMEOUT): users see that
+                "project_answered": target(p["answered"], p["asked"], at_least=True),
             }
     return out
 
