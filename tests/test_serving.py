@@ -156,7 +156,7 @@ def test_killed_postgres_is_restarted_and_healthz_answers_fast_meanwhile(srv):
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
     statuses, slowest = [], 0.0
-    while time.monotonic() - killed < 60:
+    while time.monotonic() - killed < 90:
         started = time.monotonic()
         status = srv.get("/healthz", timeout=5).status_code
         slowest = max(slowest, time.monotonic() - started)
@@ -167,7 +167,9 @@ def test_killed_postgres_is_restarted_and_healthz_answers_fast_meanwhile(srv):
     assert 503 in statuses and statuses[-1] == 200, statuses
     # the pool waits 0.8 s, then 503 (before, each probe took 5 s): 3 s for a loaded machine
     assert slowest < 3.0
-    assert recovered < 30
+    # 2.9 s on a quiet machine; 31 s was seen at a load average of 8 (PostgreSQL's own
+    # start-up waits for the disk and a core): the bound is that it comes back at all, soon
+    assert recovered < 60
     assert _running(_postmaster_pid(srv.data_dir)) and _postmaster_pid(srv.data_dir) != pid
     user = f"after-{uuid.uuid4().hex[:8]}"
     answer = srv.post("/user_message", {"user_token": user, "message": "What is 3*3?"})
