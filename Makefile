@@ -1,4 +1,4 @@
-# Two commands on a fresh clone: `make run` and `make test`.
+# Two commands on a fresh clone: `make run` and `make test`; `make check` is the everyday loop.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock"
 
-.PHONY: run test install install-dev install-local install-browser install-examples vendor ingest lock lock-check lint clean
+.PHONY: run test check install install-dev install-local install-browser install-examples vendor ingest lock lock-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ ingest: install
 test: install-dev $(if $(shell command -v npm),install-examples)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# lint and the tests not marked slow (tests/conftest.py SLOW): under 2 minutes on 2 cores
+check: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not slow" -q
 
 # the browser the page tests drive (tests/test_web_page.py): Debian's chromium, as root
 install-browser:

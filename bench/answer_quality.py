@@ -1,6 +1,6 @@
 """Answer quality with no keys (issue 13): routing, offline answers and retrieval on question sets.
 
-    .venv/bin/python -m bench.answer_quality [--set tune|heldout|both] [--data-dir DIR] [--details]
+    .venv/bin/python -m bench answer_quality [--set tune|heldout|both] [--data-dir DIR] [--details]
 
 Ingests the DeFiChain wiki and the DefichainPython docs (../shared/corpus, read
 at run time) with the local model into an embedded PostgreSQL, starts the
@@ -19,11 +19,14 @@ runs the offline model inside the real LangChain agent loop with every tool:
   pages of the top 30 chunks (`Store.search`), full text and hybrid.
 - time: the server-side time of a knowledge turn (the agent loop, retrieval
   included) with full text, p50 and p90.
+
+Targets (issue 13, on the held-out set): routing >= 0.90; answers with the fact
+and source >= 0.80 (full text and hybrid); wiki recall@5 >= 0.85 full text,
+>= 0.92 hybrid.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 import statistics
 import time
@@ -31,7 +34,8 @@ from pathlib import Path
 
 import yaml
 
-from bench.kb_common import SHARED, WIKI, open_store, percentile
+from bench.harness import percentile, target
+from bench.kb_common import SHARED, WIKI, open_store
 
 QUESTIONS = Path(__file__).resolve().parent / "questions"
 PYTHON_DOCS = SHARED / "corpus" / "defichainpython" / "docs" / "source"
@@ -158,7 +162,7 @@ def retrieval(store, embedder, items, mode: str) -> dict:
     }
 
 
-def run_set(name: str, store, embedder, ocean_url: str, details: bool) -> None:
+def run_set(name: str, store, embedder, ocean_url: str, details: bool) -> dict:
     routing = yaml.safe_load((QUESTIONS / f"routing_{name}.yaml").read_text())
     knowledge = yaml.safe_load((QUESTIONS / f"knowledge_{name}.yaml").read_text())
     full_text = Harness(store, None, ocean_url)
@@ -199,16 +203,20 @@ def run_set(name: str, store, embedder, ocean_url: str, details: bool) -> None:
         for mode, s in table.items():
             print(f"{label + ' ' + mode:<22} {s['n']:>3} {s['recall@1']:>9.3f} {s['recall@5']:>9.3f} "
                   f"{s['mrr']:>7.3f}")
+    return {"routing": sum(routed) / len(routed), "answers": answers, "retrieval_all": scores,
+            "retrieval_wiki": wiki_scores, "turn_p50_ms": 1000 * statistics.median(times),
+            "turn_p90_ms": 1000 * percentile(times, 90)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser) -> None:
     parser.add_argument("--set", choices=("tune", "heldout", "both"), default="both")
     parser.add_argument("--data-dir", help="reuse this database folder (default: a new temp dir)")
     parser.add_argument("--details", action="store_true", help="list every miss")
     parser.add_argument("--rest", action="store_true",
                         help="also time knowledge turns through a real server (full text)")
-    args = parser.parse_args()
+
+
+def run(args) -> dict:
 
     from bench.kb_common import local_embedder
     from knowledge.ingest import ingest
@@ -224,16 +232,28 @@ def main() -> None:
 
     data = OceanData()
     data.balances[KUEGI] = "321.00000000"
+    out: dict = {"sets": {}, "targets": {}}
     with OceanServer(data) as ocean:
         sets = ("tune", "heldout") if args.set == "both" else (args.set,)
         for name in sets:
-            run_set(name, store, embedder, ocean.url, args.details)
+            out["sets"][name] = run_set(name, store, embedder, ocean.url, args.details)
     store.close()
     if args.rest:
-        rest_timing(path)
+        out["rest_turn_p50_ms"] = rest_timing(path)
+    held = out["sets"].get("heldout")
+    if held:
+        out["targets"] = {
+            "routing": target(round(held["routing"], 3), 0.90, at_least=True),
+            "answers_full_text": target(round(held["answers"]["full-text"], 3), 0.80, at_least=True),
+            "answers_hybrid": target(round(held["answers"]["hybrid"], 3), 0.80, at_least=True),
+            "wiki_recall5_full_text": target(held["retrieval_wiki"]["full-text"]["recall@5"], 0.85,
+                                             at_least=True),
+            "wiki_recall5_hybrid": target(held["retrieval_wiki"]["hybrid"]["recall@5"], 0.92, at_least=True),
+        }
+    return out
 
 
-def rest_timing(path: Path, rounds: int = 3) -> None:
+def rest_timing(path: Path, rounds: int = 3) -> float:
     """Knowledge turns through the real server on the same database, full text, one at a
     time: the client's wall time per POST /user_message (server time plus the local HTTP hop)."""
     import uuid
@@ -258,7 +278,4 @@ def rest_timing(path: Path, rounds: int = 3) -> None:
         server.stop()
     print(f"\nknowledge turn over REST (full text, {len(times)} turns, one at a time): "
           f"p50 {1000 * statistics.median(times):.1f} ms, p90 {1000 * percentile(times, 90):.1f} ms")
-
-
-if __name__ == "__main__":
-    main()
+    return 1000 * statistics.median(times)

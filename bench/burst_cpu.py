@@ -24,13 +24,12 @@ request; the CPU column says how much of that is work.
 
 `--with-database` adds A + one database call (bench/bare_relay.py `--database`).
 
-Linux only (schedstat). Run: .venv/bin/python -m bench.burst_cpu [--burst 50] [--rounds 5]
+Linux only (schedstat). Run: .venv/bin/python -m bench burst_cpu [--burst 50] [--rounds 5]
      [--with-database]
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import bisect
 import glob
@@ -108,21 +107,19 @@ def report(rounds: dict[str, list[dict]], size: int) -> None:
               f"| {b['idle']:.0f} |")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser) -> None:
     parser.add_argument("--burst", type=int, default=50, help="turns at once")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--every", type=float, default=2.0, help="ms between schedstat readings")
     parser.add_argument("--with-database", action="store_true",
                         help="also measure A + one database call (the project's run call)")
-    args = parser.parse_args()
+
+
+def run(args) -> dict:
     rounds = side_by_side(
         args.rounds,
         lambda server, llm_url: asyncio.run(
             burst(server, llm_url.rstrip("/") + "/stats", args.burst, args.every / 1000)),
         prefix="bench-burst-", with_database=args.with_database)
     report(rounds, args.burst)
-
-
-if __name__ == "__main__":
-    main()
+    return {"rounds": rounds, "targets": {}}  # a diagnosis: the targets are relay's and burst's

@@ -1,6 +1,6 @@
 """Does embedding questions with the local model (MiniLM) block the eventlet hub?
 
-    .venv/bin/python -m bench.embedding_hub [-n 20] [--rounds 3]
+    .venv/bin/python -m bench embedding_hub [-n 20] [--rounds 3]
 
 Under eventlet monkey-patching (as in `python app.py`), N green threads each
 embed one knowledge question at the same moment, while a ticker green thread
@@ -20,8 +20,9 @@ import eventlet
 
 eventlet.monkey_patch()
 
-import argparse  # noqa: E402
 import time  # noqa: E402
+
+from bench.harness import target  # noqa: E402
 
 QUESTIONS = [
     "how much dfi do i need for a masternode", "what is a vault", "how do liquidity tokens work",
@@ -55,11 +56,12 @@ def lag_while(n: int, embed) -> dict:
             "wall": wall, "ticks": len(lags)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=20)
+def add_arguments(parser) -> None:
+    parser.add_argument("-n", type=int, default=20, help="embeddings at once")
     parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+
+
+def run(args) -> dict:
 
     from bench.kb_common import local_embedder
     from knowledge.retrieval import embed_query
@@ -75,13 +77,15 @@ def main() -> None:
             results[mode].append(lag_while(args.n, embed))
     print(f"{args.n} concurrent query embeddings (MiniLM, CPU), {args.rounds} rounds each, alternating")
     print(f"{'mode':<12} {'hub lag max':>12} {'hub lag p99':>12} {'wall':>8}")
+    out: dict = {"modes": {}}
     for mode, runs in results.items():
         worst = max(r["max"] for r in runs)
         p99 = max(r["p99"] for r in runs)
         wall = sorted(r["wall"] for r in runs)[len(runs) // 2]
         rounds = ", ".join(f"{r['max']:.0f}" for r in runs)
         print(f"{mode:<12} {worst:>9.1f} ms {p99:>9.1f} ms {wall:>6.2f} s   (max per round: {rounds} ms)")
-
-
-if __name__ == "__main__":
-    main()
+        out["modes"][mode] = {"hub_lag_max_ms": round(worst, 1), "hub_lag_p99_ms": round(p99, 1),
+                              "wall_s": round(wall, 3)}
+    out["targets"] = {"hub_lag_max_ms_off_the_hub": target(out["modes"]["off the hub"]["hub_lag_max_ms"],
+                                                           50, unit=" ms")}
+    return out

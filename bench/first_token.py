@@ -25,19 +25,20 @@ rounds. `--with-database` adds "A + one database call" (bench/bare_relay.py
 before its model request, the floor of a turn whose conversation lives in the
 database.
 
-Run: .venv/bin/python -m bench.first_token [--single 30] [--burst 50] [--rounds 3]
+Target: the project's p50, one conversation, <= A's + 8 ms.
+
+Run: .venv/bin/python -m bench first_token [--single 30] [--burst 50] [--rounds 3]
      [--project-root PATH] [--with-database]
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 
 from agent.turn import PHASES
+from bench.harness import percentile, target
 from bench.relay import FIRST_TOKEN_FLOOR, STREAMED, Project, batch, sequential, side_by_side
-from bench.sio_client import percentile
 from tests.helpers import first_token_figures as figures
 
 SILENCE = 0.2  # of the stub's first-token floor; the rest is its gap before the first word
@@ -90,8 +91,7 @@ def report(rounds: dict[str, list[dict]], args) -> None:
                   f"from {ratios[0]:.2f} to {ratios[-1]:.2f} x A")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser) -> None:
     parser.add_argument("--single", type=int, default=30, help="turns of the one conversation")
     parser.add_argument("--burst", type=int, default=50, help="turns at once")
     parser.add_argument("--rounds", type=int, default=3)
@@ -99,12 +99,15 @@ def main() -> None:
                         help="also measure the project of another checkout")
     parser.add_argument("--with-database", action="store_true",
                         help="also measure A + one database call (the project's run call)")
-    args = parser.parse_args()
+
+
+def run(args) -> dict:
     rounds = side_by_side(
         args.rounds, lambda server, _: measure(server, args, isinstance(server, Project)),
         prefix="bench-ttft-", project_roots=args.project_root, with_database=args.with_database)
-    report(rounds, args)
-
-
-if __name__ == "__main__":
-    main()
+    a50 = statistics.median(r["alone"]["p50"] for r in rounds["bare relay (A)"])
+    p50 = statistics.median(r["alone"]["p50"] for r in rounds["project"])
+    result = {"rounds": rounds, "targets": {"ttft_added_one_conversation_ms": target(
+        round(p50, 2), round(a50 + 8, 2), unit=" ms")}}
+    report(dict(rounds), args)
+    return result

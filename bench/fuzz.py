@@ -1,18 +1,18 @@
 """Longer fuzz run than the test suite's: the same Hypothesis properties
 (tests/fuzzing.py) against a real server, with a normal user's turn times
-measured alone first (the baseline) and then while the fuzz runs.
+measured alone first (the baseline) and then while the fuzz runs. The rate
+limits are off: the fuzz sends thousands of turns from one token and address,
+and a refusal would stop it from reaching the code behind them.
 
-    .venv/bin/python bench/fuzz.py [--rest 5000] [--socketio 3000] [--frames 2000]
+    .venv/bin/python -m bench fuzz [--rest 5000] [--socketio 3000] [--frames 2000]
 
 Prints the statuses and outcomes seen, what was stored (every question must
-have its answer) and the normal user's turn times, and exits 1 when a property
-failed.
+have its answer) and the normal user's turn times, and the targets: every property holds,
+every stored question has its answer, the server stays healthy.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 import time
@@ -22,19 +22,21 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.harness import target
 from tests import fuzzing  # noqa: E402
 from tests.helpers import ServerProcess  # noqa: E402
 
 ADMIN = "bench-fuzz-admin-0123456789abcdefghij"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rest", type=int, default=5000)
-    parser.add_argument("--socketio", type=int, default=3000)
-    parser.add_argument("--frames", type=int, default=2000)
+def add_arguments(parser) -> None:
+    parser.add_argument("--rest", type=int, default=5000, help="REST cases")
+    parser.add_argument("--socketio", type=int, default=3000, help="Socket.IO cases")
+    parser.add_argument("--frames", type=int, default=2000, help="raw websocket frame cases")
     parser.add_argument("--baseline-seconds", type=float, default=20)
-    args = parser.parse_args()
+
+
+def run(args) -> dict:
 
     with tempfile.TemporaryDirectory() as data:
         server = ServerProcess(data, env={
@@ -71,15 +73,10 @@ def main() -> int:
     report = {"fuzz": figures, "stored": stored, "healthz_after": healthz,
               "server_tracebacks": tracebacks,
               "normal_user_alone": baseline, "normal_user_during_fuzz": during}
-    print(json.dumps(report, indent=2, default=str))
     if stored["human_messages"] != stored["qa_pairs"] or stored["unanswered_in_transcripts"]:
         failed.append("a stored question has no answer")
     if healthz != 200 or tracebacks or during["failures"]:
         failed.append("the server failed during the fuzz")
     for line in failed:
         print("FAILED", line, file=sys.stderr)
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return {**report, "failed": failed, "targets": {"failures": target(len(failed), 0)}}

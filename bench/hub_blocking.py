@@ -7,9 +7,10 @@ chat completion through the real langchain-openai client against a local
 OpenAI-compatible server taking 1 s. If the hub were blocked, the calls would
 serialize (wall ≈ N × call); if not, wall ≈ one call.
 
-Run: .venv/bin/python -m bench.hub_blocking [-n 10]
-(PSYCOPG_IMPL=python for the pure-Python implementation; bench/psycopg_impl.py
-compares both and measures the hub's lag and the CPU per call)
+Targets: each batch's wall time at most 3 x one call. Serialized would be N x (10 x);
+the margin is for opening N pooled connections on a 2-core machine other work shares.
+
+Run: .venv/bin/python -m bench hub_blocking [-n 10]
 """
 
 import eventlet
@@ -20,11 +21,12 @@ from storage.green_psycopg import use_green_psycopg  # noqa: E402
 
 use_green_psycopg()
 
-import argparse  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+
+from bench.harness import target  # noqa: E402
 
 
 def timed(n: int, call) -> float:
@@ -34,10 +36,11 @@ def timed(n: int, call) -> float:
     return time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=10)
-    args = parser.parse_args()
+def add_arguments(parser) -> None:
+    parser.add_argument("-n", type=int, default=10, help="calls at once")
+
+
+def run(args) -> dict:
 
     import psycopg
     import psycopg.waiting
@@ -75,7 +78,7 @@ def main() -> None:
           f"(serialized would be {0.5 * args.n:.1f} s; ratio to one call {pg_wall / 0.5:.2f})")
     print(f"langchain-openai (httpx): {args.n} x 1 s completion in {llm_wall:.2f} s "
           f"(serialized would be {1.0 * args.n:.1f} s; ratio to one call {llm_wall / 1.0:.2f})")
-
-
-if __name__ == "__main__":
-    main()
+    return {"psycopg": f"{psycopg.pq.__impl__} ({psycopg.waiting.wait.__name__})",
+            "pg_sleep_wall_s": round(pg_wall, 3), "completion_wall_s": round(llm_wall, 3),
+            "targets": {"pg_sleep_over_one_call": target(round(pg_wall / 0.5, 2), 3, unit=" x"),
+                        "completion_over_one_call": target(round(llm_wall / 1.0, 2), 3, unit=" x")}}

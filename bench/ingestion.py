@@ -1,6 +1,6 @@
 """Ingestion speed on the DeFiChain wiki: first run, unchanged re-run, one changed page.
 
-    .venv/bin/python -m bench.ingestion [--embeddings local|none]
+    .venv/bin/python -m bench ingestion [--embeddings local|none]
 
 Copies ../shared/corpus/defichainwiki/docs to a temp folder, ingests it into a
 fresh embedded database, ingests it again unchanged, then edits one page and
@@ -10,18 +10,19 @@ than the first run.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 from pathlib import Path
 
+from bench.harness import target
 from bench.kb_common import WIKI, local_embedder, open_store
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser) -> None:
     parser.add_argument("--embeddings", choices=("local", "none"), default="local")
-    args = parser.parse_args()
+
+
+def run(args) -> dict:
 
     from knowledge.ingest import ingest
 
@@ -45,7 +46,8 @@ def main() -> None:
         chunks = first.chunks / report.seconds
         print(f"{label:<22} {report.seconds:>8.2f} {docs:>8.1f} {chunks:>9.1f}  {report.summary()}")
     print(f"unchanged re-run is {first.seconds / again.seconds:.0f}x faster than the first run")
-
-
-if __name__ == "__main__":
-    main()
+    return {"documents": first.documents, "chunks": first.chunks, "embedder": str(first.embedder),
+            "first_s": round(first.seconds, 2), "unchanged_s": round(again.seconds, 2),
+            "one_page_changed_s": round(edited.seconds, 2),
+            "targets": {"unchanged_rerun_speedup": target(round(first.seconds / again.seconds, 1), 10,
+                                                          at_least=True, unit=" x")}}

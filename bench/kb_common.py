@@ -52,10 +52,3 @@ def pages_in_order(chunks) -> list[str]:
             pages.append(page)
     return pages
 
-
-def percentile(values, q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]

@@ -1,8 +1,8 @@
 """Ocean timeout benchmark (issue 4). Not a unit test.
 
 One server process (`python app.py`, eventlet, offline model) with OCEAN_URL at
-a local Ocean-compatible server (tests/fakes/ocean_server.py) and a small
-OCEAN_TIMEOUT. Prints:
+a local Ocean-compatible server (tests/fakes/ocean_server.py), on the default
+OCEAN_TIMEOUT (10 s). Prints:
 
 1. answer time of a balance question while Ocean answers normally (REST);
 2. answer time while Ocean accepts connections and never answers ("hang"), and
@@ -12,12 +12,14 @@ OCEAN_TIMEOUT. Prints:
    `/healthz`, and the hub lag of a 100 ms timer (from /metrics);
 4. answer time when nothing listens at OCEAN_URL (connection refused).
 
-Run: .venv/bin/python -m bench.ocean_timeout [--timeout 2] [--waiting 5]
+Targets: a stuck Ocean's answer within OCEAN_TIMEOUT + 5 s and saying so; another
+client's calculator turn meanwhile under 1 s. On the default OCEAN_TIMEOUT.
+
+Run: .venv/bin/python -m bench ocean_timeout [--waiting 5]
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import threading
@@ -26,7 +28,7 @@ import uuid
 
 import requests
 
-from bench.concurrency import hub_lag_buckets, lag_summary
+from bench.harness import hub_lag_buckets, lag_summary, target
 from tests.fakes.ocean_server import ADDRESS, OceanServer
 from tests.helpers import ChatClient, ServerProcess, free_port
 
@@ -97,9 +99,8 @@ def stuck(server: ServerProcess, ocean: OceanServer, mode: str, waiting: int) ->
     }
 
 
-def refused(data_dir: str, timeout: float) -> dict:
-    server = ServerProcess(data_dir, env={"OCEAN_URL": f"http://127.0.0.1:{free_port()}",
-                                          "OCEAN_TIMEOUT": str(timeout)}).start()
+def refused(data_dir: str) -> dict:
+    server = ServerProcess(data_dir, env={"OCEAN_URL": f"http://127.0.0.1:{free_port()}"}).start()
     try:
         ask_rest(server, "What is 1 + 1?")  # warm-up
         seconds, answer = ask_rest(server, QUESTION)
@@ -108,25 +109,37 @@ def refused(data_dir: str, timeout: float) -> dict:
     return {"answer_s": round(seconds, 3), "explained": "not reachable" in answer}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--timeout", type=float, default=2.0, help="OCEAN_TIMEOUT for the server")
+def add_arguments(parser) -> None:
     parser.add_argument("--waiting", type=int, default=5, help="clients waiting on a stuck Ocean at once")
-    args = parser.parse_args()
 
+
+def run(args) -> dict:
+    from settings import Settings
+
+    timeout = Settings.model_fields["ocean_timeout"].default  # what users get
+    out: dict = {"ocean_timeout_s": timeout}
     with OceanServer() as ocean, tempfile.TemporaryDirectory() as tmp:
-        server = ServerProcess(f"{tmp}/a", env={"OCEAN_URL": ocean.url,
-                                                "OCEAN_TIMEOUT": str(args.timeout)}).start()
+        server = ServerProcess(f"{tmp}/a", env={"OCEAN_URL": ocean.url}).start()
         try:
             ask_rest(server, QUESTION)  # warm-up: loads the defichain modules, opens the pool
-            print(f"OCEAN_TIMEOUT={args.timeout:g} s, {args.waiting} clients waiting on Ocean at once")
-            print("ocean answers      :", normal(server))
-            print("ocean hangs        :", stuck(server, ocean, "hang", args.waiting))
-            print("ocean trickles     :", stuck(server, ocean, "trickle", args.waiting))
+            print(f"OCEAN_TIMEOUT={timeout:g} s, {args.waiting} clients waiting on Ocean at once")
+            for key, label, measure in (("answers", "ocean answers      :", lambda: normal(server)),
+                                        ("hang", "ocean hangs        :",
+                                         lambda: stuck(server, ocean, "hang", args.waiting)),
+                                        ("trickle", "ocean trickles     :",
+                                         lambda: stuck(server, ocean, "trickle", args.waiting))):
+                out[key] = measure()
+                print(label, out[key])
         finally:
             server.stop()
-        print("connection refused :", refused(f"{tmp}/b", args.timeout))
-
-
-if __name__ == "__main__":
-    main()
+        out["refused"] = refused(f"{tmp}/b")
+        print("connection refused :", out["refused"])
+    out["targets"] = {
+        "stuck_answer_max_s": target(max(out["hang"]["answer_max_s"], out["trickle"]["answer_max_s"]),
+                                     timeout + 5, unit=" s"),
+        "stuck_answers_explained": target(out["hang"]["explained"] + out["trickle"]["explained"],
+                                          2 * args.waiting, at_least=True),
+        "other_turn_max_while_stuck_ms": target(
+            max(out["hang"]["other_turn_max_ms"], out["trickle"]["other_turn_max_ms"]), 1000, unit=" ms"),
+    }
+    return out

@@ -6,12 +6,11 @@ TURNS turns each (human, tool every third turn, jelly rows and a Q&A pair per tu
 and EMBEDDINGS 1536-dimensional wiki embeddings, then times `apply_migrations` on it.
 The baseline beside it: the same migrations on an empty database, in the same run.
 
-Run: .venv/bin/python -m bench.original_upgrade [--users 2000] [--turns 10] [--embeddings 2000]
+Run: .venv/bin/python -m bench original_upgrade [--users 2000] [--turns 10] [--embeddings 2000]
 """
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from bench.harness import target
 from storage.embedded import start_embedded_postgres
 from storage.migrations import apply_migrations, original_upgrade_report
 from tests.helpers import SHARED
@@ -77,12 +77,13 @@ def timed_upgrade(dsn: str) -> tuple[float, list[str], str | None]:
         return elapsed, applied, original_upgrade_report(conn, applied)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def add_arguments(parser) -> None:
     parser.add_argument("--users", type=int, default=2000)
-    parser.add_argument("--turns", type=int, default=10)
-    parser.add_argument("--embeddings", type=int, default=2000)
-    args = parser.parse_args()
+    parser.add_argument("--turns", type=int, default=10, help="turns per user")
+    parser.add_argument("--embeddings", type=int, default=2000, help="1536-dimensional wiki embeddings")
+
+
+def run(args) -> dict:
     if not (ORIGINAL / "migrations").is_dir():
         raise SystemExit(f"{ORIGINAL} is absent: the original JellyChat's schema is needed")
     with tempfile.TemporaryDirectory() as data:
@@ -99,7 +100,6 @@ def main() -> None:
     print(f"upgrade of the original database:           {upgrade:.2f} s ({len(applied)} migrations)")
     print(f"second upgrade (no-op):                     {again:.3f} s ({len(applied_again)} migrations)")
     print(report)
-
-
-if __name__ == "__main__":
-    main()
+    return {"empty_s": round(baseline, 3), "upgrade_s": round(upgrade, 3), "again_s": round(again, 3),
+            "migrations": len(applied), "report": report,
+            "targets": {"second_upgrade_applies": target(len(applied_again), 0)}}

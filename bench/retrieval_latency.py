@@ -1,6 +1,6 @@
 """Retrieval latency at scale: a top-5 hybrid query over 100k chunks, and HNSW recall@10.
 
-    .venv/bin/python -m bench.retrieval_latency [--chunks 100000] [--data-dir DIR]
+    .venv/bin/python -m bench retrieval_latency [--chunks 100000] [--data-dir DIR]
 
 Synthetic scale-up: the wiki is ingested with the local model, then N chunks
 are generated from it. Each synthetic chunk mixes two real chunks A and B: its
@@ -15,7 +15,6 @@ Targets (issue 3): p50 <= 20 ms, recall@10 >= 0.95 against exact search.
 
 from __future__ import annotations
 
-import argparse
 import random
 import re
 import time
@@ -24,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bench.kb_common import WIKI, local_embedder, open_store, percentile
+from bench.harness import percentile, target
+from bench.kb_common import WIKI, local_embedder, open_store
 
 QUESTIONS = Path(__file__).resolve().parent / "questions" / "wiki.yaml"
 KB = "synthetic"
@@ -104,12 +104,13 @@ def timed(fn, repeat: int) -> list[float]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser) -> None:
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--data-dir", help="reuse this database folder (default: a new temp dir)")
     parser.add_argument("--repeat", type=int, default=4, help="runs of each question")
-    args = parser.parse_args()
+
+
+def run(args) -> dict:
 
     from knowledge.ingest import ingest
 
@@ -170,7 +171,10 @@ def main() -> None:
         print(f"HNSW recall@10 vs exact, ef_search {ef}: mean {np.mean(values):.3f},"
               f" min {min(values):.1f}{used}")
     store.close()
-
-
-if __name__ == "__main__":
-    main()
+    figures = {label: {"p50_ms": round(percentile(v, 50), 2), "p99_ms": round(percentile(v, 99), 2)}
+               for label, v in rows}
+    recall = float(np.mean(recalls[EF_SEARCH]))
+    return {"chunks": args.chunks, "queries": n, "latency": figures, "hnsw_recall10": {
+        ef: float(np.mean(v)) for ef, v in recalls.items()}, "targets": {
+        "hybrid_top5_p50_ms": target(figures["hybrid top-5 (Store.search)"]["p50_ms"], 20, unit=" ms"),
+        "hnsw_recall10": target(round(recall, 3), 0.95, at_least=True)}}

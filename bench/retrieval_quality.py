@@ -1,6 +1,6 @@
 """Retrieval quality on the DeFiChain wiki: recall@1, recall@5 and MRR at page level.
 
-    .venv/bin/python -m bench.retrieval_quality [--data-dir DIR] [--misses]
+    .venv/bin/python -m bench retrieval_quality [--data-dir DIR] [--misses]
 
 Ingests ../shared/corpus/defichainwiki/docs (with the local model, so both modes
 search the same chunks), then asks every question of bench/questions/wiki.yaml
@@ -11,12 +11,12 @@ Targets (issue 3): recall@5 >= 0.80 full text, >= 0.90 hybrid.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import yaml
 
+from bench.harness import target
 from bench.kb_common import WIKI, local_embedder, open_store, pages_in_order
 
 QUESTIONS = Path(__file__).resolve().parent / "questions" / "wiki.yaml"
@@ -36,11 +36,12 @@ def scores(ranks: list[int | None]) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser) -> None:
     parser.add_argument("--data-dir", help="reuse this database folder (default: a new temp dir)")
     parser.add_argument("--misses", action="store_true", help="list questions not answered in the top 5")
-    args = parser.parse_args()
+
+
+def run(args) -> dict:
 
     from knowledge.ingest import ingest
 
@@ -73,7 +74,6 @@ def main() -> None:
     for mode, s in results.items():
         print(f"{mode:<10} {s['recall@1']:>9.3f} {s['recall@5']:>9.3f} {s['mrr']:>7.3f}")
     store.close()
-
-
-if __name__ == "__main__":
-    main()
+    return {"questions": len(questions), "modes": results, "targets": {
+        "recall5_full_text": target(results["full-text"]["recall@5"], 0.80, at_least=True),
+        "recall5_hybrid": target(results["hybrid"]["recall@5"], 0.90, at_least=True)}}

@@ -1,32 +1,23 @@
-"""Runs benchmark (issue 8). Not a unit test.
+"""Stop latency (issue 8): how soon a stopped run ends and its model stream closes.
 
-1. Stop latency: 50 runs against a slowly streaming local OpenAI-compatible
-   server; after the first token the client sends `stop`. Prints p50/p99 of
-   stop -> `final_message` (status stopped) and stop -> the LLM server noticing
-   its stream's connection closed.
-2. What a run costs over the turn it replaced: the concurrency load of
-   bench/concurrency.py (N Socket.IO clients at once, 1 s LLM) against this
-   checkout and against a baseline commit (default: the last commit before
-   runs, 89e0160) checked out beside it, measured alternately in one process.
+50 runs against a slowly streaming OpenAI-compatible stub (300 tokens 20 ms
+apart); after the first token the client sends `stop`. Reports p50/p99 of stop
+-> `final_message` (status stopped) and stop -> the stub seeing its stream's
+connection closed. Target: stop -> final_message p99 <= 1 s (a stop a person
+sees take effect at once; measured 48 ms).
 
-Run: .venv/bin/python -m bench.runs [--stops 50] [--clients 50] [--baseline 89e0160]
-     [--rounds 3 (0: stop latency only)]
+Run: .venv/bin/python -m bench stop [--stops 50]
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
-from bench.concurrency import percentile, run_turns
+from bench.harness import percentile, target
 from tests.fakes.openai_server import OpenAIServer
-from tests.helpers import ROOT, RunClient, ServerProcess
+from tests.helpers import RunClient, ServerProcess
 
 
 def stop_latency(runs: int) -> dict:
@@ -59,63 +50,14 @@ def stop_latency(runs: int) -> dict:
             "close_p50_ms": ms(to_close, 50), "close_p99_ms": ms(to_close, 99)}
 
 
-def cost_over_baseline(clients: int, baseline: str, rounds: int) -> dict:
-    llm = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server", "--delay", "1"],
-                           cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    llm_url = llm.stdout.readline().split()[1]
-    base_root = Path(tempfile.mkdtemp(prefix="jelly-baseline-"))
-    subprocess.run(["git", "worktree", "add", "--detach", str(base_root), baseline], cwd=ROOT,
-                   check=True, capture_output=True)
-    (base_root / ".venv").symlink_to(ROOT / ".venv")
-    figures = {"runs": [], "baseline": []}
-    env = {"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", "LOG_LEVEL": "WARNING",
-           "KNOWLEDGE_STARTER": "0"}
-    try:
-        with tempfile.TemporaryDirectory() as d1, tempfile.TemporaryDirectory() as d2:
-            servers = {"runs": ServerProcess(d1, env=env).start(),
-                       "baseline": ServerProcess(d2, env=env, root=base_root).start()}
-            try:
-                for server in servers.values():
-                    run_turns(server, 5, 1.0)  # warm-up
-                for _ in range(rounds):  # alternate, so both see the same machine load
-                    for name, server in servers.items():
-                        figures[name].append(run_turns(server, clients, 1.0))
-            finally:
-                for server in servers.values():
-                    server.stop()
-    finally:
-        llm.terminate()
-        llm.wait(10)
-        subprocess.run(["git", "worktree", "remove", "--force", str(base_root)], cwd=ROOT,
-                       capture_output=True)
-    summary = {}
-    for name, results in figures.items():
-        summary[name] = {key: statistics.median(r[key] for r in results)
-                         for key in ("ttft_p50_s", "ttft_p99_s", "wall_s", "server_cpu_ms_per_turn")}
-    return summary
+def add_arguments(parser) -> None:
+    parser.add_argument("--stops", type=int, default=50, help="runs stopped after their first token")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stops", type=int, default=50)
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=3, help="0: stop latency only")
-    parser.add_argument("--baseline", default="89e0160")
-    args = parser.parse_args()
+def run(args) -> dict:
     stops = stop_latency(args.stops)
     print(f"stop -> final_message: p50 {stops['final_p50_ms']:.0f} ms, p99 {stops['final_p99_ms']:.0f} ms; "
           f"stop -> LLM connection closed: p50 {stops['close_p50_ms']:.0f} ms, "
           f"p99 {stops['close_p99_ms']:.0f} ms ({stops['runs']} runs)")
-    if not args.rounds:
-        return  # stop latency only
-    cost = cost_over_baseline(args.clients, args.baseline, args.rounds)
-    for name, f in cost.items():
-        print(f"{name:>8}: {args.clients} at once, medians of {args.rounds} rounds: "
-              f"TTFT p50 {1000 * f['ttft_p50_s']:.0f} ms, p99 {1000 * f['ttft_p99_s']:.0f} ms, "
-              f"wall {f['wall_s']:.2f} s, server CPU {f['server_cpu_ms_per_turn']:.1f} ms/turn")
-    extra = 1000 * (cost["runs"]["ttft_p50_s"] - cost["baseline"]["ttft_p50_s"])
-    print(f"a run adds {extra:+.0f} ms to the p50 time to first token over the baseline turn")
-
-
-if __name__ == "__main__":
-    main()
+    return {**stops, "targets": {"stop_to_final_p99_ms": target(round(stops["final_p99_ms"], 1), 1000,
+                                                                 unit=" ms")}}

@@ -10,20 +10,23 @@ process would cost more CPU than it measures). Prints throughput (turns per
 second of the batch) and time to first token p50 / p99, for 1 and 2 processes,
 alternately, `--rounds` times.
 
-Run: .venv/bin/python -m bench.scaleout [--n 400] [--rounds 2]
+Targets: every turn answered; two processes at least the throughput of one.
+
+Run: .venv/bin/python -m bench scaleout [--n 400] [--rounds 2]
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import resource
+import statistics
 import tempfile
 import time
 import uuid
 
+from bench.harness import percentile, target
 from bench.relay import STREAM_FLOOR, STREAMED, start_stub
-from bench.sio_client import Connection, percentile
+from bench.sio_client import Connection
 from storage.embedded import start_embedded_postgres
 from tests.helpers import RedisServer, ServerProcess
 
@@ -45,13 +48,12 @@ async def spread_batch(urls: list[str], clients: int) -> dict:
             "ttft_p99": percentile(ttft, 99)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=400)
+def add_arguments(parser) -> None:
+    parser.add_argument("--n", type=int, default=400, help="streamed turns at once")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--db-pool", type=int, default=0,
-                        help="DATABASE_POOL_SIZE of each server (0: its default)")
-    args = parser.parse_args()
+
+
+def run(args) -> dict:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -63,8 +65,6 @@ def main() -> None:
             dsn = start_embedded_postgres(f"{data}/db")
             env = {"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", "LOG_LEVEL": "WARNING",
                    "DATABASE_URL": dsn, "MAX_CONNECTIONS_PER_IP": "0"}  # all from 127.0.0.1
-            if args.db_pool:
-                env["DATABASE_POOL_SIZE"] = str(args.db_pool)
             for _ in range(args.rounds):
                 for label, count in (("1 process", 1), ("2 processes + Redis", 2)):
                     extra = {"SOCKETIO_MESSAGE_QUEUE": redis_server.url} if count == 2 else {}
@@ -89,7 +89,11 @@ def main() -> None:
         for r in runs:
             print(f"| {label} | {r['answered']}/{args.n} | {r['throughput']:.0f} | "
                   f"{r['wall'] / STREAM_FLOOR:.2f}x | {r['ttft_p50']:.2f} s | {r['ttft_p99']:.2f} s |")
-
-
-if __name__ == "__main__":
-    main()
+    answered = sum(r["answered"] for runs in results.values() for r in runs)
+    asked = args.n * sum(len(runs) for runs in results.values())
+    one, two = (statistics.median(r["throughput"] for r in results[k]) for k in results)
+    return {"runs": results, "targets": {
+        "answered": target(answered, asked, at_least=True),
+        # two processes share this machine's two cores with the clients, the stub and
+        # PostgreSQL: the target is that the second process does not lose throughput
+        "two_over_one_process_throughput": target(round(two / one, 2), 1.0, at_least=True, unit=" x")}}

@@ -102,10 +102,3 @@ class Connection:
         await self.ws.close()
         self.reader.cancel()
 
-
-def percentile(values, q: float) -> float:
-    values = sorted(values)
-    if not values:
-        return float("nan")
-    index = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
-    return values[index]

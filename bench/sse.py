@@ -10,12 +10,13 @@ all streams are open, over the idle server), hub lag of a 100 ms timer during
 the runs, time to the first event (run_started) and to the first token, and
 server CPU per run.
 
-Run: .venv/bin/python -m bench.sse [--streams 200] [--words 40] [--slow 0.1]
+Target: every run answered on both transports.
+
+Run: .venv/bin/python -m bench sse [--streams 200] [--words 40] [--slow 0.1]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import selectors
@@ -30,7 +31,7 @@ import uuid
 import psutil
 import websocket
 
-from bench.concurrency import hub_lag_buckets, lag_summary, percentile
+from bench.harness import hub_lag_buckets, lag_summary, percentile, target
 from tests.helpers import ROOT, ServerProcess
 
 
@@ -184,7 +185,7 @@ def measure(transport: str, n: int, text: str, llm_url: str) -> dict:
     with tempfile.TemporaryDirectory() as data:
         server = ServerProcess(data, env={
             "OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "bench", "LOG_LEVEL": "WARNING",
-            "KNOWLEDGE_STARTER": "0", "TURN_TIMEOUT": "300", "LLM_TIMEOUT": "300",
+            "KNOWLEDGE_STARTER": "0",
             "MAX_CONNECTIONS_PER_IP": "0",  # every client is on 127.0.0.1
             "ADMIN_API_KEY": ADMIN["Authorization"][7:],
         }).start()
@@ -216,13 +217,14 @@ def measure(transport: str, n: int, text: str, llm_url: str) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=200)
+def add_arguments(parser) -> None:
+    parser.add_argument("--streams", type=int, default=200, help="runs at once")
     parser.add_argument("--words", type=int, default=40)
     parser.add_argument("--slow", type=float, default=0.1, help="seconds between words")
     parser.add_argument("--only", choices=tuple(RUNNERS), help="one transport only")
-    args = parser.parse_args()
+
+
+def run(args) -> dict:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the server inherits it
     llm = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server"], cwd=ROOT,
@@ -245,8 +247,7 @@ def main() -> None:
               f"hub lag p99 <= {1000 * lag['p99_le_s']:.0f} ms, max <= {1000 * lag['max_le_s']:.0f} ms; "
               f"first event p50 {r['first_event_p50']:.2f} s, p99 {r['first_event_p99']:.2f} s; "
               f"first token p50 {r['first_token_p50']:.2f} s, p99 {r['first_token_p99']:.2f} s; "
-              f"CPU {r['cpu_ms_per_run']:.2f} ms/run")
-
-
-if __name__ == "__main__":
-    main()
+              f"CPU {r['cpu_ms_per_run']:.0f} ms/run")
+    return {"transports": {r["transport"]: r for r in rows},
+            "targets": {f"{r['transport']}_answered": target(r["answered"], r["streams"], at_least=True)
+                        for r in rows}}

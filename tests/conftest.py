@@ -14,6 +14,39 @@ os.environ.setdefault(
 )
 Path(os.environ["PYTEST_DEBUG_TEMPROOT"]).mkdir(exist_ok=True)
 
+# The everyday loop (`make check`: pytest -m "not slow") leaves out the tests listed here
+# by file or by test: those that start servers of their own, fuzz, drive the browser or
+# load the machine. Listed here, not marked in each file, so that a new test runs in both
+# loops until someone finds it slow; `make test` (CI) runs everything.
+SLOW = {
+    "tests/test_faults.py",  # model faults to their deadlines, a stopped database, kill -9
+    "tests/test_fuzz.py",  # thousands of Hypothesis cases against a real server
+    "tests/test_web_page.py",  # a real browser
+    "tests/test_scaleout.py",  # two servers and Redis
+    "tests/test_serving.py",  # its own servers: slow clients, a killed PostgreSQL
+    "tests/test_openapi.py",  # schemathesis against the server
+    "tests/test_lifecycle.py",  # signals to servers of its own
+    "tests/test_limits.py",  # servers with limits of their own, floods
+    "tests/test_examples.py",  # the Python and Node clients in their own processes
+    "tests/test_first_run.py",  # a fresh clone's first start, the CLI
+    "tests/test_jellychat_upgrade.py",  # an original database built and upgraded
+    "tests/test_openai_path.py",  # its own server and model stub, connection pools under load
+    "tests/test_client_api.py",  # its own server and model stub (SSE)
+    "tests/test_runs.py",  # its own servers: stop, multitask, deadlines
+    "tests/test_ocean_server.py",  # its own servers against a misbehaving Ocean
+    "tests/test_knowledge_ingest.py",  # ingests the wiki, the CLI
+    "tests/test_knowledge_chat.py",  # ingests the wiki into its own server
+    "tests/test_supabase_backend.py",  # servers on a fake Supabase, the CLI
+    "tests/test_bench.py::test_every_scenario_keeps_the_contract",  # imports every scenario
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path, _, name = item.nodeid.partition("::")
+        if path in SLOW or f"{path}::{name.split('[')[0]}" in SLOW:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):

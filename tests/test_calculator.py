@@ -45,7 +45,7 @@ def test_rejects_with_clear_message(expression, message):
     started = time.perf_counter()
     with pytest.raises(CalculatorError, match=message):
         calculate(expression)
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 2  # refused, not computed (that would take minutes)
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,9 @@ from tests.helpers import ROOT, RunClient, ServerProcess
 
 TIMEOUT = 3.0  # TURN_TIMEOUT of the servers here, seconds
 MAX_ANSWER = 6_000  # small, so that the cut comes well within TIMEOUT
-OTHERS_BOUND = 1.5  # seconds another user's whole turn may take while a fault runs
+# seconds another user's whole turn may take while a fault runs: under TIMEOUT, since a turn
+# held behind the fault would take the fault's time; generous below it, for a loaded 2-core machine
+OTHERS_BOUND = 2.5
 APOLOGY_WORD = "sorry"
 
 
@@ -82,13 +84,14 @@ def other_user_turns(url: str, until: threading.Event, timings: list[float]) -> 
 
 
 FAULTS = [
-    # (message, status, bound in seconds)
-    ("explode please", "failed", 3.0),  # HTTP 500, retried twice within the budget
-    ("[ratelimit 50] hi", "failed", 1.0),  # Retry-After longer than the turn: at once
-    ("[silent 60] are you there", "timed_out", TIMEOUT + 1.0),  # no headers at all
-    ("[stall 60] [long 40] go", "timed_out", TIMEOUT + 1.0),  # headers and words, then nothing
-    ("[long 100] [slow 2] go", "timed_out", TIMEOUT + 1.0),  # a token every 2 s
-    ("[long 60] [truncate] go", "failed", 2.0),  # the stream ends without finish_reason
+    # (message, status, bound in seconds). Each fault left alone would take 50 to 200 s;
+    # the bounds are the deadline (or less) plus a margin for a loaded 2-core machine
+    ("explode please", "failed", TIMEOUT + 2.0),  # HTTP 500, retried twice within the budget
+    ("[ratelimit 50] hi", "failed", 2.5),  # Retry-After longer than the turn: at once, not after 50 s
+    ("[silent 60] are you there", "timed_out", TIMEOUT + 3.0),  # no headers at all
+    ("[stall 60] [long 40] go", "timed_out", TIMEOUT + 3.0),  # headers and words, then nothing
+    ("[long 100] [slow 2] go", "timed_out", TIMEOUT + 3.0),  # a token every 2 s
+    ("[long 60] [truncate] go", "failed", TIMEOUT),  # the stream ends without finish_reason
 ]
 
 
@@ -186,12 +189,14 @@ def test_a_huge_fast_answer_is_capped_and_freezes_no_one(srv, llm, clients):
     assert "length limit" in final["message"]
     tokens = result.of("final_answer_token")
     assert len(tokens) < MAX_ANSWER / 4 / 10  # 4-character chunks, coalesced at least 10 to 1
-    assert elapsed < 10, elapsed
+    assert elapsed < 20, elapsed  # uncapped, the 2 MB took minutes; 20 s is room for a loaded machine
     # the model's stream was closed early: most of it was never sent
     assert llm.wait_closed(closed_before + 1, timeout=5)
     assert llm.closed[-1]["unsent_chunks"] > 100_000
     assert timings and max(timings) < OTHERS_BOUND, timings
-    assert health and max(health) < 0.5, max(health)
+    # before the token loop yielded, /healthz got no answer at all during the flood; a
+    # loaded 2-core machine keeps a process waiting for a core up to about 2 s
+    assert health and max(health) < 3.0, max(health)
     stored = transcript(srv, user, result.of("run_started")[0]["conversation_id"])[-1]
     assert stored["content"] == final["message"]
 
@@ -327,7 +332,9 @@ def test_slow_queries_wait_off_the_hub(db, dbsrv):
         health = requests.get(dbsrv.url + "/healthz", timeout=30)
         elapsed = time.monotonic() - started
         locker.rollback()
-        assert health.status_code == 200 and elapsed < 0.5, (health.status_code, elapsed)
+        # 200 is the check (a /healthz that queued for a pooled connection would get 503
+        # after DB_POOL_TIMEOUT); the bound is generous for a loaded machine
+        assert health.status_code == 200 and elapsed < 3.0, (health.status_code, elapsed)
         assert all(c.result().status_code == 200 for c in counts)
 
 
@@ -426,8 +433,10 @@ def test_database_stopped_and_restarted_mid_load(db, dbsrv):
     failed = [t for what, t in outcomes if what in ("503", "event:error")]
     # the documented 503 comes fast (a turn that already streamed waits for its outcome
     # to be stored: up to two short retries, each bounded by DB_POOL_TIMEOUT)
-    assert max(failed) < 5, failed
-    assert all(code == 503 and t < 1.5 for code, t in health), health
+    # (bounds doubled for a loaded 2-core machine; a request hung on the database would
+    # take the client's 30 s timeout, a /healthz probe its 5 s)
+    assert max(failed) < 10, failed
+    assert all(code == 503 and t < 3.0 for code, t in health), health
     # after the restart, turns succeed again, and no question stays unanswered
     r = requests.post(f"{dbsrv.url}/user_message", timeout=30,
                       json={"user_token": token(), "message": "hi again"})

@@ -72,5 +72,7 @@ def test_after_the_fuzz_nothing_is_lost_and_others_were_served(target):
     assert counts["human_messages"] == counts["qa_pairs"] > 0
     assert counts["unanswered_in_transcripts"] == []
     assert figures["failures"] == [] and figures["turns"] > 10
-    assert figures["max_s"] < 10, figures
+    # served, not starved: a turn takes seconds under the fuzz on a loaded 2-core machine,
+    # a starved one would wait for the turn deadline (TURN_TIMEOUT, 120 s by default)
+    assert figures["max_s"] < 30, figures
     assert "Traceback" not in srv.log(), srv.log()[-3000:]

@@ -188,7 +188,7 @@ def test_a_server_that_never_finishes_is_cut_off_at_the_timeout(fake, mode):
     elapsed = time.monotonic() - started
     assert fake.request_seen.is_set(), "the request was accepted by the server"
     assert result == "Ocean lookup failed: Ocean is not answering right now (no reply within 1 s)."
-    assert 0.9 <= elapsed < 1.6
+    assert 0.9 <= elapsed < 3  # the 1 s deadline; without it: never (margin for a loaded machine)
 
 
 def test_one_deadline_covers_all_requests_of_a_call(fake):
@@ -198,7 +198,7 @@ def test_one_deadline_covers_all_requests_of_a_call(fake):
     started = time.monotonic()
     result = tool.invoke({"token": "DUSD"})
     assert "not answering" in result
-    assert time.monotonic() - started < 1.6
+    assert time.monotonic() - started < 3  # one 1 s deadline, not one per request (loaded-machine margin)
 
 
 def test_testnet_uses_the_testnet_path(fake):

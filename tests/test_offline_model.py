@@ -429,4 +429,6 @@ def test_cpu_bound_work_runs_off_the_hub_under_eventlet():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     inline, off = map(int, done.stdout.split()[-2:])
-    assert inline > 100 and off < 50, (inline, off)
+    # side by side: off the hub the ticker waits a fraction of what it waits inline (a loaded
+    # 2-core machine adds its own lag to both; 900 against 53 ms was seen at load average 12)
+    assert inline > 100 and off < max(50, inline / 5), (inline, off)

@@ -91,7 +91,7 @@ def test_a_reply_kept_open_after_done_is_left_after_a_tenth_of_a_second(llm, cli
     client.start({"user_token": token(), "message": "[long 5] [linger 5] hi"})
     final = client.until("final_message").final
     assert final["status"] == "succeeded" and final["message"] == "word0 word1 word2 word3 word4"
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # not the 5 s linger (nor TURN_TIMEOUT); loaded-machine margin
 
 
 def test_text_before_a_tool_call_is_part_of_the_answer(client):

@@ -71,18 +71,24 @@ def _read_until_closed(sock: socket.socket, timeout: float) -> bytes:
 
 
 def test_slow_requests_beyond_the_per_address_cap_leave_healthz_answering(srv):
+    began = time.monotonic()
+    srv.get("/healthz", timeout=5)
+    alone = time.monotonic() - began  # side by side: the same probe before the slow clients
     slow = [_slow_client(srv.port) for _ in range(300)]
     try:
         started = time.monotonic()
         health = srv.get("/healthz", timeout=5)
-        assert health.status_code == 200 and time.monotonic() - started < 1.0
+        # answered while 300 clients are held (a blocked accept loop would keep it past
+        # HEADER_TIMEOUT); 1 s, or 10 x the probe alone on a loaded machine
+        assert health.status_code == 200 and time.monotonic() - started < max(1.0, 10 * alone)
         answers = [_read_until_closed(s, 10) for s in slow]
         refused = [a for a in answers if a.startswith(b"HTTP/1.1 429")]
         dropped = [a for a in answers if a == b""]  # held until HEADER_TIMEOUT, then closed
         assert len(refused) >= 280 and len(dropped) <= 20
         assert len(refused) + len(dropped) == 300
         assert b"Retry-After: 10" in refused[0] and b"too many connections" in refused[0]
-        assert time.monotonic() - started < 8  # the held ones went after ~1 s, not never
+        # the held ones went after ~1 s; never would cost each read its 10 s (generous bound)
+        assert time.monotonic() - started < 20
     finally:
         for s in slow:
             s.close()
@@ -92,7 +98,7 @@ def test_silent_and_idle_keepalive_connections_are_dropped(srv):
     silent = socket.create_connection(("127.0.0.1", srv.port))
     started = time.monotonic()
     assert _read_until_closed(silent, 10) == b""
-    assert 0.5 < time.monotonic() - started < 5  # HEADER_TIMEOUT=1
+    assert 0.5 < time.monotonic() - started < 9  # HEADER_TIMEOUT=1; never: the read's 10 s
     silent.close()
 
     keepalive = socket.create_connection(("127.0.0.1", srv.port))
@@ -100,7 +106,7 @@ def test_silent_and_idle_keepalive_connections_are_dropped(srv):
     started = time.monotonic()
     answer = _read_until_closed(keepalive, 15)
     assert answer.startswith(b"HTTP/1.1 200") and b'"ok"' in answer
-    assert 1.5 < time.monotonic() - started < 8  # IDLE_TIMEOUT=2 after the answer
+    assert 1.5 < time.monotonic() - started < 12  # IDLE_TIMEOUT=2 after the answer; never: 15 s
     keepalive.close()
 
 
@@ -151,7 +157,7 @@ def test_killed_postgres_is_restarted_and_healthz_answers_fast_meanwhile(srv):
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
     statuses, slowest = [], 0.0
-    while time.monotonic() - killed < 60:
+    while time.monotonic() - killed < 90:
         started = time.monotonic()
         status = srv.get("/healthz", timeout=5).status_code
         slowest = max(slowest, time.monotonic() - started)
@@ -160,8 +166,11 @@ def test_killed_postgres_is_restarted_and_healthz_answers_fast_meanwhile(srv):
             break
     recovered = time.monotonic() - killed
     assert 503 in statuses and statuses[-1] == 200, statuses
-    assert slowest < 1.0
-    assert recovered < 30
+    # the pool waits 0.8 s, then 503 (before, each probe took 5 s): 3 s for a loaded machine
+    assert slowest < 3.0
+    # 2.9 s on a quiet machine; 31 s was seen at a load average of 8 (PostgreSQL's own
+    # start-up waits for the disk and a core): the bound is that it comes back at all, soon
+    assert recovered < 60
     assert _running(_postmaster_pid(srv.data_dir)) and _postmaster_pid(srv.data_dir) != pid
     user = f"after-{uuid.uuid4().hex[:8]}"
     answer = srv.post("/user_message", {"user_token": user, "message": "What is 3*3?"})
