@@ -31,10 +31,10 @@ chunk into `RunSteps.model_step`, which hands each chunk's text to
 `TokenStream.text` below, attaches the reading thread to the cancel handle and
 stops at the answer cap. LangGraph's public token streaming costs more CPU than
 the 1 ms a turn it was allowed (issue 31). In-process, 50 tokens
-(`python -m bench.token_path`, loaded machine): `stream_mode=["updates",
+(`python -m bench token_path`, loaded machine): `stream_mode=["updates",
 "messages"]` +1.7 to +4.6 ms a turn (LangChain callbacks on every runnable, a
 message merged per chunk), a `get_stream_writer` writer (`stream_mode="custom"`)
-+0.7 to +2.5 ms. In the server, side by side with A (`python -m bench.relay
++0.7 to +2.5 ms. In the server, side by side with A (`python -m bench relay
 --project-root` a copy whose tokens went through `get_stream_writer`): +10.7 ms
 per streamed turn (37.8 against 27.1 ms) and +4.4 ms per 5-token turn, because
 with "custom" or "messages" LangGraph runs every step on a pool thread and

@@ -28,7 +28,12 @@ SCENARIOS: dict[str, tuple[str, str]] = {
                              "by side with bare relay A (<= 1.3 x A, <= A + 8 ms, p99 <= 10 ms)"),
     "first_token": ("bench.first_token", "where the time to first token goes (phases from /metrics), "
                                          "side by side with A"),
-    "burst": ("bench.burst", "a burst of turns at once against A"),
+    "burst": ("bench.burst", "hundreds of Socket.IO turns at once on default settings "
+                             "(target: all answered)"),
+    "openai_compat": ("bench.openai_compat", "CPU of a streamed /v1/chat/completions turn "
+                                             "beside Socket.IO (target: <= +1 ms)"),
+    "token_path": ("bench.token_path", "CPU per turn of the ways tokens can leave LangGraph "
+                                       "(the hook against public streaming)"),
     "burst_cpu": ("bench.burst_cpu", "a burst's time before the model requests: the hub's CPU or "
                                      "waiting for a core, side by side with A"),
     "scaleout": ("bench.scaleout", "two server processes behind one Redis against one, same load"),

@@ -9,7 +9,7 @@ clients are spread over loopback addresses (127.0.0.x, at most `--per-address`
 each) so that the per-address defaults (MAX_CONNECTIONS_PER_IP,
 RATE_LIMIT_TURNS_PER_ADDRESS) see what many real users would make.
 
-Run: .venv/bin/python -m bench.burst [--n 500] [--rounds 1]
+Run: .venv/bin/python -m bench burst [--n 500] [--rounds 1]
 Result: answered of N per round, the wall time and p50/p99 time to the final
 message; the target "answered" is met when every turn of every round was answered.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 import uuid
@@ -92,14 +91,3 @@ def run(args) -> dict:
             "targets": {"answered": {"value": answered, "limit": args.n,
                                      "met": answered == args.n}}}
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    result = run(parser.parse_args())
-    print(json.dumps(result, indent=2))
-    raise SystemExit(0 if all(t["met"] for t in result["targets"].values()) else 1)
-
-
-if __name__ == "__main__":
-    main()

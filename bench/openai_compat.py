@@ -8,14 +8,11 @@ server's CPU time (user + system, from the kernel) is read before and after each
 block; the result is the median CPU per run of each transport and their
 difference. Target: the OpenAI-compatible turn costs at most 1 ms more.
 
-Run: .venv/bin/python -m bench.openai_compat [--rounds 12] [--batch 10] [--words 40]
-Exit status 0 when the target is met; the JSON result on the last line.
+Run: .venv/bin/python -m bench openai_compat [--rounds 12] [--batch 10] [--words 40]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -23,19 +20,21 @@ import tempfile
 
 import psutil
 
+from bench.harness import target
 from bench.sse import ADMIN, openai_runs, question, socketio_runs
 from tests.helpers import ROOT, ServerProcess
 
 TARGET_MS = 1.0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser) -> None:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--words", type=int, default=40)
     parser.add_argument("--slow", type=float, default=0.02)
-    args = parser.parse_args()
+
+
+def run(args) -> dict:
     llm = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai_server"], cwd=ROOT,
                            stdout=subprocess.PIPE, text=True)
     llm_url = llm.stdout.readline().split()[1]
@@ -69,14 +68,9 @@ def main() -> int:
     median = {name: statistics.median(values) for name, values in per_run.items()}
     extra = median["openai"] - median["socketio"]
     result = {"runs_per_block": args.batch, "blocks": {k: len(v) for k, v in per_run.items()},
-              "cpu_ms_per_run_median": median, "openai_extra_ms": round(extra, 2),
-              "target_ms": TARGET_MS, "met": extra <= TARGET_MS}
+              "cpu_ms_per_run_median": median,
+              "targets": {"openai_extra_cpu_ms": target(round(extra, 2), TARGET_MS, unit="ms")}}
     print(f"{args.words}-word streamed turns, {args.batch} at once, blocks alternating: "
           f"Socket.IO {median['socketio']:.2f} ms CPU/run, /v1/chat/completions "
           f"{median['openai']:.2f} ms CPU/run: {extra:+.2f} ms (target <= +{TARGET_MS} ms)")
-    print(json.dumps(result))
-    return 0 if result["met"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return result

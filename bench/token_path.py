@@ -16,7 +16,7 @@ path differs. Each way runs in its own process, the ways alternate, and the
 report gives each one's lowest figure (the machine is shared: the lowest is the
 one least disturbed), with the load average.
 
-Run: .venv/bin/python -m bench.token_path [--tokens 50] [--turns 300] [--repeat 3]
+Run: .venv/bin/python -m bench token_path [--tokens 50] [--turns 300] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -108,16 +108,15 @@ def measure(way: str, tokens: int, turns: int) -> float:
     return (time.process_time() - begin) / turns * 1000
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser) -> None:
     parser.add_argument("--tokens", type=int, default=50)
     parser.add_argument("--turns", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--way", choices=WAYS, help=argparse.SUPPRESS)  # one measurement
-    args = parser.parse_args()
-    if args.way:
-        print(measure(args.way, args.tokens, args.turns))
-        return
+
+
+def run(args) -> dict:
+    """Each way in its own process (a patched model class must not leak), `--repeat` times."""
     figures: dict[str, list[float]] = {way: [] for way in WAYS}
     for _ in range(args.repeat):
         for way in WAYS:
@@ -133,7 +132,16 @@ def main() -> None:
     for way in WAYS:
         low = min(figures[way])
         print(f"| {way} | {low:.2f} | {low - hook:+.2f} |")
+    return {"ms_cpu_per_turn": {way: min(figures[way]) for way in WAYS}, "targets": {}}
+
+
+def _one() -> None:
+    """`python -m bench.token_path --way W`: one measurement, printed (used by `run`)."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args()
+    print(measure(args.way, args.tokens, args.turns))
 
 
 if __name__ == "__main__":
-    main()
+    _one()
