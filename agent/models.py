@@ -8,7 +8,6 @@ import json
 from langchain_core.messages import AIMessage, ChatMessage
 
 from agent.cancel import green, uninterruptible
-from agent.offline import OfflineChatModel
 from agent.steps import model_step_in_run
 from provider_http import provider_http_client
 
@@ -193,6 +192,8 @@ def as_plain_assistant(message):
 def make_chat_model(settings):
     """ChatOpenAI (streaming) with OPENAI_API_KEY or OPENAI_BASE_URL; otherwise offline."""
     if not settings.uses_openai:
+        from agent.offline import OfflineChatModel  # the LLM path never loads the offline model
+
         return OfflineChatModel()
 
     model = _chat_openai_class()(

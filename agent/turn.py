@@ -20,11 +20,10 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from agent import events as ev
 from agent.cancel import CancelHandle, RunCancelled
-from agent.offline import tokens_of
 from agent.persona import APOLOGY, GREETING
 from agent.retry import describe
 from agent.runner import AgentResult, ChatAgent
-from agent.text import UNSTORABLE, storable
+from agent.text import UNSTORABLE, storable, tokens_of
 from logs import bind_run_id
 from metrics import FIRST_TOKEN_SECONDS, TURN_PHASE_SECONDS, TURN_SECONDS, TURNS
 from storage.base import NotFound, StoreError

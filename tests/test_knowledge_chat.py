@@ -168,16 +168,14 @@ def test_offline_routing_keeps_small_talk_and_calculator_first():
     class NoStore:
         """Routing never reaches the store."""
 
-    def knowledge(name, priority, route):
+    def knowledge(name):
         return make_knowledge_tool(None, name=name, label="x", kbs=("x",), description="d",
-                                   friendly="f", priority=priority, route=route, k=3)
-
-    from tools.knowledge import _route_python, _route_wiki
+                                   friendly="f", k=3)
 
     model = OfflineChatModel(tools=[
         *calculator_tools(None, NoStore()),
-        knowledge("defichain_wiki_knowledge", 90, _route_wiki),
-        knowledge("defichainpython_knowledge", 80, _route_python),
+        knowledge("defichain_wiki_knowledge"),
+        knowledge("defichainpython_knowledge"),
     ])
 
     def routed(text):

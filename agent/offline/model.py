@@ -1,9 +1,10 @@
 """The built-in offline chat model: deterministic tool routing, no network, no keys.
 
 It is a real LangChain chat model, so it runs inside the same agent loop as an
-OpenAI model and produces the same events. Each tool tells it, through its
-metadata, when to call it (`offline_route`) and how to phrase the result
-(`offline_answer`); small talk and memory questions are answered directly.
+OpenAI model and produces the same events. Its own table (`GUIDES`, by tool
+name) says when to call each tool and how to phrase the structured result
+(`ToolMessage` status, artifact and text) it gets back, as an LLM reads it;
+small talk and memory questions are answered directly.
 """
 
 from __future__ import annotations
@@ -11,16 +12,39 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
+from agent.offline import calculator, knowledge, ocean
 from agent.persona import GREETING
 from agent.steps import model_step_in_run
+from agent.text import tokens_of
 
-_TOKEN = re.compile(r"\S+\s*|\s+")
+
+@dataclass(frozen=True)
+class Guide:
+    """When the offline model calls a tool and how it phrases the result."""
+
+    priority: int  # lower is tried first
+    route: Callable  # (text, history) -> args | None
+    answer: Callable  # (question, ToolMessage) -> str
+
+
+GUIDES = {
+    "calculator": Guide(10, calculator.route, calculator.answer),
+    # before the Ocean: "how do I read a balance in Python" is a how-to
+    "defichainpython_knowledge": Guide(20, knowledge.route_python,
+                                       knowledge.answer("DefichainPython documentation", code=True)),
+    **{f"ocean_{name}": Guide(ocean.PRIORITY, getattr(ocean, f"route_{name}"), ocean.answer)
+       for name in ("address", "blocks", "governance", "vault", "masternode", "price", "stats", "token",
+                    "transaction", "poolpairs")},
+    "defichain_wiki_knowledge": Guide(90, knowledge.route_wiki, knowledge.answer("DeFiChain wiki")),
+}
 
 _SMALL_TALK = [
     (
@@ -114,18 +138,14 @@ def steps_of(text: str) -> list[str]:
 
 
 def _failed(result: ToolMessage) -> bool:
-    return getattr(result, "status", "success") == "error" or bool(
-        re.match(r"(Calculator error|Invalid input|Ocean lookup failed|No matching passages)", _text(result)))
+    """A step that did not work: the tool failed, or a search found nothing."""
+    artifact = result.artifact if isinstance(result.artifact, dict) else {}
+    return getattr(result, "status", "success") == "error" or artifact.get("passages") == []
 
 
 def _call(name: str, args: dict) -> AIMessage:
     call_id = f"call_{uuid.uuid4().hex[:12]}"
     return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id}])
-
-
-def tokens_of(text: str) -> list[str]:
-    """Split text into word tokens that join back to exactly `text`."""
-    return _TOKEN.findall(text)
 
 
 def _text(message: BaseMessage) -> str:
@@ -188,12 +208,12 @@ class OfflineChatModel(BaseChatModel):
         return AIMessage(content="\n\n".join(parts))
 
     def _route(self, question: str, history) -> tuple[str, dict] | None:
-        routed = [t for t in self.tools if (t.metadata or {}).get("offline_route")]
-        routed.sort(key=lambda t: t.metadata.get("offline_priority", 50))
-        for tool in routed:
-            args = tool.metadata["offline_route"](question, history)
+        routed = sorted((GUIDES[t.name].priority, t.name) for t in self.tools
+                        if getattr(t, "name", None) in GUIDES)
+        for _, name in routed:
+            args = GUIDES[name].route(question, history)
             if args is not None:
-                return tool.name, args
+                return name, args
         return None
 
     def _direct(self, question: str, history) -> str | None:
@@ -217,10 +237,9 @@ class OfflineChatModel(BaseChatModel):
     def _compose(self, question: str, results: list[ToolMessage]) -> str:
         parts = []
         for result in results:
-            tool = self._tool(result.name)
-            answer = (tool.metadata or {}).get("offline_answer") if tool else None
-            content = _text(result)
-            parts.append(answer(question, content) if answer else f"Here's what I found:\n\n{content}")
+            guide = GUIDES.get(result.name)
+            parts.append(guide.answer(question, result) if guide
+                         else f"Here's what I found:\n\n{_text(result)}")
         return "\n\n".join(parts)
 
     # --- LangChain chat model protocol -----------------------------------
