@@ -301,7 +301,7 @@ class PostgresStore(Store):
 
     def ingest_finished(self, kb: str) -> None:
         with self._connection() as conn:
-            conn.execute("analyze kb_chunks")
+            conn.execute("analyze kb_chunks, kb_words")
 
     def _ensure_vector_index(self, dimension: int) -> None:
         """A partial HNSW index for vectors of `dimension`, made once per database."""
