@@ -140,6 +140,31 @@ def test_questions_about_the_conversation(message, expected):
     assert name is None and expected in answer
 
 
+@pytest.mark.parametrize(
+    ("message", "reply"),
+    [
+        ("ok bye", "Bye for now"),
+        ("lol ok", "Anything else"),
+        ("thank you so much, that helped a lot", "You're welcome"),
+        ("are you a bot?", "I'm Jelly"),
+    ],
+)
+def test_small_talk_gets_no_tool(message, reply):
+    name, answer = first_call(message, HISTORY)
+    assert name is None and reply in answer
+
+
+@pytest.mark.parametrize("message", ["ok, how do I create a vault?", "lol what is the DFI price"])
+def test_a_question_after_small_talk_words_still_goes_to_a_tool(message):
+    name, _ = first_call(message)
+    assert name is not None
+
+
+def test_the_last_question_is_answered_from_memory():
+    name, answer = first_call("What was the last question I asked you?", HISTORY)
+    assert name is None and answer == 'You asked me: "and what is dusd"'
+
+
 def test_memory_without_history_and_skipping_earlier_memory_questions():
     assert "first thing" in recall("last", [])
     history = [HumanMessage("what is dfi"), AIMessage("..."),

@@ -53,7 +53,8 @@ _SMALL_TALK = [
     ),
     (re.compile(r"\b(thanks|thank you|thx|danke)\b", re.I), "You're welcome! Happy to help 🪼"),
     (
-        re.compile(r"\b(who|what) are you\b|\byour name\b|\bwhat can you do\b", re.I),
+        re.compile(r"\b(who|what) are you\b|\byour name\b|\bwhat can you do\b"
+                   r"|\bare you (an? |the )?(real )?(bot|robot|human|person|ai|machine)\b", re.I),
         "I'm Jelly 🪼, the DeFiChain mascot. I answer questions about DeFiChain, "
         "look up live on-chain data and do the math for you.",
     ),
@@ -61,7 +62,11 @@ _SMALL_TALK = [
         re.compile(r"\bhow are you\b", re.I),
         "I'm floating along happily, thanks for asking! 🪼 How can I help?",
     ),
-    (re.compile(r"^\W*(bye|goodbye|see you|ciao)\b", re.I), "Bye for now! Come back any time 🪼"),
+    (re.compile(r"\b(bye|goodbye|see you|see ya|ciao|cya)\b", re.I), "Bye for now! Come back any time 🪼"),
+    (
+        re.compile(r"^\W*(ok(ay)?|k|lol|haha+|cool|nice|great|alright|got it|i see|sure)\b", re.I),
+        "👍 Anything else about DeFiChain I can help with? 🪼",
+    ),
 ]
 # Questions about the conversation itself: (pattern, which earlier question(s) to repeat).
 _ASKED = r"(ask|asked|say|said|write|wrote|type|typed|question|questions)"
@@ -77,14 +82,18 @@ MEMORY_RULES = [
                 rf"|\b(do you )?remember (my|what i) (last |previous |earlier )?{_ASKED}"
                 rf"|\brepeat my (last |previous |earlier )?(question|message)"
                 rf"|\bwhich question did i {_ASKED}|\bmy (last|previous|earlier) (question|message)"
-                rf"|\bwhat i {_ASKED} (you )?(before|earlier|previously|last)", re.I), "last"),
+                rf"|\bwhat i {_ASKED} (you )?(before|earlier|previously|last)"
+                rf"|\b(the|my) (very )?(last|previous|latest|most recent) (thing|question|message)"
+                rf"( (that|which))? i {_ASKED}", re.I), "last"),
 ]
 # words that may surround small talk without making it a question for the tools
 _FILLER = set(
     """hi hello hey hallo gm yo good morning afternoon evening thanks thank thx danke you your
     so much very a lot for the help again all guys everyone there jelly how are am is i doing
     today who what name bye goodbye see later soon ciao cheers nice great cool ok okay awesome
-    and it that this was me my to do can able with dear friend buddy mate""".split()
+    and it that this was me my to do can able with dear friend buddy mate lol haha hahaha k
+    alright got see sure ya cya helped helpful useful bot robot human person real ai machine
+    an are""".split()
 )
 
 
