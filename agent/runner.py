@@ -212,6 +212,10 @@ class ChatAgent:
             # a model without agent/steps.py's hook (both of ours have it) did not stream
             # this step: its text as one token, so the tokens still join to the answer
             stream_out.text(("whole", id(message)), message.text)
+        used = message.response_metadata.get("sources_used")
+        if isinstance(used, list):  # a model that says which sources its answer used (offline)
+            result.sources.clear()
+            merge_sources(result.sources, used)
         if self.expects_finish_reason and not message.response_metadata.get("finish_reason"):
             result.incomplete = True  # the stream ended without saying why: cut off
         usage = message.usage_metadata

@@ -460,3 +460,27 @@ def test_cpu_bound_work_runs_off_the_hub_under_eventlet():
     assert done.returncode == 0, done.stderr
     inline, off = map(int, done.stdout.split()[-2:])
     assert inline > 100 and off < 50, (inline, off)
+
+
+# --- the sources of an offline answer ------------------------------------------------------------
+
+def test_a_not_covered_answer_uses_none_of_the_handed_sources():
+    result = handed("who painted the mona lisa", [
+        FakeChunk("Masternode", "To run a masternode you need 20,000 DFI.", url="https://wiki.example/Masternode"),
+        FakeChunk("Vaults", "A vault holds collateral.", url="https://wiki.example/Vaults"),
+    ])
+    reply = MODEL.respond([HumanMessage("who painted the mona lisa"), AIMessage(""), result])
+    assert "doesn't cover" in reply.text
+    assert reply.response_metadata["sources_used"] == []
+
+
+def test_an_answer_uses_the_sources_it_cites_only():
+    result = handed("how many DFI do i need for a masternode", [
+        FakeChunk("Masternode", "To run a masternode you need 20,000 DFI.", url="https://wiki.example/Masternode"),
+        FakeChunk("Masternode service", "A service runs masternodes for you.",
+              url="https://wiki.example/Masternode_service"),
+    ])
+    reply = MODEL.respond([HumanMessage("how many DFI do i need for a masternode"), AIMessage(""), result])
+    assert "20,000" in reply.text
+    assert reply.response_metadata["sources_used"] == [
+        {"title": "Masternode", "url": "https://wiki.example/Masternode"}]

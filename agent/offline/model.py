@@ -157,6 +157,28 @@ def _call(name: str, args: dict) -> AIMessage:
     return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id}])
 
 
+def _answer(text: str, results: list[ToolMessage]) -> AIMessage:
+    """The answer composed from tool results, saying which of their sources it used
+    (`response_metadata["sources_used"]`: those it cites by link or title), so that
+    a "not covered" answer lists none; the runner takes these as the run's sources."""
+    used, seen = [], set()
+    for result in results:
+        artifact = result.artifact if isinstance(result.artifact, dict) else {}
+        for source in artifact.get("sources") or []:
+            key = source.get("url") or source.get("title")
+            if key and key not in seen and _cites(text, source):
+                seen.add(key)
+                used.append(source)
+    return AIMessage(content=text, response_metadata={"sources_used": used})
+
+
+def _cites(text: str, source: dict) -> bool:
+    """`text` names this page: its link (not a longer one it begins) or, without one, its title."""
+    if source.get("url"):
+        return re.search(re.escape(source["url"]) + r"(?=[#)\s]|$)", text) is not None
+    return bool(source.get("title")) and source["title"] in text
+
+
 def _text(message: BaseMessage) -> str:
     return message.text if hasattr(message, "text") else str(message.content)
 
@@ -190,7 +212,7 @@ class OfflineChatModel(BaseChatModel):
         if len(steps) > 1 and (results or self._route(steps[0], history)):
             return self._next_step(steps, history, results)
         if results:
-            return AIMessage(content=self._compose(question, results))
+            return _answer(self._compose(question, results), results)
         direct = self._direct(question, history)
         if direct is not None:  # small talk and memory come before any tool
             return AIMessage(content=direct)
@@ -214,7 +236,7 @@ class OfflineChatModel(BaseChatModel):
             left = "; ".join(f'"{step}"' for step in steps[done:])
             reason = "the step before it did not work" if failed else "I couldn't tell which tool does that"
             parts.append(f"I stopped before {left}: {reason} 🪼")
-        return AIMessage(content="\n\n".join(parts))
+        return _answer("\n\n".join(parts), results)
 
     def _route(self, question: str, history) -> tuple[str, dict] | None:
         routed = sorted((GUIDES[t.name].priority, t.name) for t in self.tools
@@ -267,8 +289,10 @@ class OfflineChatModel(BaseChatModel):
             ]
             yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=chunks))
             return
+        metadata = dict(reply.response_metadata)  # on the first chunk only (lists would add up)
         for token in tokens_of(reply.content):
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=token))
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=token, response_metadata=metadata))
+            metadata = {}
             if run_manager:
                 run_manager.on_llm_new_token(token, chunk=chunk)
             yield chunk
