@@ -9,7 +9,8 @@ real server (`python app.py`) with OPENAI_BASE_URL at the scripted model
 user's own words, and asks every question of bench/questions/multilingual_heldout.yaml
 over REST. A question counts when the tool result the model received (read from the
 scripted model's requests) names one of its pages. Full text by default; `--hybrid`
-ingests with the local model. Prints JSON; exits 1 below the target (0.9).
+ingests with the local model. Prints JSON; exits 1 when a target is missed (recall
+0.9, full-text search p95 50 ms).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bench.kb_common import WIKI, open_store, pages_in_order, percentile
 QUESTIONS = Path(__file__).resolve().parent / "questions" / "multilingual_heldout.yaml"
 TOOL = "defichain_wiki_knowledge"
 TARGET = 0.9
+P95_LIMIT_MS = 50.0  # a full-text search of the wiki
 # a passage's own link: "url" of a JSON passage, or "[n] Title (url)" of the earlier text format
 _URL = re.compile(r'"url":\s*"(https?://[^"]+)"|^\[\d+\] .*\((https?://\S+)\)$', re.M)
 
@@ -85,12 +87,15 @@ def search_latency(store, items, repeat: int = 5) -> dict:
     return {"p50": round(percentile(times, 50), 1), "p95": round(percentile(times, 95), 1), "n": len(times)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="reuse this database folder (default: a new temp dir)")
     parser.add_argument("--hybrid", action="store_true", help="ingest with the local model; hybrid search")
     parser.add_argument("--details", action="store_true", help="print every question")
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Recall of the right page in what the model receives, per kind of question, and the
+    full-text search time; `targets` holds recall >= 0.9 and search p95 < 50 ms."""
     if not WIKI.is_dir():
         raise SystemExit(f"needs the wiki corpus at {WIKI}")
 
@@ -121,16 +126,26 @@ def main() -> None:
     kinds = sorted({r["kind"] for r in rows})
     by_kind = {k: round(sum(r["hit"] for r in rows if r["kind"] == k) / sum(r["kind"] == k for r in rows), 2)
                for k in kinds}
-    report = {"scenario": "multilingual_recall", "mode": "hybrid" if args.hybrid else "full-text",
-              "questions": len(rows), "recall": round(recall, 3), "by_kind": by_kind,
-              "target": TARGET, "met": recall >= TARGET,
-              "store_search_top6_full_text": round(retrieval, 3), "full_text_search_ms": latency,
-              "misses": [{"q": r["q"], "got": r["pages"]} for r in rows if not r["hit"]]}
     if args.details:
         for r in rows:
             print(("HIT  " if r["hit"] else "MISS ") + r["q"], r["pages"], file=sys.stderr)
+    return {"scenario": "multilingual_recall", "mode": "hybrid" if args.hybrid else "full-text",
+            "questions": len(rows), "recall": round(recall, 3), "by_kind": by_kind,
+            "store_search_top6_full_text": round(retrieval, 3), "full_text_search_ms": latency,
+            "misses": [{"q": r["q"], "got": r["pages"]} for r in rows if not r["hit"]],
+            "targets": {
+                "recall": {"value": round(recall, 3), "limit": TARGET, "met": recall >= TARGET},
+                "full_text_search_p95_ms": {"value": latency["p95"], "limit": P95_LIMIT_MS,
+                                            "met": latency["p95"] < P95_LIMIT_MS},
+            }}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    report = run(parser.parse_args())
     print(json.dumps(report, indent=2, ensure_ascii=False))
-    sys.exit(0 if report["met"] else 1)
+    sys.exit(0 if all(t["met"] for t in report["targets"].values()) else 1)
 
 
 if __name__ == "__main__":
