@@ -97,7 +97,8 @@ def test_off_topic_question_cites_nothing(wiki_server):
         "user_token": token(), "message": "What is the weather like in Paris?",
     }).json()
     assert body["sources"] == []
-    assert "couldn't find" in body["response"]
+    # nothing found, or found passages that are not about it: either way it says so
+    assert "couldn't find" in body["response"] or "doesn't cover" in body["response"]
 
 
 def test_kb_search_ranks_chunks(wiki_server):

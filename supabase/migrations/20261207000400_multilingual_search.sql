@@ -75,14 +75,14 @@ do $$
 declare
     ops text;
 begin
-    -- gist_trgm_ops lives wherever pg_trgm was installed (public here, often
-    -- `extensions` on Supabase). GiST: nearest words by trigram distance. Over
-    -- lower(word) (the words are lower case already), so that the planner looks a
-    -- word up by the primary key, not by this index.
-    select quote_ident(n.nspname) || '.gist_trgm_ops' into ops
+    -- gin_trgm_ops lives wherever pg_trgm was installed (public here, often
+    -- `extensions` on Supabase). Over lower(word) (the words are lower case
+    -- already), so that the planner looks a word up by the primary key, not by
+    -- this index; no pending list, so that a lookup never scans one.
+    select quote_ident(n.nspname) || '.gin_trgm_ops' into ops
     from pg_extension e join pg_namespace n on n.oid = e.extnamespace
     where e.extname = 'pg_trgm';
-    execute format('create index if not exists kb_words_trgm_idx on public.kb_words using gist (lower(word) %s)', ops);
+    execute format('create index if not exists kb_words_trgm_idx on public.kb_words using gin (lower(word) %s) with (fastupdate = off)', ops);
 end
 $$;
 
@@ -228,7 +228,7 @@ $$;
 --     "vault"): kb_words.letters;
 --   * a kb word that begins or ends the word ("impermanenter" -> "impermanent",
 --     "liquiditeitstokens" -> "tokens"): 0.5 + half the share of its letters;
---   * trigram similarity ("liqudity" -> "liquidity", "restaurer" -> "restore"),
+--   * trigram similarity of at least 0.4 ("liqudity" -> "liquidity"),
 --     raised by the share of a common beginning ("liquidite" -> "liquidity").
 -- `weight` is the term's inverse document frequency times its likeness.
 -- (Out column names are qualified everywhere below: they are plpgsql variables.)
@@ -236,6 +236,7 @@ create or replace function public.kb_simple_terms(query text, kb text)
 returns table (word text, term text, weight double precision, likeness double precision, chunks int)
 language plpgsql stable
 set search_path = public, extensions, pg_catalog
+set pg_trgm.similarity_threshold = 0.4
 as $$
 declare
     n double precision;
@@ -276,8 +277,8 @@ begin
             cross join lateral (
                 select v.word as term, v.chunks
                 from public.kb_words v
-                where v.kb = kb_simple_terms.kb and v.word <> u.word
-                order by lower(v.word) <-> u.word
+                where v.kb = kb_simple_terms.kb and lower(v.word) % u.word and v.word <> u.word
+                order by similarity(v.word, u.word) desc
                 limit 5
             ) s
         ),
@@ -306,7 +307,7 @@ $$;
 -- kb_simple_terms (`words[i]` looked up as `terms[i]`, weighing `weights[i]`).
 -- Candidates: chunks with one of the terms rarest in the kb, rarest first while
 -- the chunks that hold them stay within a budget (as kb_selective_words does;
--- a fifth of the kb at most, since 'simple' keeps every everyday word), or with
+-- a tenth of the kb at most, since 'simple' keeps every everyday word), or with
 -- a term of every word. Score: per word the best weight of its terms
 -- that the chunk holds, summed and squared, times ts_rank (title > section >
 -- text, length-normalised) and title coverage, like the English ranking; at
@@ -333,7 +334,7 @@ begin
     from (select v.word, sum(v.chunks) over (order by v.chunks, v.word) as expected
           from public.kb_words v
           where v.kb = kb_simple_rank.kb and v.word = any(terms)) r
-    where r.expected <= least(1000, greatest(50, n / 5));
+    where r.expected <= least(1000, greatest(50, n / 10));
     select string_agg('(' || g.alternatives || ')', ' & ')::tsquery into every_word
     from (select string_agg(quote_literal(x.term), ' | ') as alternatives
           from unnest(words, terms) as x(word, term) group by x.word) g;
@@ -343,7 +344,7 @@ begin
             from public.kb_chunks c
             where c.kb = kb_simple_rank.kb
               and (c.tsv_simple @@ coalesce(selective, every_word) or c.tsv_simple @@ every_word)
-            limit 2000
+            limit 300
         ),
         scored as (
             select c.id, c.content, c.metadata,
