@@ -388,13 +388,33 @@ as $$
 $$;
 
 
+-- "What is X?" asked in German, French, Spanish, Portuguese, Italian or Dutch,
+-- asked in English (on folded text: "o que e o defichain?" -> "what is
+-- defichain?"), so that the English ranking's definitions (a sentence "X is
+-- a ...") answer it too; other text unchanged.
+create or replace function public.kb_what_is(folded text)
+returns text
+language sql immutable parallel safe
+as $$
+    select regexp_replace(regexp_replace(folded,
+        '^[\s¿¡?!]*(que es|o que e|was ist|qu''est-ce que c''est que|qu''est[- ]ce que|c''est quoi|'
+        || 'che cos''e|che cosa e|cos''e|cosa e|wat is|wat betekent)\M\s*'
+        || '((el|la|lo|le|les|l''|il|un|una|une|uno|o|a|um|uma|der|die|das|ein|eine|de|het|een)\M\s*)?',
+        'what is '),
+        '^[\s¿¡?!]*(que son|o que sao|was sind|que sont|cosa sono|che cosa sono|wat zijn)\M\s*'
+        || '((los|las|les|os|as|die|i|gli|le|de)\M\s*)?',
+        'what are ')
+$$;
+
+
 -- Full-text search within one knowledge base: the English ranking and the
 -- language-neutral one, fused by reciprocal rank (1 / (60 + rank) each; the
 -- English rank breaks ties). The English ranking looks up the question with
 -- each word the kb does not use (or uses at most twice: a typo in the kb)
 -- replaced by the kb's word most like it and most used (likeness x ln(2 +
 -- chunks)), folded ("how do i creat a vualt" -> "how do i create a vault"), so
--- typos also find English word forms ("vault" -> "vaults").
+-- typos also find English word forms ("vault" -> "vaults"); "what is X" in
+-- another language is asked as "what is X" (kb_what_is).
 create or replace function public.kb_text_search(query text, kb text, k int default 5)
 returns table (id bigint, content text, metadata jsonb, score double precision)
 language plpgsql stable
@@ -404,7 +424,7 @@ declare
     terms text[];
     weights double precision[];
     usual double precision[];
-    corrected text := public.kb_fold(query);
+    corrected text := public.kb_what_is(public.kb_fold(query));
     fix record;
     lists int := greatest(k, 10);
 begin
