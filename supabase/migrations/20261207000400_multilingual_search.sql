@@ -409,7 +409,10 @@ $$;
 
 -- Full-text search within one knowledge base: the English ranking and the
 -- language-neutral one, fused by reciprocal rank (1 / (60 + rank) each; the
--- English rank breaks ties). The English ranking looks up the question with
+-- English rank breaks ties), but for the English ranking's best chunk, which
+-- stays first: its definition, title and page-opening boosts are the
+-- strongest signal a full-text search has, and rank fusion alone would trade
+-- them for agreement between the lists. The English ranking looks up the question with
 -- each word the kb does not use (or uses at most twice: a typo in the kb)
 -- replaced by the kb's word most like it and most used (likeness x ln(2 +
 -- chunks)), folded ("how do i creat a vualt" -> "how do i create a vault"), so
@@ -452,7 +455,8 @@ begin
         fused as (
             select coalesce(e.id, s.id) as id, coalesce(e.content, s.content) as content,
                    coalesce(e.metadata, s.metadata) as metadata,
-                   coalesce(1.0 / (60 + e.rank), 0) + coalesce(1.0 / (60 + s.rank), 0) as score,
+                   case when e.rank = 1 then 1.0  -- the English ranking's best stays first
+                        else coalesce(1.0 / (60 + e.rank), 0) + coalesce(1.0 / (60 + s.rank), 0) end as score,
                    e.rank as english_rank
             from english e full outer join neutral s on s.id = e.id
         )
