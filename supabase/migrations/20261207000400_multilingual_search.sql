@@ -12,12 +12,14 @@
 --     triggers on kb_chunks, with a pg_trgm GIN index: the vocabulary a
 --     question's unknown words are matched against, and each word's document
 --     frequency, so no search counts anything with a scan.
--- kb_simple_search looks a question up in tsv_simple: each folded word as it is
--- when the kb has it, otherwise the kb's words that share its first five
--- letters or are similar by trigrams (typos, other languages' forms,
--- compounds), each weighted by its inverse document frequency and its
--- likeness. kb_text_search fuses the English ranking and this one by
--- reciprocal rank (1 / (60 + rank) each), the English rank breaking ties.
+-- kb_simple_terms takes each folded word of a question as it is when the kb
+-- has it, else as the kb's words most like it (letters swapped, a word that
+-- begins or ends it, trigram similarity: typos, other languages' forms,
+-- compounds), weighted by inverse document frequency and likeness;
+-- kb_simple_rank ranks tsv_simple by those. kb_text_search runs the English
+-- ranking (kb_english_search, the old kb_text_search) on the question with
+-- those corrections and "what is X" in six languages asked in English, and
+-- fuses both lists by reciprocal rank, the English best chunk kept first.
 
 create extension if not exists unaccent;
 create extension if not exists pg_trgm;
