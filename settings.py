@@ -144,7 +144,10 @@ class Settings(BaseSettings):
     embeddings: Literal["auto", "openai", "local", "none"] = "auto"
     openai_embedding_model: str = "text-embedding-3-small"
     local_embedding_model: str = ""  # a sentence-transformers model folder; "" = bundled MiniLM
-    knowledge_top_k: int = Field(6, ge=1)  # 6: the offline answer often finds its page 5th or 6th
+    knowledge_top_k: int = Field(6, ge=1)  # passages a knowledge tool hands the model
+    # the one cut on them: passages scoring below this are dropped (0 keeps all that matched)
+    knowledge_min_score: float = Field(0.0, ge=0)
+    knowledge_max_chars: int = Field(6000, ge=0)  # text budget of one tool result (~1,500 tokens)
     knowledge_starter: bool = True  # ingest the bundled starter KB at startup (embedded DB)
 
     @field_validator("log_level", mode="before")

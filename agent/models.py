@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import compat
-from agent.offline import OfflineChatModel
 from agent.steps import model_step_in_run
 from provider_http import provider_http_client
 
@@ -104,6 +103,8 @@ def _chat_openai_class():
 def make_chat_model(settings):
     """ChatOpenAI (streaming) with OPENAI_API_KEY or OPENAI_BASE_URL; otherwise offline."""
     if not settings.uses_openai:
+        from agent.offline import OfflineChatModel  # the LLM path never loads the offline model
+
         return OfflineChatModel()
 
     model = _chat_openai_class()(

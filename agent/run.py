@@ -59,12 +59,11 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from agent import events as ev
 from agent import titles
 from agent.cancel import CancelHandle, RunCancelled, call_later
-from agent.offline import tokens_of
 from agent.persona import APOLOGY
 from agent.retry import describe
 from agent.steps import STEP_SEPARATOR, YIELD_EVERY, AnswerTooLong, RunSteps, current_run
 from agent.suggestions import suggest_after
-from agent.text import storable
+from agent.text import storable, tokens_of
 from logs import bind_run_id
 from metrics import FIRST_TOKEN_SECONDS, TOOL_CALLS, TURN_PHASE_SECONDS, TURN_SECONDS, TURNS
 from storage.base import NotFound, StoreError
@@ -274,6 +273,10 @@ class Run:
             # a model without agent/steps.py's hook (both of ours have it) did not stream
             # this step: its text as one token, so the tokens still join to the answer
             tokens.text(("whole", id(message)), message.text)
+        used = message.response_metadata.get("sources_used")
+        if isinstance(used, list):  # a model that says which sources its answer used (offline)
+            result.sources.clear()
+            merge_sources(result.sources, used)
         if agent.expects_finish_reason and not message.response_metadata.get("finish_reason"):
             result.incomplete = True  # the stream ended without saying why: cut off
         usage = message.usage_metadata

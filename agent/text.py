@@ -12,3 +12,11 @@ def storable(text: str) -> str:
     if not UNSTORABLE.search(text):
         return text
     return UNSTORABLE.sub("\ufffd", text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
+
+
+_TOKEN = re.compile(r"\S+\s*|\s+")
+
+
+def tokens_of(text: str) -> list[str]:
+    """Split text into word tokens that join back to exactly `text`."""
+    return _TOKEN.findall(text)

@@ -103,6 +103,9 @@ class Harness:
             if isinstance(m, ToolMessage) and isinstance(m.artifact, dict):
                 sources.extend(m.artifact.get("sources", []))
         final = new[-1].text if new and isinstance(new[-1], AIMessage) else ""
+        used = new[-1].response_metadata.get("sources_used") if final else None
+        if isinstance(used, list):  # as agent/runner.py: the sources the answer used
+            sources = used
         return calls, final, sources, seconds
 
 

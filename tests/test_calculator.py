@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from tools.calculator import CalculatorError, calculate, extract_expression
+from agent.offline.calculator import extract_expression
+from tools.calculator import CalculatorError, calculate
 
 
 @pytest.mark.parametrize(

@@ -98,7 +98,8 @@ def test_off_topic_question_cites_nothing(wiki_server):
         "user_token": token(), "message": "What is the weather like in Paris?",
     }).json()
     assert body["sources"] == []
-    assert "couldn't find" in body["response"]
+    # nothing found, or found passages that are not about it: either way it says so
+    assert "couldn't find" in body["response"] or "doesn't cover" in body["response"]
 
 
 def test_kb_search_ranks_chunks(wiki_server):
@@ -169,16 +170,14 @@ def test_offline_routing_keeps_small_talk_and_calculator_first():
     class NoStore:
         """Routing never reaches the store."""
 
-    def knowledge(name, priority, route):
+    def knowledge(name):
         return make_knowledge_tool(None, name=name, label="x", kbs=("x",), description="d",
-                                   friendly="f", priority=priority, route=route, k=3)
-
-    from tools.knowledge import _route_python, _route_wiki
+                                   friendly="f", k=3)
 
     model = OfflineChatModel(tools=[
         *calculator_tools(None, NoStore()),
-        knowledge("defichain_wiki_knowledge", 90, _route_wiki),
-        knowledge("defichainpython_knowledge", 80, _route_python),
+        knowledge("defichain_wiki_knowledge"),
+        knowledge("defichainpython_knowledge"),
     ])
 
     def routed(text):

@@ -231,8 +231,7 @@ def test_friendly_names_describe_the_lookup(tools):
         "List Address Vaults 🌊")
     assert friendly_name(tools["ocean_stats"], {"kind": "burn"}).endswith("Get Burn Info 🌊")
     assert friendly_name(tools["ocean_poolpairs"], {"action": "lookup"}).endswith("Find Pool Pair 🌊")
-    priorities = {t.metadata["offline_priority"] for t in tools.values()}
-    assert priorities == {30}
+    assert all(set(t.metadata) == {"friendly", "ocean"} for t in tools.values())  # nothing offline
 
 
 def test_importing_and_building_the_tools_sends_nothing():

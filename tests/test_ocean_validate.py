@@ -3,8 +3,9 @@
 import base58
 import pytest
 
+from agent.offline import ocean as routing
 from tests.fakes.ocean_server import ADDRESS, LEGACY_ADDRESS, MASTERNODE_ID, PROPOSAL_ID, TXID, VAULT_ID
-from tools.ocean import package, routing, validate
+from tools.ocean import package, validate
 from tools.ocean.validate import InvalidArgument
 
 BURN_ADDRESS = "8defichainBurnAddressXXXXXXXdRQkSm"
@@ -156,10 +157,13 @@ def test_follow_up_reuses_the_address_from_history():
 
 
 def test_offline_answers_for_results_and_errors():
-    assert routing.answer("q", "UTXO balance of x: 1 DFI").startswith("Here's what the Ocean says")
-    invalid = routing.answer("q", "Invalid input: that doesn't look like a DeFiChain address ('x')")
-    assert "can't look that up: that doesn't look like a DeFiChain address" in invalid
-    unknown = routing.answer("q", "Ocean lookup failed: Ocean doesn't know block 9 (not mined yet).")
-    assert unknown.startswith("I asked the Ocean, but it doesn't know block 9")
-    down = routing.answer("q", "Ocean lookup failed: Ocean is not answering right now (no reply in 2 s).")
-    assert "couldn't get live data" in down and "try again" in down
+    from langchain_core.messages import ToolMessage
+
+    ok = ToolMessage("UTXO balance of x: 1 DFI", tool_call_id="c")
+    assert routing.answer("q", ok).startswith("Here's what the Ocean says")
+    # an error is the message's status, whatever its text says
+    failed = ToolMessage("Ocean is not answering right now (no reply in 2 s).", tool_call_id="c",
+                         status="error")
+    down = routing.answer("q", failed)
+    assert "couldn't get that from the Ocean: Ocean is not answering" in down and "try again" in down
+    assert not routing.answer("q", ToolMessage("Ocean lookup failed: x", tool_call_id="c")).startswith("Hmm")

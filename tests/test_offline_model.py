@@ -11,23 +11,18 @@ import textwrap
 
 import pytest
 from langchain.agents import create_agent
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from agent.offline import OfflineChatModel, recall, steps_of
+from agent.offline import calculator as offline_calculator
+from agent.offline import knowledge as offline_knowledge
+from agent.offline.calculator import extract_expression
+from agent.offline.knowledge import best_quote, best_quotes, best_snippet, coverage, covered
 from settings import Settings
 from tests.fakes.ocean_server import ADDRESS
 from tests.helpers import ROOT
 from tools import calculator, knowledge, ocean
-from tools.calculator import calculate, extract_expression
-from tools.knowledge import (
-    best_quote,
-    best_quotes,
-    best_snippet,
-    coverage,
-    covered,
-    format_results,
-    parse_results,
-)
+from tools.calculator import calculate
 
 KUEGI = "df1qqtlz4uw9w5s4pupwgucv4shl6atqw7xlz2wn07"
 KRYSH = "df1qw2yusvjqctn6p4esyfm5ajgsu5ek8zddvhv8jm"
@@ -78,7 +73,8 @@ def test_everyday_arithmetic_becomes_an_expression(message, expression, value):
 
 
 def test_the_answer_says_which_expression_it_computed():
-    answer = calculator._answer("what is 8% of 1,250", "1250 * 8 / 100 = 100")
+    answer = offline_calculator.answer("what is 8% of 1,250",
+                                       ToolMessage("1250 * 8 / 100 = 100", tool_call_id="c"))
     assert "8% of 1250" in answer and "1250 * 8 / 100 = 100" in answer
 
 
@@ -142,6 +138,31 @@ HISTORY = [HumanMessage("what is a vault"), AIMessage("..."),
 def test_questions_about_the_conversation(message, expected):
     name, answer = first_call(message, HISTORY)
     assert name is None and expected in answer
+
+
+@pytest.mark.parametrize(
+    ("message", "reply"),
+    [
+        ("ok bye", "Bye for now"),
+        ("lol ok", "Anything else"),
+        ("thank you so much, that helped a lot", "You're welcome"),
+        ("are you a bot?", "I'm Jelly"),
+    ],
+)
+def test_small_talk_gets_no_tool(message, reply):
+    name, answer = first_call(message, HISTORY)
+    assert name is None and reply in answer
+
+
+@pytest.mark.parametrize("message", ["ok, how do I create a vault?", "lol what is the DFI price"])
+def test_a_question_after_small_talk_words_still_goes_to_a_tool(message):
+    name, _ = first_call(message)
+    assert name is not None
+
+
+def test_the_last_question_is_answered_from_memory():
+    name, answer = first_call("What was the last question I asked you?", HISTORY)
+    assert name is None and answer == 'You asked me: "and what is dusd"'
 
 
 def test_memory_without_history_and_skipping_earlier_memory_questions():
@@ -220,15 +241,25 @@ def test_a_failed_step_stops_the_chain_and_says_so(fake):
 # --- passages, code and "not covered" --------------------------------------------------------
 
 class FakeChunk:
-    """Just what format_results reads of a stored chunk."""
+    """Just what the knowledge tool reads of a stored chunk."""
 
-    def __init__(self, title, content, section=None, url=None):
-        self.title, self.content, self.url = title, content, url
+    def __init__(self, title, content, section=None, url=None, score=1.0):
+        self.title, self.content, self.url, self.score = title, content, url, score
         self.metadata = {"section": section} if section else {}
 
 
+def handed(question, chunks, label="DeFiChain wiki") -> ToolMessage:
+    """The knowledge tool's result message for `chunks`, as the agent loop passes it on."""
+    from tools.knowledge import select, sources
+
+    items = select(chunks)
+    return ToolMessage("", tool_call_id="c", name="defichain_wiki_knowledge",
+                       artifact={"label": label, "passages": items, "sources": sources(items)})
+
+
 def passages(*chunks):
-    return parse_results(format_results("wiki", "q", [FakeChunk(*c) for c in chunks]))
+    return [(t + (f" › {s}" if s else ""), u, b) for t, b, s, u in
+            [(c + (None, None))[:4] for c in chunks]]
 
 
 def test_the_sentence_with_the_figure_wins_over_a_chattier_one():
@@ -282,7 +313,7 @@ def test_not_covered_needs_the_words_the_passages_do_not_know(question, texts, e
     ],
 )
 def test_spellings_users_type_become_the_pages_words(question, words):
-    assert knowledge._words(question) == words
+    assert offline_knowledge._words(question) == words
 
 
 def test_a_sentence_that_names_the_term_defines_it():
@@ -313,15 +344,14 @@ def test_code_questions_quote_the_snippet_that_calls_something():
 
 
 def test_answers_say_plainly_when_nothing_covers_the_question():
-    answer = knowledge._offline_answer("DeFiChain wiki")
+    answer = offline_knowledge.answer("DeFiChain wiki")
     chunk = FakeChunk("Anchoring", "The first anchor was set in 2020.")
-    text = format_results("DeFiChain wiki", "q", [chunk])
-    assert "doesn't cover" in answer("who was the first chancellor of germany", text)
-    assert "doesn't cover" in answer("x", f"{knowledge.NOTHING_FOUND} in the DeFiChain wiki for: x")
+    assert "doesn't cover" in answer("who was the first chancellor of germany", handed("q", [chunk]))
+    assert "doesn't cover" in answer("x", handed("x", []))
 
 
 def test_hyphenated_names_are_their_words():
-    assert {"defi", "portfolio"} <= knowledge._words("What does DeFi-Portfolio do?")
+    assert {"defi", "portfolio"} <= offline_knowledge._words("What does DeFi-Portfolio do?")
     assert coverage("what does the defichain portfolio app do", "DeFiChain-Portfolio app") == 1.0
 
 
@@ -389,12 +419,12 @@ def test_what_does_x_do_quotes_the_opening_of_the_page_named_after_x():
 
 
 def test_the_offline_answer_cites_each_quoted_page():
-    answer = knowledge._offline_answer("DeFiChain wiki")
+    answer = offline_knowledge.answer("DeFiChain wiki")
     chunks = [FakeChunk("Staking", "To stake quokka tokens, open the wallet and click Stake.", None,
                         "https://w/Staking"),
               FakeChunk("Pools", "You can also stake quokka tokens in a pool by clicking Add.", None,
                         "https://w/Pools")]
-    text = answer("how do i stake quokka tokens", format_results("DeFiChain wiki", "q", chunks))
+    text = answer("how do i stake quokka tokens", handed("q", chunks))
     assert text.count("Source: ") == 2 and "(https://w/Staking)" in text and "(https://w/Pools)" in text
 
 
@@ -432,3 +462,27 @@ def test_cpu_bound_work_runs_off_the_hub_under_eventlet():
     # side by side: off the hub the ticker waits a fraction of what it waits inline (a loaded
     # 2-core machine adds its own lag to both; 900 against 53 ms was seen at load average 12)
     assert inline > 100 and off < max(50, inline / 5), (inline, off)
+
+
+# --- the sources of an offline answer ------------------------------------------------------------
+
+def test_a_not_covered_answer_uses_none_of_the_handed_sources():
+    result = handed("who painted the mona lisa", [
+        FakeChunk("Masternode", "To run a masternode you need 20,000 DFI.", url="https://wiki.example/Masternode"),
+        FakeChunk("Vaults", "A vault holds collateral.", url="https://wiki.example/Vaults"),
+    ])
+    reply = MODEL.respond([HumanMessage("who painted the mona lisa"), AIMessage(""), result])
+    assert "doesn't cover" in reply.text
+    assert reply.response_metadata["sources_used"] == []
+
+
+def test_an_answer_uses_the_sources_it_cites_only():
+    result = handed("how many DFI do i need for a masternode", [
+        FakeChunk("Masternode", "To run a masternode you need 20,000 DFI.", url="https://wiki.example/Masternode"),
+        FakeChunk("Masternode service", "A service runs masternodes for you.",
+              url="https://wiki.example/Masternode_service"),
+    ])
+    reply = MODEL.respond([HumanMessage("how many DFI do i need for a masternode"), AIMessage(""), result])
+    assert "20,000" in reply.text
+    assert reply.response_metadata["sources_used"] == [
+        {"title": "Masternode", "url": "https://wiki.example/Masternode"}]

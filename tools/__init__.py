@@ -1,10 +1,10 @@
 """The tool registry: each entry builds its tools from (settings, store).
 
-Adding a tool is one line here. A tool carries in its `metadata`:
+Adding a tool is one line here. A tool carries in its `metadata` only
 `friendly` (the sentence clients see in `tool_start`, a string or a callable of
-the tool's arguments), and for the offline model `offline_route(text, history)
--> args | None`, `offline_priority` (lower is tried first) and
-`offline_answer(question, result) -> str`.
+the tool's arguments). Tools return structured results (an artifact beside the
+text) and fail with `ToolMessage.status == "error"`; the offline model keeps its
+own routing table by tool name (agent/offline/).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from knowledge import prepare_knowledge
 from knowledge.retrieval import get_retriever
 from storage import StoreError, make_store
 from tools import build_tools, tool_sentences
-from tools.knowledge import WIKI_KBS, is_relevant
+from tools.knowledge import WIKI_KBS, above_threshold
 
 log = logging.getLogger("jellychat")
 _lock = threading.Lock()
@@ -80,7 +80,7 @@ def build_chat(settings, store=None, limits=None) -> Chat:
         retriever=get_retriever(settings, store),
         reference_kbs=WIKI_KBS,
         reference_k=settings.knowledge_top_k,
-        reference_filter=is_relevant,
+        reference_filter=lambda _question, chunk: above_threshold(chunk, settings.knowledge_min_score),
         limits=limits,
         assistants=assistants,
         suggester=Suggester(_suggestion_writer(title_writer)),

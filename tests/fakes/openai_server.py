@@ -11,6 +11,9 @@ to it over HTTP. Its replies are scripted from the request it receives:
 - user message containing "explode"    -> HTTP 500
 - a request for a conversation title   -> "Scripted title"
 - a request for follow-up suggestions  -> four numbered questions, one repeated
+- with `ask_tool` (a tool name) and that tool offered -> a call of it with the user's
+  own words, `{"question": <the user message>}`, as a tool-calling model
+  relays a question (benchmarks of what retrieval hands the model)
 - anything else                        -> stream "Hello from the scripted model!"
 
 Misbehaviours real models show, asked for by directives in the user message:
@@ -71,10 +74,12 @@ def _text(message: dict) -> str:
     return content
 
 
-def script(messages: list[dict], first: bool = True) -> dict:
+def script(messages: list[dict], first: bool = True, ask_tool: str | None = None,
+           offered: tuple[str, ...] = ()) -> dict:
     """Decide the reply: {'text': ...} or {'tool': name, 'args': {...}} or {'status': 500}.
 
-    `first`: no earlier request carried this question (for `[once]`)."""
+    `first`: no earlier request carried this question (for `[once]`); `ask_tool`:
+    a tool to call with the user's words when it is among the `offered` tools."""
     last = messages[-1]
     if last.get("role") == "tool":
         return {"text": f"The result is {_text(last).split('=')[-1].strip()}."}
@@ -92,6 +97,8 @@ def script(messages: list[dict], first: bool = True) -> dict:
         # as models do: numbered, one line too many, a duplicate
         return {"text": "1. What is DFI?\n2. How do masternodes work?\n2. How do masternodes work?"
                         "\n3. What is a vault?\n4. One more?"}
+    if ask_tool and ask_tool in offered and last.get("role") == "user":
+        return {"tool": ask_tool, "args": {"question": question}}
     failing = not directives.get("once") or first
     if "explode" in question and failing:
         return {"status": 500}
@@ -124,8 +131,10 @@ class _Server(ThreadingHTTPServer):
 
 class OpenAIServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, delay: float = 0.0,
-                 tls: tuple[str, str] | None = None, idle_timeout: float | None = None):
+                 tls: tuple[str, str] | None = None, idle_timeout: float | None = None,
+                 ask_tool: str | None = None):
         self.delay = delay
+        self.ask_tool = ask_tool
         self.tls = tls
         self.requests: list[dict] = []
         self.arrivals: list[float] = []  # wall-clock time each completion request arrived
@@ -180,7 +189,8 @@ class OpenAIServer:
                     outer._seen.add(key)
                 if outer.delay:
                     time.sleep(outer.delay)  # simulated model latency, not synchronisation
-                reply = script(body.get("messages", []), first)
+                offered = tuple((t.get("function") or {}).get("name", "") for t in body.get("tools") or [])
+                reply = script(body.get("messages", []), first, outer.ask_tool, offered)
                 if reply.get("silent"):
                     time.sleep(reply["silent"])  # a model that says nothing for a while
                 if reply.get("status"):
@@ -407,10 +417,11 @@ def main() -> None:
     parser.add_argument("--tls", metavar="DIR", help="serve HTTPS; cert.pem and key.pem go in DIR")
     parser.add_argument("--idle-timeout", type=float, default=None,
                         help="close a kept-alive connection idle this many seconds")
+    parser.add_argument("--ask-tool", help="call this tool with the user's words")
     args = parser.parse_args()
     server = OpenAIServer(port=args.port, delay=args.delay,
                           tls=self_signed_certificate(args.tls) if args.tls else None,
-                          idle_timeout=args.idle_timeout)
+                          idle_timeout=args.idle_timeout, ask_tool=args.ask_tool)
     print(f"READY {server.url}", flush=True)
     server.httpd.serve_forever()
 

@@ -10,14 +10,14 @@ from typing import Literal
 from langchain_core.tools import StructuredTool, ToolException
 from pydantic import BaseModel, Field, ValidationError
 
-from tools.ocean import lookups, routing, validate
+from tools.ocean import lookups, validate
 from tools.ocean.client import OceanConfig, OceanError, OceanNotFound, run
 from tools.ocean.formatting import cap
 
 log = logging.getLogger("jellychat.ocean")
 
-INVALID = routing.INVALID
-FAILED = routing.FAILED
+INVALID = "Invalid input: "  # the start of an error the model can fix by asking again
+FAILED = "Ocean lookup failed: "  # the start of an error about the Ocean itself
 
 
 def friendly(label: str) -> str:
@@ -226,10 +226,8 @@ def _guarded(method: Callable) -> Callable:
     return call
 
 
-def _tool(method, name, description, schema, label, route=None) -> StructuredTool:
-    metadata = {"friendly": label, "ocean": True, "offline_answer": routing.answer}
-    if route is not None:
-        metadata.update({"offline_route": route, "offline_priority": routing.PRIORITY})
+def _tool(method, name, description, schema, label) -> StructuredTool:
+    metadata = {"friendly": label, "ocean": True}
     return StructuredTool.from_function(
         func=_guarded(method),
         name=name,
@@ -282,25 +280,19 @@ def make_tools(settings, store=None) -> list:
     """
     ocean = OceanTools(OceanConfig.from_settings(settings))
     specs = [
-        ("ocean_address", ocean.address, AddressArgs, _label(_ADDRESS_LABELS, "info", "balance"),
-         routing.route_address),
-        ("ocean_blocks", ocean.blocks, BlocksArgs, _label(_BLOCK_LABELS, "action", "latest"),
-         routing.route_blocks),
-        ("ocean_governance", ocean.governance, GovernanceArgs, _proposal_label, routing.route_governance),
-        ("ocean_vault", ocean.vault, VaultArgs, friendly("Get Vault"), routing.route_vault),
-        ("ocean_masternode", ocean.masternode, MasternodeArgs, friendly("Get Masternode"),
-         routing.route_masternode),
-        ("ocean_price", ocean.price, PriceArgs, friendly("Get Price"), routing.route_price),
-        ("ocean_stats", ocean.stats, StatsArgs, _label(_STATS_LABELS, "kind", "general"),
-         routing.route_stats),
-        ("ocean_token", ocean.token, TokenArgs, friendly("Get Token"), routing.route_token),
-        ("ocean_transaction", ocean.transaction, TransactionArgs, friendly("Get Transaction"),
-         routing.route_transaction),
-        ("ocean_poolpairs", ocean.poolpairs, PoolPairArgs, _label(_PAIR_LABELS, "action", "list"),
-         routing.route_poolpairs),
+        ("ocean_address", ocean.address, AddressArgs, _label(_ADDRESS_LABELS, "info", "balance")),
+        ("ocean_blocks", ocean.blocks, BlocksArgs, _label(_BLOCK_LABELS, "action", "latest")),
+        ("ocean_governance", ocean.governance, GovernanceArgs, _proposal_label),
+        ("ocean_vault", ocean.vault, VaultArgs, friendly("Get Vault")),
+        ("ocean_masternode", ocean.masternode, MasternodeArgs, friendly("Get Masternode")),
+        ("ocean_price", ocean.price, PriceArgs, friendly("Get Price")),
+        ("ocean_stats", ocean.stats, StatsArgs, _label(_STATS_LABELS, "kind", "general")),
+        ("ocean_token", ocean.token, TokenArgs, friendly("Get Token")),
+        ("ocean_transaction", ocean.transaction, TransactionArgs, friendly("Get Transaction")),
+        ("ocean_poolpairs", ocean.poolpairs, PoolPairArgs, _label(_PAIR_LABELS, "action", "list")),
     ]
     net = ocean.config.network
     return [
-        _tool(method, name, _DESCRIPTIONS[name].format(net=net), schema, label, route)
-        for name, method, schema, label, route in specs
+        _tool(method, name, _DESCRIPTIONS[name].format(net=net), schema, label)
+        for name, method, schema, label in specs
     ]

@@ -1,4 +1,5 @@
-"""Offline routing: which Ocean tool answers a question, and how its result is phrased.
+"""The offline model's Ocean routing: which Ocean tool answers a question, and how its
+result is phrased.
 
 Only questions with a live-data cue are routed (an address or id, or words
 like current/latest/price/height/balance next to what they ask about), so
@@ -13,8 +14,6 @@ import re
 from tools.ocean.validate import TOKEN_NAMES
 
 PRIORITY = 30  # after the calculator (10), before knowledge search (~90)
-INVALID = "Invalid input: "
-FAILED = "Ocean lookup failed: "
 
 _I = re.IGNORECASE
 _BECH32 = re.compile(r"\b(?:df|tf|bcrt)1[0-9a-z]{6,87}\b", _I)
@@ -317,13 +316,8 @@ def route_poolpairs(text: str, history=None) -> dict | None:
 
 # --- composing the answer -------------------------------------------------------------------
 
-def answer(question: str, result: str) -> str:
-    if result.startswith(INVALID):
-        return f"Hmm, I can't look that up: {result[len(INVALID):]} 🌊"
-    if result.startswith(FAILED):
-        reason = result[len(FAILED):]
-        if "doesn't know" in reason:
-            reason = reason.replace("Ocean doesn't", "it doesn't", 1)
-            return f"I asked the Ocean, but {reason} Please check and try again 🌊"
-        return f"Sorry, I couldn't get live data from the Ocean: {reason} Please try again in a moment 🌊"
+def answer(question: str, message) -> str:
+    result = message.text if hasattr(message, "text") else str(message.content)
+    if getattr(message, "status", "success") == "error":
+        return f"Hmm, I couldn't get that from the Ocean: {result} Please check it and try again 🌊"
     return f"Here's what the Ocean says 🌊\n\n{result}"

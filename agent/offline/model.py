@@ -1,9 +1,10 @@
 """The built-in offline chat model: deterministic tool routing, no network, no keys.
 
 It is a real LangChain chat model, so it runs inside the same agent loop as an
-OpenAI model and produces the same events. Each tool tells it, through its
-metadata, when to call it (`offline_route`) and how to phrase the result
-(`offline_answer`); small talk and memory questions are answered directly.
+OpenAI model and produces the same events. Its own table (`GUIDES`, by tool
+name) says when to call each tool and how to phrase the structured result
+(`ToolMessage` status, artifact and text) it gets back, as an LLM reads it;
+small talk and memory questions are answered directly.
 """
 
 from __future__ import annotations
@@ -11,16 +12,39 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
+from agent.offline import calculator, knowledge, ocean
 from agent.persona import GREETING
 from agent.steps import model_step_in_run
+from agent.text import tokens_of
 
-_TOKEN = re.compile(r"\S+\s*|\s+")
+
+@dataclass(frozen=True)
+class Guide:
+    """When the offline model calls a tool and how it phrases the result."""
+
+    priority: int  # lower is tried first
+    route: Callable  # (text, history) -> args | None
+    answer: Callable  # (question, ToolMessage) -> str
+
+
+GUIDES = {
+    "calculator": Guide(10, calculator.route, calculator.answer),
+    # before the Ocean: "how do I read a balance in Python" is a how-to
+    "defichainpython_knowledge": Guide(20, knowledge.route_python,
+                                       knowledge.answer("DefichainPython documentation", code=True)),
+    **{f"ocean_{name}": Guide(ocean.PRIORITY, getattr(ocean, f"route_{name}"), ocean.answer)
+       for name in ("address", "blocks", "governance", "vault", "masternode", "price", "stats", "token",
+                    "transaction", "poolpairs")},
+    "defichain_wiki_knowledge": Guide(90, knowledge.route_wiki, knowledge.answer("DeFiChain wiki")),
+}
 
 _SMALL_TALK = [
     (
@@ -29,7 +53,8 @@ _SMALL_TALK = [
     ),
     (re.compile(r"\b(thanks|thank you|thx|danke)\b", re.I), "You're welcome! Happy to help 🪼"),
     (
-        re.compile(r"\b(who|what) are you\b|\byour name\b|\bwhat can you do\b", re.I),
+        re.compile(r"\b(who|what) are you\b|\byour name\b|\bwhat can you do\b"
+                   r"|\bare you (an? |the )?(real )?(bot|robot|human|person|ai|machine)\b", re.I),
         "I'm Jelly 🪼, the DeFiChain mascot. I answer questions about DeFiChain, "
         "look up live on-chain data and do the math for you.",
     ),
@@ -37,7 +62,11 @@ _SMALL_TALK = [
         re.compile(r"\bhow are you\b", re.I),
         "I'm floating along happily, thanks for asking! 🪼 How can I help?",
     ),
-    (re.compile(r"^\W*(bye|goodbye|see you|ciao)\b", re.I), "Bye for now! Come back any time 🪼"),
+    (re.compile(r"\b(bye|goodbye|see you|see ya|ciao|cya)\b", re.I), "Bye for now! Come back any time 🪼"),
+    (
+        re.compile(r"^\W*(ok(ay)?|k|lol|haha+|cool|nice|great|alright|got it|i see|sure)\b", re.I),
+        "👍 Anything else about DeFiChain I can help with? 🪼",
+    ),
 ]
 # Questions about the conversation itself: (pattern, which earlier question(s) to repeat).
 _ASKED = r"(ask|asked|say|said|write|wrote|type|typed|question|questions)"
@@ -53,14 +82,18 @@ MEMORY_RULES = [
                 rf"|\b(do you )?remember (my|what i) (last |previous |earlier )?{_ASKED}"
                 rf"|\brepeat my (last |previous |earlier )?(question|message)"
                 rf"|\bwhich question did i {_ASKED}|\bmy (last|previous|earlier) (question|message)"
-                rf"|\bwhat i {_ASKED} (you )?(before|earlier|previously|last)", re.I), "last"),
+                rf"|\bwhat i {_ASKED} (you )?(before|earlier|previously|last)"
+                rf"|\b(the|my) (very )?(last|previous|latest|most recent) (thing|question|message)"
+                rf"( (that|which))? i {_ASKED}", re.I), "last"),
 ]
 # words that may surround small talk without making it a question for the tools
 _FILLER = set(
     """hi hello hey hallo gm yo good morning afternoon evening thanks thank thx danke you your
     so much very a lot for the help again all guys everyone there jelly how are am is i doing
     today who what name bye goodbye see later soon ciao cheers nice great cool ok okay awesome
-    and it that this was me my to do can able with dear friend buddy mate""".split()
+    and it that this was me my to do can able with dear friend buddy mate lol haha hahaha k
+    alright got see sure ya cya helped helpful useful bot robot human person real ai machine
+    an are""".split()
 )
 
 
@@ -114,8 +147,9 @@ def steps_of(text: str) -> list[str]:
 
 
 def _failed(result: ToolMessage) -> bool:
-    return getattr(result, "status", "success") == "error" or bool(
-        re.match(r"(Calculator error|Invalid input|Ocean lookup failed|No matching passages)", _text(result)))
+    """A step that did not work: the tool failed, or a search found nothing."""
+    artifact = result.artifact if isinstance(result.artifact, dict) else {}
+    return getattr(result, "status", "success") == "error" or artifact.get("passages") == []
 
 
 def _call(name: str, args: dict) -> AIMessage:
@@ -123,9 +157,26 @@ def _call(name: str, args: dict) -> AIMessage:
     return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id}])
 
 
-def tokens_of(text: str) -> list[str]:
-    """Split text into word tokens that join back to exactly `text`."""
-    return _TOKEN.findall(text)
+def _answer(text: str, results: list[ToolMessage]) -> AIMessage:
+    """The answer composed from tool results, saying which of their sources it used
+    (`response_metadata["sources_used"]`: those it cites by link or title), so that
+    a "not covered" answer lists none; the runner takes these as the run's sources."""
+    used, seen = [], set()
+    for result in results:
+        artifact = result.artifact if isinstance(result.artifact, dict) else {}
+        for source in artifact.get("sources") or []:
+            key = source.get("url") or source.get("title")
+            if key and key not in seen and _cites(text, source):
+                seen.add(key)
+                used.append(source)
+    return AIMessage(content=text, response_metadata={"sources_used": used})
+
+
+def _cites(text: str, source: dict) -> bool:
+    """`text` names this page: its link (not a longer one it begins) or, without one, its title."""
+    if source.get("url"):
+        return re.search(re.escape(source["url"]) + r"(?=[#)\s]|$)", text) is not None
+    return bool(source.get("title")) and source["title"] in text
 
 
 def _text(message: BaseMessage) -> str:
@@ -161,7 +212,7 @@ class OfflineChatModel(BaseChatModel):
         if len(steps) > 1 and (results or self._route(steps[0], history)):
             return self._next_step(steps, history, results)
         if results:
-            return AIMessage(content=self._compose(question, results))
+            return _answer(self._compose(question, results), results)
         direct = self._direct(question, history)
         if direct is not None:  # small talk and memory come before any tool
             return AIMessage(content=direct)
@@ -185,15 +236,15 @@ class OfflineChatModel(BaseChatModel):
             left = "; ".join(f'"{step}"' for step in steps[done:])
             reason = "the step before it did not work" if failed else "I couldn't tell which tool does that"
             parts.append(f"I stopped before {left}: {reason} 🪼")
-        return AIMessage(content="\n\n".join(parts))
+        return _answer("\n\n".join(parts), results)
 
     def _route(self, question: str, history) -> tuple[str, dict] | None:
-        routed = [t for t in self.tools if (t.metadata or {}).get("offline_route")]
-        routed.sort(key=lambda t: t.metadata.get("offline_priority", 50))
-        for tool in routed:
-            args = tool.metadata["offline_route"](question, history)
+        routed = sorted((GUIDES[t.name].priority, t.name) for t in self.tools
+                        if getattr(t, "name", None) in GUIDES)
+        for _, name in routed:
+            args = GUIDES[name].route(question, history)
             if args is not None:
-                return tool.name, args
+                return name, args
         return None
 
     def _direct(self, question: str, history) -> str | None:
@@ -217,10 +268,9 @@ class OfflineChatModel(BaseChatModel):
     def _compose(self, question: str, results: list[ToolMessage]) -> str:
         parts = []
         for result in results:
-            tool = self._tool(result.name)
-            answer = (tool.metadata or {}).get("offline_answer") if tool else None
-            content = _text(result)
-            parts.append(answer(question, content) if answer else f"Here's what I found:\n\n{content}")
+            guide = GUIDES.get(result.name)
+            parts.append(guide.answer(question, result) if guide
+                         else f"Here's what I found:\n\n{_text(result)}")
         return "\n\n".join(parts)
 
     # --- LangChain chat model protocol -----------------------------------
@@ -239,8 +289,10 @@ class OfflineChatModel(BaseChatModel):
             ]
             yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=chunks))
             return
+        metadata = dict(reply.response_metadata)  # on the first chunk only (lists would add up)
         for token in tokens_of(reply.content):
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=token))
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=token, response_metadata=metadata))
+            metadata = {}
             if run_manager:
                 run_manager.on_llm_new_token(token, chunk=chunk)
             yield chunk
