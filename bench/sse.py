@@ -178,7 +178,7 @@ def _stream_runs(server: ServerProcess, requests: list[bytes], markers) -> list[
 
 
 RUNNERS = {"socketio": socketio_runs, "sse": sse_runs, "openai": openai_runs}
-ADMIN = {"Authorization": "Bearer bench-admin"}
+ADMIN = {"Authorization": "Bearer bench-admin-0123456789abcdefghijklmn"}
 
 
 def measure(transport: str, n: int, text: str, llm_url: str) -> dict:

@@ -99,7 +99,9 @@ def test_a_stopped_database_answers_503_within_2_s_even_to_queued_requests(tmp_p
         assert got.names()[-1] == "error" and "storage" in got.events[-1][1]["error"]
         assert socket_took < OUTAGE_BOUND
         db.start()
-        # back: the breaker closes on its next probe and turns are answered again
+        # back: a health check (what a load balancer sends) connects afresh and closes the
+        # breaker at once; without one, the next probe does within `retry_every` (0.5 s)
+        assert requests.get(server.url + "/healthz", timeout=30).status_code == 200
         r = requests.post(server.url + "/user_message", timeout=60,
                           json={"user_token": f"t-{uuid.uuid4().hex[:8]}", "message": "hi again"})
         assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text

@@ -18,7 +18,7 @@ from tests import fuzzing
 from tests.helpers import ServerProcess
 from web.openai_compat import Completion, read_messages
 
-ADMIN = {"Authorization": "Bearer compat-admin"}
+ADMIN = {"Authorization": "Bearer compat-admin-0123456789abcdefghijkl"}
 KEEPALIVE = 0.3
 
 
@@ -31,7 +31,7 @@ def srv(tmp_path_factory, llm):
     server = ServerProcess(tmp_path_factory.mktemp("openai-compat"), env={
         "OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-test-compat",
         "OPENAI_MODEL": "scripted-model", "LLM_MAX_RETRIES": "0", "TURN_TIMEOUT": "6",
-        "SSE_KEEPALIVE": str(KEEPALIVE), "ADMIN_API_KEY": "compat-admin",
+        "SSE_KEEPALIVE": str(KEEPALIVE), "ADMIN_API_KEY": "compat-admin-0123456789abcdefghijkl",
         "RATE_LIMIT_TURNS_PER_TOKEN": "4/minute", "KNOWLEDGE_STARTER": "0",
     }).start()
     yield server

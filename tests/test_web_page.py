@@ -99,7 +99,7 @@ def web(tmp_path_factory, llm, allowed_port):
         tmp_path_factory.mktemp("web-data"),
         env={"OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-test", "OPENAI_MODEL": "scripted",
              "LLM_MAX_RETRIES": "0", "CORS_ORIGINS": f"http://127.0.0.1:{allowed_port}",
-             "ADMIN_API_KEY": "test-admin-key"},
+             "ADMIN_API_KEY": "test-admin-key-0123456789abcdefghij"},
     ).start()
     yield srv
     srv.stop()
@@ -422,7 +422,7 @@ def test_an_assistant_shows_its_name_greeting_and_suggested_questions(browser, c
     import requests
 
     made = requests.post(f"{web.url}/assistants", timeout=30,
-                         headers={"Authorization": "Bearer test-admin-key"},
+                         headers={"Authorization": "Bearer test-admin-key-0123456789abcdefghij"},
                          json={"name": "Docs Desk", "instructions": "You are the docs desk.",
                                "greeting": "Welcome to the docs desk!",
                                "suggested_questions": ["What is 3 * 4?", "What is DFI?"]})
