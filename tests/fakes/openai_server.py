@@ -11,6 +11,7 @@ to it over HTTP. Its replies are scripted from the request it receives:
 - user message containing "explode"    -> HTTP 500
 - a request for a conversation title   -> "Scripted title"
 - a request for follow-up suggestions  -> four numbered questions, one repeated
+- a request to update a summary        -> "Scripted summary of N messages; the user asked: ..."
 - anything else                        -> stream "Hello from the scripted model!"
 
 Misbehaviours real models show, asked for by directives in the user message:
@@ -88,6 +89,12 @@ def script(messages: list[dict], first: bool = True) -> dict:
     )
     if question.startswith("Give a title"):
         return {"text": "Scripted title"}
+    if question.startswith("Update the running summary"):
+        # a summary of the new messages: how many, and each question's opening words
+        asked = re.findall(r"^User: (\S+(?: \S+){0,3})", question, re.M)
+        count = len(re.findall(r"^(?:User|Jelly): ", question, re.M))
+        return {"text": f"Scripted summary of {count} messages; the user asked: "
+                        f"{'; '.join(asked)}."}
     if question.startswith("Suggest up to three"):
         # as models do: numbered, one line too many, a duplicate
         return {"text": "1. What is DFI?\n2. How do masternodes work?\n2. How do masternodes work?"
