@@ -13,7 +13,7 @@ import requests
 from agent.persona import INSTRUCTIONS, SAFETY
 from tests.helpers import ChatClient, ServerProcess
 
-ADMIN = {"Authorization": "Bearer test-admin-key"}
+ADMIN = {"Authorization": "Bearer test-admin-key-0123456789abcdefghij"}
 EVERY_TOOL = None  # filled from GET /tools
 
 
@@ -23,7 +23,7 @@ def server(tmp_path_factory, llm):
         tmp_path_factory.mktemp("assistants-data"),
         env={"OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-test-secret-value",
              "OPENAI_MODEL": "scripted-model", "LLM_MAX_RETRIES": "0",
-             "ADMIN_API_KEY": "test-admin-key"},
+             "ADMIN_API_KEY": "test-admin-key-0123456789abcdefghij"},
     ).start()
     yield srv
     srv.stop()
