@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     llm_keepalive: float = Field(60.0, ge=0)
     # agent
     memory_messages: int = Field(10, ge=0)
+    # past this many tokens (estimated), the older messages reach the model as the
+    # conversation's summary (agent/history.py); 0: no summary, the memory as it is
+    max_history_tokens: int = Field(2000, ge=0)
     max_tool_iterations: int = Field(6, ge=0)
     turn_timeout: float = Field(120.0, gt=0)
     max_message_chars: int = Field(10000, ge=1)  # a Telegram message (4096) with a quoted reply fits

@@ -20,6 +20,8 @@ it. `Run.serve(sink)` then lives the rest of it:
               database is down
 6. `final_message` to the sink
 7. a better title from the model for a new conversation (agent/titles.py)
+8. past MAX_HISTORY_TOKENS, the older messages folded into the conversation's summary
+   (agent/history.py), which the next turn reads with its memory
 
 Where the tokens come from. Not from `graph.stream`: it runs with
 `stream_mode="updates"`, which gives the run whole messages after each model and
@@ -59,6 +61,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from agent import events as ev
 from agent import titles
 from agent.cancel import CancelHandle, RunCancelled, call_later
+from agent.history import to_langchain
 from agent.persona import APOLOGY
 from agent.retry import describe
 from agent.steps import STEP_SEPARATOR, YIELD_EVERY, AnswerTooLong, RunSteps, current_run
@@ -175,10 +178,24 @@ class Run:
         )
         final = self.emit_final(outcome)
         suggest_after(self.chat, self, self.data.message, result, final, self.sink)
+        self.refresh_summary()
         if not titled and self.chat.title_writer is not None and self.status == "succeeded":
             titles.better_title(self.chat.title_writer, self.chat.store, self.conversation_id,
                                 self.data.message, result.answer)
         return final
+
+    def refresh_summary(self) -> None:
+        """8. after the answer: fold older messages into the conversation's summary when
+        they outgrew the budget (agent/history.py); the next turn reads it with its memory."""
+        history = self.chat.history
+        if history is None or self.status != "succeeded" or not history.due(
+                self.begun, self.data.message, self.result.answer):
+            return
+        try:
+            history.refresh(self.chat.store, self.conversation_id)
+        except Exception as exc:  # noqa: BLE001 - the next turn trims to the budget anyway
+            log.warning("summary of conversation %s not refreshed: %s", self.conversation_id,
+                        _reason(exc))
 
     def emit(self, event: str, payload: dict) -> None:
         self.sink.emit(event, payload)
@@ -212,9 +229,12 @@ class Run:
     def execute(self) -> None:
         """Run the agent over the memory and the question, streaming its events and
         filling `result`; sets `status`/`error` when it is cancelled or fails."""
-        history = [*to_langchain(self.begun.get("memory") or []), HumanMessage(self.data.message)]
+        history = self.chat.history
+        past = (history.model_input(self.begun) if history is not None
+                else to_langchain(self.begun.get("memory") or []))
+        messages = [*past, HumanMessage(self.data.message)]
         try:
-            self._stream_agent(history)
+            self._stream_agent(messages)
         except RunCancelled as exc:
             self.status = self.cancel.reason or exc.reason
         except Exception as exc:  # noqa: BLE001 - any agent failure ends as an apology
@@ -498,17 +518,6 @@ class TokenStream:
             if self.emits == 1:
                 self.result.marks["first_token"] = self.last_flush
             self.emit(ev.TOKEN, {"token": text, "run_id": self.run_id})
-
-
-def to_langchain(memory: list[dict]) -> list:
-    """Stored human/jelly messages as LangChain messages."""
-    mapped = []
-    for m in memory:
-        if m["type"] == "human":
-            mapped.append(HumanMessage(m["content"]))
-        elif m["type"] == "jelly":
-            mapped.append(AIMessage(m["content"]))
-    return mapped
 
 
 def merge_sources(sources: list[dict], new: list[dict]) -> None:

@@ -155,7 +155,8 @@ class Chat:
                  max_message_chars: int = 10_000, turn_timeout: float = 120.0,
                  multitask: str = "enqueue", title_writer=None, registry: RunRegistry | None = None,
                  retriever=None, reference_kbs: tuple[str, ...] = (), reference_k: int = 4,
-                 reference_filter=None, limits=None, assistants=None, suggester=None):
+                 reference_filter=None, limits=None, assistants=None, suggester=None,
+                 history=None):
         self.store = store
         self.agent = agent
         self.memory_messages = memory_messages
@@ -167,6 +168,7 @@ class Chat:
         self.limits = limits  # admit(token, address, conversation_id, proof): rate limits, PoW
         self.assistants = assistants  # agent/assistants.py: each assistant version's agent
         self.suggester = suggester  # agent/suggestions.py: follow-ups after an answer
+        self.history = history  # agent/history.py: the model's view of long histories
         # references-only answers: the knowledge retriever, the kbs it tries in
         # order, how many chunks, and which chunks count as relevant
         self.retriever = retriever

@@ -253,7 +253,8 @@ class Store(ApiKeyStore, ABC):
         }, idempotent=False)
 
     def begin_run(self, run_id: str, message: str, memory: int, timeout: float) -> dict:
-        """{ready: true, message_id, memory: [{type, content}]} once the run may start,
+        """{ready: true, message_id, memory: [{type, content}], summary, summary_through}
+        once the run may start (memory: the messages after the conversation's summary),
         {ready: false} while an earlier run of its conversation is active,
         {ready: false, stop: true} when it was stopped while waiting."""
         return self._fn("jelly_begin_run", {
@@ -298,6 +299,20 @@ class Store(ApiKeyStore, ABC):
         keeping the output in tool_call; how many changed (0 once done)."""
         return self._fn("jelly_convert_tool_rows", {"p_sentences": dict(sentences)},
                         idempotent=True) or 0
+
+    def history_after_summary(self, conversation_id: str, limit: int = 200) -> dict | None:
+        """{summary, summary_through, messages: [{id, type, content}]}: the conversation's
+        summary and its human/jelly messages after it, oldest first (None: no such one)."""
+        return self._fn("jelly_history_after_summary",
+                        {"p_id": conversation_id, "p_limit": int(limit)})
+
+    def set_summary(self, conversation_id: str, summary: str, through: int,
+                    previous: int | None) -> bool:
+        """Store a summary of the messages up to `through`; False when another refresh
+        moved it since `previous` (the `summary_through` that was read) was read."""
+        return bool(self._fn("jelly_set_summary", {
+            "p_id": conversation_id, "p_summary": summary, "p_through": int(through),
+            "p_previous": None if previous is None else int(previous)}, idempotent=False))
 
     def set_auto_title(self, conversation_id: str, title: str) -> None:
         self._fn("jelly_set_auto_title", {"p_id": conversation_id, "p_title": title})

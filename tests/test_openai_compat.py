@@ -18,7 +18,8 @@ from tests import fuzzing
 from tests.helpers import ServerProcess
 from web.openai_compat import Completion, read_messages
 
-ADMIN = {"Authorization": "Bearer compat-admin-0123456789abcdefghijkl"}
+ADMIN_KEY = "compat-admin-" + "k" * 32  # ADMIN_API_KEY needs 32 characters at least
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 KEEPALIVE = 0.3
 
 
@@ -31,7 +32,7 @@ def srv(tmp_path_factory, llm):
     server = ServerProcess(tmp_path_factory.mktemp("openai-compat"), env={
         "OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-test-compat",
         "OPENAI_MODEL": "scripted-model", "LLM_MAX_RETRIES": "0", "TURN_TIMEOUT": "6",
-        "SSE_KEEPALIVE": str(KEEPALIVE), "ADMIN_API_KEY": "compat-admin-0123456789abcdefghijkl",
+        "SSE_KEEPALIVE": str(KEEPALIVE), "ADMIN_API_KEY": ADMIN_KEY,
         "RATE_LIMIT_TURNS_PER_TOKEN": "4/minute", "KNOWLEDGE_STARTER": "0",
     }).start()
     yield server
@@ -127,6 +128,48 @@ def test_wrong_key_and_unknown_model_raise_the_sdks_errors(srv, client):
     assert missing.value.code == "model_not_found"
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="jelly", messages=[{"role": "system", "content": "x"}])
+
+
+def system_prompt_of(llm, question: str) -> str:
+    """The system prompt of the model request that asked `question`."""
+    asked = [r for r in llm.requests if r["messages"][-1].get("content") == question]
+    assert asked, f"no model request asked {question!r}"
+    return next(m["content"] for m in asked[-1]["messages"] if m["role"] == "system")
+
+
+def test_a_public_assistant_is_a_model(srv, client, llm):
+    made = srv.post("/assistants", {"name": "Pirate", "public": True,
+                                    "instructions": "You are a pirate, arr."}, headers=ADMIN)
+    assert made.status_code == 201, made.text
+    pirate = made.json()["id"]
+    hidden = srv.post("/assistants", {"name": "Hidden", "public": False,
+                                      "instructions": "You are hidden."}, headers=ADMIN).json()
+    ids = [m.id for m in client.models.list()]
+    assert ids[0] == "jelly" and pirate in ids and hidden["id"] not in ids
+    assert ids.count("jelly") == 1
+
+    question = f"ahoy {uuid.uuid4().hex[:6]}"
+    done = client.chat.completions.create(model=pirate, user=user(),
+                                          messages=[{"role": "user", "content": question}])
+    assert done.model == pirate and done.choices[0].message.content
+    assert "You are a pirate, arr." in system_prompt_of(llm, question)
+    plain = f"plain {uuid.uuid4().hex[:6]}"
+    client.chat.completions.create(model="jelly", user=user(),
+                                   messages=[{"role": "user", "content": plain}])
+    assert "pirate" not in system_prompt_of(llm, plain)
+    # a private assistant is no model, unless the key is bound to it
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model=hidden["id"],
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert missing.value.code == "model_not_found" and missing.value.status_code == 404
+    bound = srv.post("/api-keys", {"name": "bound", "assistant_id": hidden["id"]},
+                     headers=ADMIN).json()["key"]
+    as_bound = openai.OpenAI(base_url=srv.url + "/v1", api_key=bound, max_retries=0, timeout=30)
+    for model in ("jelly", hidden["id"]):
+        asked = f"bound {model} {uuid.uuid4().hex[:6]}"
+        as_bound.chat.completions.create(model=model, user=user(),
+                                         messages=[{"role": "user", "content": asked}])
+        assert "You are hidden." in system_prompt_of(llm, asked)
 
 
 def test_two_requests_of_one_chat_land_in_one_conversation(srv, client):

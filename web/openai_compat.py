@@ -22,8 +22,9 @@ from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
 from agent import events as ev
+from agent.assistants import DEFAULT_ID
 from agent.events import CollectingSink
-from agent.turn import validate
+from agent.turn import InvalidInput, validate
 from web import schemas as s
 from web.clients import Caller, ClientError, authenticate, classify, conversation_for, json_object
 from web.services import get_chat, get_settings, refuse_if_draining
@@ -51,12 +52,22 @@ def error_response(err: ClientError) -> Response:
 
 
 def model_ids(store) -> list[str]:
-    """`jelly`, and one id per public assistant when the store keeps assistants."""
-    ids = [DEFAULT_MODEL]
-    public = getattr(store, "public_assistants", None)
-    if callable(public):
-        ids += [str(a.get("slug") or a["id"]) for a in public() or [] if a.get("id")]
-    return ids
+    """`jelly` (the default assistant), and one id per public assistant."""
+    return [DEFAULT_MODEL, *(str(a["id"]) for a in store.list_assistants(everyone=False)
+                             if a.get("id") and a["id"] != DEFAULT_ID)]
+
+
+def assistant_of(store, caller: Caller, model) -> str | None:
+    """The assistant a completion asks for: `model` when it names a public assistant (or
+    the key's own); for `jelly`, the key's `assistant_id` (None: the usual choice, the
+    conversation's, the application's, the default). 404 for any other model."""
+    bound = (caller.key or {}).get("assistant_id")
+    if model == DEFAULT_MODEL:
+        return bound
+    if isinstance(model, str) and (model == bound or model in model_ids(store)):
+        return model
+    raise ClientError(404, f"The model '{model}' does not exist", "invalid_request_error",
+                      "model_not_found", "model")
 
 
 @bp.get("/models", tags=[OPENAI], responses={200: s.ModelListOut, 401: s.OpenAIErrorOut,
@@ -88,9 +99,7 @@ def chat_completions():
         chat = get_chat()
         caller = authenticate(chat.store, body.get("user"))
         model = body.get("model")
-        if not isinstance(model, str) or model not in model_ids(chat.store):
-            raise ClientError(404, f"The model '{model}' does not exist", "invalid_request_error",
-                              "model_not_found", "model")
+        assistant_id = assistant_of(chat.store, caller, model)
         question, history = read_messages(body.get("messages"))
         validate(caller.user_token, question, _application(caller), chat.max_message_chars)
         stream = body.get("stream") is True
@@ -98,9 +107,7 @@ def chat_completions():
         include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
         conversation = conversation_for(chat.store, caller, request.headers.get("X-Conversation-Id"),
                                         history)
-        started = chat.start(caller.user_token, question, _application(caller),
-                             conversation_id=conversation, origin=f"openai:{uuid.uuid4().hex}",
-                             client_address=request.remote_addr)
+        started = _start(chat, caller, question, conversation, assistant_id, model)
     except Exception as exc:  # noqa: BLE001 - every refusal in OpenAI's shape
         return error_response(classify(exc))
     settings = get_settings()
@@ -122,6 +129,24 @@ def chat_completions():
         response.headers["X-Accel-Buffering"] = "no"
     response.headers["X-Conversation-Id"] = started.run.conversation_id
     return response
+
+
+def _start(chat, caller: Caller, question: str, conversation: str, assistant_id, model):
+    """The run, with the assistant the model names; a key bound to an assistant deleted
+    since falls back to the usual choice (as its conversations do)."""
+    def start(assistant):
+        return chat.start(caller.user_token, question, _application(caller),
+                          conversation_id=conversation, origin=f"openai:{uuid.uuid4().hex}",
+                          client_address=request.remote_addr, assistant_id=assistant)
+    try:
+        return start(assistant_id)
+    except InvalidInput as exc:
+        if exc.field != "assistant_id":
+            raise
+        if model != DEFAULT_MODEL:  # deleted between the check and the start
+            raise ClientError(404, f"The model '{model}' does not exist",
+                              "invalid_request_error", "model_not_found", "model") from None
+        return start(None)
 
 
 def _application(caller: Caller) -> str:

@@ -248,6 +248,8 @@ class MessageOut(BaseModel):
 
 
 class ConversationFullOut(ConversationOut):
+    summary: str | None = Field(None, description="What the model sees of the older messages, "
+                                                  "once they outgrew MAX_HISTORY_TOKENS")
     messages: list[MessageOut]
 
 

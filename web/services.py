@@ -12,6 +12,7 @@ import threading
 from flask import Flask, current_app
 
 from agent.assistants import DEFAULT_ID, AssistantAgents, default_fields
+from agent.history import History
 from agent.models import TitleWriter, describe_model, make_chat_model, make_title_writer
 from agent.persona import SYSTEM_PROMPT
 from agent.runner import ChatAgent
@@ -84,6 +85,7 @@ def build_chat(settings, store=None, limits=None) -> Chat:
         limits=limits,
         assistants=assistants,
         suggester=Suggester(_suggestion_writer(title_writer)),
+        history=_history(settings, title_writer),
     )
     chat.recover()
     # What startup built (modules, tools, the compiled graph) lives as long as the process:
@@ -98,6 +100,16 @@ def _suggestion_writer(title_writer):
     if title_writer is None:
         return None
     return TitleWriter(title_writer.client, title_writer.model, max_tokens=SUGGESTION_TOKENS)
+
+
+def _history(settings, title_writer) -> History:
+    """Long histories: the summary's model call shares the title writer's client, with
+    the summary's small budget (offline: an extractive summary)."""
+    history = History(settings.max_history_tokens, settings.memory_messages)
+    if title_writer is not None:
+        history.writer = TitleWriter(title_writer.client, title_writer.model,
+                                     max_tokens=max(history.summary_tokens, 1))
+    return history
 
 
 def get_chat(app: Flask | None = None) -> Chat:

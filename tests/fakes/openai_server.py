@@ -14,6 +14,7 @@ to it over HTTP. Its replies are scripted from the request it receives:
 - with `ask_tool` (a tool name) and that tool offered -> a call of it with the user's
   own words, `{"question": <the user message>}`, as a tool-calling model
   relays a question (benchmarks of what retrieval hands the model)
+- a request to update a summary        -> "Scripted summary of N messages; the user asked: ..."
 - anything else                        -> stream "Hello from the scripted model!"
 
 Misbehaviours real models show, asked for by directives in the user message:
@@ -93,6 +94,12 @@ def script(messages: list[dict], first: bool = True, ask_tool: str | None = None
     )
     if question.startswith("Give a title"):
         return {"text": "Scripted title"}
+    if question.startswith("Update the running summary"):
+        # a summary of the new messages: how many, and each question's opening words
+        asked = re.findall(r"^User: (\S+(?: \S+){0,3})", question, re.M)
+        count = len(re.findall(r"^(?:User|Jelly): ", question, re.M))
+        return {"text": f"Scripted summary of {count} messages; the user asked: "
+                        f"{'; '.join(asked)}."}
     if question.startswith("Suggest up to three"):
         # as models do: numbered, one line too many, a duplicate
         return {"text": "1. What is DFI?\n2. How do masternodes work?\n2. How do masternodes work?"
