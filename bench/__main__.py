@@ -49,6 +49,9 @@ SCENARIOS: dict[str, tuple[str, str]] = {
                                              "OCEAN_TIMEOUT, others nothing"),
     "limits": ("bench.limits", "a one-token REST flood against the default limits and against none"),
     "fuzz": ("bench.fuzz", "the Hypothesis properties against a real server, longer than the tests"),
+    "multilingual_recall": ("bench.multilingual_recall",
+                            "what the knowledge tool hands a model for questions in six languages, "
+                            "paraphrased, misspelt (>= 0.9; p95 < 50 ms)"),
     "retrieval_quality": ("bench.retrieval_quality", "recall@1/@5 and MRR on the wiki questions "
                                                      "(targets: recall@5 >= 0.80 full text, >= 0.90 hybrid)"),
     "retrieval_latency": ("bench.retrieval_latency", "hybrid top-5 over 100k chunks and HNSW recall@10 "

@@ -24,8 +24,9 @@ import uuid
 
 import websockets
 
+from bench.harness import percentile
 from bench.relay import start_stub
-from bench.sio_client import Connection, percentile
+from bench.sio_client import Connection
 from tests.helpers import ServerProcess
 
 MESSAGE = "[long 10] [slow 0.05] hello there"

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import yaml
 
-from bench.kb_common import WIKI, open_store, pages_in_order, percentile
+from bench.harness import percentile
+from bench.kb_common import WIKI, open_store, pages_in_order
 
 QUESTIONS = Path(__file__).resolve().parent / "questions" / "multilingual_heldout.yaml"
 TOOL = "defichain_wiki_knowledge"
