@@ -14,7 +14,7 @@ from tests.helpers import ROOT
 from tests.test_examples import MASTERNODE_PAGE, QUESTION
 
 EXAMPLE = ROOT / "examples" / "openai-compat"
-ADMIN = {"Authorization": "Bearer test-admin-key"}  # the session server's (conftest)
+ADMIN = {"Authorization": "Bearer test-admin-key-0123456789abcdefghij"}  # the session server's (conftest)
 
 
 def node_with_packages() -> str:
