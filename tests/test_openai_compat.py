@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import fuzzing
-from tests.helpers import ServerProcess
+from tests.helpers import ServerProcess, scripted_env
 from web.openai_compat import Completion, read_messages
 
 ADMIN_KEY = "compat-admin-0123456789abcdefghijklmno"
@@ -29,12 +29,9 @@ def user() -> str:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, llm):
-    server = ServerProcess(tmp_path_factory.mktemp("openai-compat"), env={
-        "OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-test-compat",
-        "OPENAI_MODEL": "scripted-model", "LLM_MAX_RETRIES": "0", "TURN_TIMEOUT": "6",
-        "SSE_KEEPALIVE": str(KEEPALIVE), "ADMIN_API_KEY": ADMIN_KEY,
-        "RATE_LIMIT_TURNS_PER_TOKEN": "4/minute", "KNOWLEDGE_STARTER": "0",
-    }).start()
+    server = ServerProcess(tmp_path_factory.mktemp("openai-compat"), env=scripted_env(
+        llm, TURN_TIMEOUT="6", SSE_KEEPALIVE=str(KEEPALIVE), ADMIN_API_KEY=ADMIN_KEY,
+        RATE_LIMIT_TURNS_PER_TOKEN="4/minute")).start()
     yield server
     server.stop()
 
@@ -278,16 +275,12 @@ def test_ai_sdk_refusals_are_json(srv, key):
 @pytest.fixture(scope="module")
 def tight(tmp_path_factory, llm):
     """Small endpoint limits, client addresses from X-Forwarded-For, REQUIRE_SERVER_TOKENS."""
-    server = ServerProcess(tmp_path_factory.mktemp("openai-tight"), env={
-        "OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-test-compat",
-        "OPENAI_MODEL": "scripted-model", "LLM_MAX_RETRIES": "0", "TURN_TIMEOUT": "6",
-        "ADMIN_API_KEY": ADMIN_KEY, "KNOWLEDGE_STARTER": "0", "PROXY_HOPS": "1",
-        "REQUIRE_SERVER_TOKENS": "1",
-        "RATE_LIMIT_CHAT_COMPLETIONS_PER_TOKEN": "2/minute",
-        "RATE_LIMIT_CHAT_COMPLETIONS_PER_ADDRESS": "4/minute",
-        "RATE_LIMIT_UI_CHAT_PER_TOKEN": "2/minute", "RATE_LIMIT_MODELS_PER_ADDRESS": "3/minute",
-        "RATE_LIMIT_API_KEYS_PER_ADDRESS": "2/minute",
-    }).start()
+    server = ServerProcess(tmp_path_factory.mktemp("openai-tight"), env=scripted_env(
+        llm, TURN_TIMEOUT="6", ADMIN_API_KEY=ADMIN_KEY, PROXY_HOPS="1", REQUIRE_SERVER_TOKENS="1",
+        RATE_LIMIT_CHAT_COMPLETIONS_PER_TOKEN="2/minute",
+        RATE_LIMIT_CHAT_COMPLETIONS_PER_ADDRESS="4/minute", RATE_LIMIT_UI_CHAT_PER_TOKEN="2/minute",
+        RATE_LIMIT_MODELS_PER_ADDRESS="3/minute", RATE_LIMIT_API_KEYS_PER_ADDRESS="2/minute",
+    )).start()
     yield server
     server.stop()
 
@@ -323,23 +316,24 @@ def test_v1_endpoint_limits_answer_429_in_openai_shape(tight):
     # chat completions: per key and end user (refused requests count: 404 for the model)
     alice, bob, carol = issued(tight), issued(tight), issued(tight)
     ask = {"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]}
+
+    def refused(error, sender, user):
+        with pytest.raises(error) as caught:
+            sender.chat.completions.create(user=user, **ask)
+        return caught.value
+
     for _ in range(2):
-        with pytest.raises(openai.NotFoundError):
-            client.chat.completions.create(user=alice, **ask)
-    with pytest.raises(openai.RateLimitError) as per_user:
-        client.chat.completions.create(user=alice, **ask)
-    assert "per user token" in per_user.value.message
-    assert int(per_user.value.response.headers["Retry-After"]) >= 1
+        refused(openai.NotFoundError, client, alice)
+    per_user = refused(openai.RateLimitError, client, alice)
+    assert "per user token" in per_user.message
+    assert int(per_user.response.headers["Retry-After"]) >= 1
     # another key naming the same end user has its own count (from another address)
-    with pytest.raises(openai.NotFoundError):
-        sdk(tight, tight_key(tight), address()).chat.completions.create(user=alice, **ask)
+    refused(openai.NotFoundError, sdk(tight, tight_key(tight), address()), alice)
     # then per address: alice's 2 and bob's 2 spent the address's 4
     for _ in range(2):
-        with pytest.raises(openai.NotFoundError):
-            client.chat.completions.create(user=bob, **ask)
-    with pytest.raises(openai.RateLimitError) as per_address:
-        client.chat.completions.create(user=carol, **ask)
-    assert "per address" in per_address.value.message
+        refused(openai.NotFoundError, client, bob)
+    per_address = refused(openai.RateLimitError, client, carol)
+    assert "per address" in per_address.message
 
 
 def test_ui_chat_and_api_key_limits(tight):
