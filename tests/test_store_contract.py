@@ -10,6 +10,8 @@ against the expectations, `test_backends_agree` checks they agree with each othe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
@@ -62,10 +64,12 @@ class Backend:
             return cursor.fetchall() if cursor.description else []
 
 
-@pytest.fixture(scope="module")
-def backends(pg_dsn):
-    pg_db = create_database(pg_dsn, "contract_postgres")
-    sb_db = create_database(pg_dsn, "contract_supabase")
+@contextmanager
+def both_backends(admin_dsn: str, prefix: str) -> Iterator[dict[str, Backend]]:
+    """PostgresStore and SupabaseStore (through the fake PostgREST), each on a new
+    database `<prefix>_postgres` / `<prefix>_supabase`; closed on leaving."""
+    pg_db = create_database(admin_dsn, f"{prefix}_postgres")
+    sb_db = create_database(admin_dsn, f"{prefix}_supabase")
     postgres = PostgresStore(pg_db)
     postgres.initialize()
     with psycopg.connect(sb_db, autocommit=True) as conn:  # what `supabase db push` does
@@ -73,10 +77,19 @@ def backends(pg_dsn):
     server = PostgrestServer(sb_db, SERVICE_KEY).start()
     supabase = SupabaseStore(server.url, SERVICE_KEY, backoff=0.01)
     supabase.initialize()
-    yield {"postgres": Backend("postgres", postgres, pg_db), "supabase": Backend("supabase", supabase, sb_db)}
-    supabase.close()
-    server.stop()
-    postgres.close()
+    try:
+        yield {"postgres": Backend("postgres", postgres, pg_db),
+               "supabase": Backend("supabase", supabase, sb_db)}
+    finally:
+        supabase.close()
+        server.stop()
+        postgres.close()
+
+
+@pytest.fixture(scope="module")
+def backends(pg_dsn):
+    with both_backends(pg_dsn, "contract") as made:
+        yield made
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.helpers import RunClient, ServerProcess
+from tests.helpers import RunClient, ServerProcess, scripted_env
 
 TIMEOUT = 2  # TURN_TIMEOUT of this server, seconds
 
@@ -21,9 +21,7 @@ def token() -> str:
 def srv(tmp_path_factory, llm):
     server = ServerProcess(
         tmp_path_factory.mktemp("threading-data"),
-        env={"SOCKETIO_ASYNC_MODE": "threading", "OPENAI_BASE_URL": llm.url,
-             "OPENAI_API_KEY": "sk-test-threads", "OPENAI_MODEL": "scripted-model",
-             "LLM_MAX_RETRIES": "0", "TURN_TIMEOUT": str(TIMEOUT), "KNOWLEDGE_STARTER": "0"},
+        env=scripted_env(llm, SOCKETIO_ASYNC_MODE="threading", TURN_TIMEOUT=str(TIMEOUT)),
     ).start()
     yield server
     server.stop()

@@ -4,33 +4,15 @@ PostgresStore and through SupabaseStore against the fake PostgREST."""
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 
-from storage.migrations import apply_migrations
-from storage.postgres import PostgresStore
-from storage.supabase import SupabaseStore
-from tests.fakes.postgrest_server import PostgrestServer, api_key
-from tests.test_store_contract import GREETING, Backend, ask, create_database, empty_tables
-
-SERVICE_KEY = api_key("service_role")
+from tests.test_store_contract import GREETING, ask, both_backends, empty_tables
 
 
 @pytest.fixture(scope="module")
 def backends(pg_dsn):
-    pg_db = create_database(pg_dsn, "ops_postgres")
-    sb_db = create_database(pg_dsn, "ops_supabase")
-    postgres = PostgresStore(pg_db)
-    postgres.initialize()
-    with psycopg.connect(sb_db, autocommit=True) as conn:
-        apply_migrations(conn)
-    server = PostgrestServer(sb_db, SERVICE_KEY).start()
-    supabase = SupabaseStore(server.url, SERVICE_KEY, backoff=0.01)
-    supabase.initialize()
-    yield [Backend("postgres", postgres, pg_db), Backend("supabase", supabase, sb_db)]
-    supabase.close()
-    server.stop()
-    postgres.close()
+    with both_backends(pg_dsn, "ops") as made:
+        yield list(made.values())
 
 
 @pytest.fixture(params=["postgres", "supabase"])

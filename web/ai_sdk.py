@@ -17,7 +17,15 @@ from flask_openapi3 import APIBlueprint, Tag
 from agent import events as ev
 from agent.turn import validate
 from web import schemas as s
-from web.clients import ClientError, authenticate, classify, conversation_for, json_object
+from web.clients import (
+    ClientError,
+    authenticate,
+    classify,
+    conversation_for,
+    json_object,
+    limit_key,
+)
+from web.limits import limit
 from web.openai_compat import text_of
 from web.services import get_chat, get_settings, refuse_if_draining
 from web.sse import KEEPALIVE, follow
@@ -42,6 +50,7 @@ def error_response(err: ClientError) -> Response:
     404: s.UIChatErrorOut, 409: s.UIChatErrorOut, 413: s.UIChatErrorOut, 415: s.UIChatErrorOut,
     429: s.UIChatErrorOut, 503: s.UIChatErrorOut,
 }, security=[{"api_key": []}, {}], openapi_extensions={"requestBody": s.UI_CHAT_BODY})
+@limit("ui_chat", token=limit_key)
 def ui_chat():
     """A turn of Jelly as the AI SDK UI message stream; refusals come first, as JSON."""
     try:

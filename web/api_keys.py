@@ -13,14 +13,16 @@ from flask_openapi3 import APIBlueprint
 from agent.turn import InvalidInput, validate_id, validate_optional_text
 from storage import NotFound
 from web import schemas as s
-from web.rest import ADMIN, ADMIN_AUTH, ADMIN_ERRORS, COMMON, NOT_FOUND, _require_admin
+from web.limits import limit
+from web.rest import ADMIN, ADMIN_AUTH, ADMIN_ERRORS, COMMON, LIMITED, NOT_FOUND, _require_admin
 from web.services import get_chat
 
 bp = APIBlueprint("api_keys", __name__, abp_responses=COMMON)
 
 
-@bp.post("/api-keys", tags=[ADMIN], responses={201: s.NewApiKeyOut, **ADMIN_ERRORS},
+@bp.post("/api-keys", tags=[ADMIN], responses={201: s.NewApiKeyOut, **ADMIN_ERRORS, **LIMITED},
          security=ADMIN_AUTH)
+@limit("api_keys")
 def create_api_key(body: s.ApiKeyIn, header: s.AdminHeader):
     """A new API key for /v1/* and /api/chat; `key` is in this answer only."""
     denied = _require_admin()

@@ -11,11 +11,12 @@ endpoint, attach to their blueprints (`openai_compat.bp`, `ai_sdk.bp`), and a
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
 
-from flask import request
+from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
 from agent.persona import GREETING
@@ -23,6 +24,7 @@ from agent.text import UNSTORABLE, storable
 from agent.turn import InvalidInput, validate_token
 from storage import Busy, NotFound, RateLimited, StoreError
 from web.input import parse_json_body
+from web.limits import UnknownToken
 from web.services import Draining, get_settings
 
 log = logging.getLogger("jellychat.clients")
@@ -48,6 +50,8 @@ def classify(exc: BaseException) -> ClientError:
     if getattr(exc, "code", None) == "budget_exceeded":  # budgets: whoever raises it names it
         return ClientError(402, str(exc) or "the budget is spent", "insufficient_quota",
                            "budget_exceeded")
+    if isinstance(exc, UnknownToken):  # REQUIRE_SERVER_TOKENS=1
+        return ClientError(401, str(exc), "invalid_request_error", "unknown_user_token", "user")
     if isinstance(exc, InvalidInput):
         return ClientError(400, exc.message, "invalid_request_error", "invalid_value", exc.field)
     if isinstance(exc, NotFound):
@@ -106,11 +110,36 @@ def authenticate(store, named_user=None, *, key_required: bool = True) -> Caller
     if key is None and (key_required or named is None):
         raise ClientError(401, "send 'Authorization: Bearer <API key>' (an admin makes keys "
                                "with POST /api-keys)", "invalid_request_error", "invalid_api_key")
-    if named is None:
+    if named is None:  # the key's own user: made by the server, so always issued
         return Caller(key, f"api-key:{key['id']}")
     if not isinstance(named, str):
         raise InvalidInput("user", "'user' must be a string")
-    return Caller(key, validate_token(named))
+    token = validate_token(named)
+    limits = current_app.extensions.get("jellychat.limits")
+    if limits is not None:  # REQUIRE_SERVER_TOKENS=1: 401 for users the server did not issue
+        limits.require_issued(store, token)
+    return Caller(key, token)
+
+
+def limit_key() -> str | None:
+    """Whom the per-token limit of /v1/chat/completions and /api/chat counts, read
+    before authentication: the API key (as a hash: a secret is never a storage key)
+    and the end user it names, so that nobody without the key spends its users'
+    requests."""
+    secret, named = bearer(), request.headers.get("X-User-Token")
+    if named is None and secret:
+        try:
+            body = parse_json_body()
+        except (InvalidInput, HTTPException):  # the view answers these in its own shape
+            body = None
+        named = body.get("user") if isinstance(body, dict) else None
+        if named is None:
+            named = request.headers.get("X-OpenWebUI-User-Id")
+    if not isinstance(named, str):
+        named = ""
+    if not secret:
+        return named or None
+    return f"key:{hashlib.sha256(secret.encode()).hexdigest()[:32]}/{named[:200]}"
 
 
 def conversation_for(store, caller: Caller, alias=None, history=None) -> str:

@@ -33,11 +33,13 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from limits import parse_many
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from agent.turn import InvalidInput
 from compat import memory_storage
 from storage import RateLimited
+from web.input import parse_json_body
 
 log = logging.getLogger("jellychat.limits")
 
@@ -242,7 +244,10 @@ def request_token() -> str | None:
     JSON body (None when neither; validation comes later, in the view)."""
     token = request.headers.get("X-User-Token")
     if token is None and request.is_json:
-        body = request.get_json(silent=True)
+        try:  # checked as every body is: deep nesting is a 400 of the view's, not a 500 here
+            body = parse_json_body()
+        except (InvalidInput, HTTPException):
+            body = None
         token = body.get("user_token") if isinstance(body, dict) else None
     return token if isinstance(token, str) and token else None
 

@@ -25,8 +25,18 @@ from agent import events as ev
 from agent.assistants import DEFAULT_ID
 from agent.events import CollectingSink
 from agent.turn import InvalidInput, validate
+from storage import RateLimited
 from web import schemas as s
-from web.clients import Caller, ClientError, authenticate, classify, conversation_for, json_object
+from web.clients import (
+    Caller,
+    ClientError,
+    authenticate,
+    classify,
+    conversation_for,
+    json_object,
+    limit_key,
+)
+from web.limits import limit
 from web.services import get_chat, get_settings, refuse_if_draining
 from web.sse import KEEPALIVE, follow
 
@@ -51,6 +61,12 @@ def error_response(err: ClientError) -> Response:
     return response
 
 
+@bp.errorhandler(RateLimited)
+def _rate_limited(exc: RateLimited) -> Response:
+    """An endpoint limit (`@limit`, before the view runs) in OpenAI's shape too."""
+    return error_response(classify(exc))
+
+
 def model_ids(store) -> list[str]:
     """`jelly` (the default assistant), and one id per public assistant."""
     return [DEFAULT_MODEL, *(str(a["id"]) for a in store.list_assistants(everyone=False)
@@ -73,6 +89,7 @@ def assistant_of(store, caller: Caller, model) -> str | None:
 @bp.get("/models", tags=[OPENAI], responses={200: s.ModelListOut, 401: s.OpenAIErrorOut,
                                               503: s.OpenAIErrorOut},
         security=[{"api_key": []}])
+@limit("models")
 def list_models():
     """The models a key may ask for (the OpenAI list shape)."""
     try:
@@ -90,6 +107,7 @@ def list_models():
     402: s.OpenAIErrorOut, 404: s.OpenAIErrorOut, 409: s.OpenAIErrorOut,
     413: s.OpenAIErrorOut, 415: s.OpenAIErrorOut, 429: s.OpenAIErrorOut, 503: s.OpenAIErrorOut,
 }, security=[{"api_key": []}], openapi_extensions={"requestBody": s.CHAT_COMPLETION_BODY})
+@limit("chat_completions", token=limit_key)
 def chat_completions():
     """A turn of Jelly: the last user message, in the conversation the earlier ones (or
     `X-Conversation-Id`) name. `stream: true` answers with `chat.completion.chunk`s."""
