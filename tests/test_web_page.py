@@ -362,7 +362,7 @@ def test_sources_markdown_and_feedback_with_the_offline_model(context, server):
     wait_answer_done(page)
     answer = last_answer(page)
     assert answer.locator(".tool").count() == 1
-    assert answer.locator(".bubble blockquote").count() == 1  # Markdown rendered
+    assert answer.locator(".bubble blockquote").count() >= 1  # Markdown rendered (a quote per passage used)
     link = answer.locator(".sources a").first
     assert link.get_attribute("href").startswith("https://www.defichainwiki.com/")
     assert link.get_attribute("target") == "_blank" and "noopener" in link.get_attribute("rel")
