@@ -404,7 +404,13 @@
       const data = await api("GET", `/conversations/${encodeURIComponent(id)}`);
       if (currentId !== id) return;
       hideBanner();
-      showTranscript(data.messages || []);
+      const rows = data.messages || [];
+      showTranscript(rows);
+      // nothing asked yet (a new visitor's conversation holds only its greeting): the
+      // assistant's suggested questions, as on an empty conversation
+      if (!rows.some((r) => (r.type || r.message_type) === "human")) {
+        offerQuestions((assistant && assistant.suggested_questions) || []);
+      }
     } catch (e) {
       if (e.status === 404) { // deleted elsewhere
         conversations = conversations.filter((c) => c.id !== id);
