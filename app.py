@@ -52,6 +52,7 @@ from settings import SECRET_FIELDS, Settings, SettingsError, unknown_variables  
 from storage import StoreError  # noqa: E402
 from version import __version__  # noqa: E402
 from web import db_cli, kb, limits, page, rest, sockets  # noqa: E402
+from web import models as model_routes  # noqa: E402
 from web.services import get_chat  # noqa: E402
 from web.serving import Drain  # noqa: E402
 
@@ -104,6 +105,7 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:  # an Open
     # a page backs off a 429 by its Retry-After
     CORS(app, origins=settings.cors_origin_list, expose_headers=["X-Next-Before", "Retry-After"])
     app.register_api(rest.bp)
+    app.register_api(model_routes.bp)  # models, access, usage; the 402/403 answers
     # the description at /openapi.json; /docs: Swagger UI from flask-openapi3-swagger's files
     app.add_url_rule("/openapi.json", "openapi_json", lambda: app.api_doc)
     app.add_url_rule("/docs", "docs", lambda: redirect("/docs/swagger"))

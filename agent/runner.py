@@ -39,6 +39,7 @@ class AgentResult:
     incomplete: bool = False  # the model's stream ended without a finish_reason
     # monotonic times of the first model request, its first chunk and the first token
     marks: dict[str, float] = field(default_factory=dict)
+    calls: list[dict] = field(default_factory=list)  # each model call's usage (agent/usage.py)
 
     @property
     def answer(self) -> str:
@@ -164,18 +165,20 @@ class ChatAgent:
         self.expects_finish_reason = expects_finish_reason
 
     def run(self, messages, emit, result: AgentResult, cancel: CancelHandle,
-            run_id: str) -> AgentResult:
+            run_id: str, model: str | None = None) -> AgentResult:
         """Stream the agent over `messages`, emitting events and filling `result`.
 
         Raises RunCancelled when `cancel` fires (stop or deadline), wherever the
         agent was waiting. An answer past `max_answer_chars` ends the run early
-        with `result.truncated` set.
+        with `result.truncated` set. `model`: the registry's model for this run (None:
+        the configured one).
         """
         stream_out = _Stream(emit, result, run_id, self.max_answer_chars)
         started: dict[str, float] = {}
         by_id: dict[str, dict] = {}
         steps = current_run.set(RunSteps(cancel, stream_out.text, max_chars=self.max_answer_chars,
-                                          max_retries=self.max_retries, marks=result.marks))
+                                          max_retries=self.max_retries, marks=result.marks,
+                                          model=model, calls=result.calls))
         # "updates" only: with "messages", LangGraph runs each model step on a thread-pool
         # worker and hands every chunk back through a queue; tokens come from agent/steps.py
         stream = self.graph.stream({"messages": messages},

@@ -25,6 +25,7 @@ from agent.persona import APOLOGY, GREETING
 from agent.retry import describe
 from agent.runner import AgentResult, ChatAgent
 from agent.text import UNSTORABLE, storable
+from agent.usage import estimate_tokens, totals, validate_model
 from logs import bind_run_id
 from metrics import FIRST_TOKEN_SECONDS, TURN_PHASE_SECONDS, TURN_SECONDS, TURNS
 from storage.base import NotFound, StoreError
@@ -136,6 +137,8 @@ class ActiveRun:
     origin: str | None
     cancel: CancelHandle
     finished: bool = False  # its outcome was stored, or handed to `retry_unfinished`
+    model: str | None = None  # the registry's model the run calls (agent/usage.py)
+    prices: tuple | None = None  # its input and output price, USD per million tokens
 
 
 @dataclass
@@ -194,6 +197,10 @@ class RunRegistry:
 class Chat:
     """Holds what a run needs: the store, the agent, the registry and the limits."""
 
+    # tokens a usual run uses beyond its question (prompt, tools, memory; the answer):
+    # what a user's first run reserves against their balance (later runs: the last cost)
+    usage_estimate: tuple[int, int] = (3000, 500)
+
     def __init__(self, store, agent: ChatAgent, *, memory_messages: int = 10,
                  max_message_chars: int = 10_000, turn_timeout: float = 120.0,
                  multitask: str = "enqueue", title_writer=None, registry: RunRegistry | None = None,
@@ -222,7 +229,7 @@ class Chat:
     # ------------------------------------------------------------------ runs
     def turn(self, user_token, message, application, sink: ev.EventSink, *,
              conversation_id=None, origin: str | None = None, client_address: str | None = None,
-             proof=None) -> dict:
+             proof=None, model=None) -> dict:
         """Run one chat turn; returns the final_message payload.
 
         Raises InvalidInput before anything is written, RateLimited past a limit,
@@ -230,12 +237,13 @@ class Chat:
         before any event. `proof`: the solved proof of work, when one is required.
         """
         started = self.start(user_token, message, application, conversation_id=conversation_id,
-                             origin=origin, client_address=client_address, proof=proof)
+                             origin=origin, client_address=client_address, proof=proof,
+                             model=model)
         return self.serve(started, sink)
 
     def start(self, user_token, message, application, *, conversation_id=None,
               origin: str | None = None, client_address: str | None = None,
-              proof=None) -> StartedRun:
+              proof=None, model=None) -> StartedRun:
         """The part of a turn that can refuse it: validate and create the run (begun at
         once, its question stored, when its conversation is idle).
 
@@ -245,6 +253,7 @@ class Chat:
         received = time.monotonic()
         data = validate(user_token, message, application, self.max_message_chars,
                         conversation_id)
+        model = validate_model(model)
         if self.limits is not None:
             self.limits.admit(data.user_token, client_address, data.conversation_id, proof)
         admitted = time.monotonic()
@@ -252,11 +261,14 @@ class Chat:
         ticket = self.store.start_run(
             data.user_token, GREETING, data.conversation_id, data.application, self.multitask,
             self.registry.owner, self.agent.model_name, data.message, self.memory_messages,
-            self.turn_timeout,
+            self.turn_timeout, requested_model=model,
+            estimate=(self.usage_estimate[0] + estimate_tokens(len(data.message)),
+                      self.usage_estimate[1]),
         )
         marks = {"received": received, "admitted": admitted, "stored": time.monotonic()}
         run = ActiveRun(ticket["run_id"], data.user_token, ticket["conversation_id"], origin,
-                        CancelHandle())
+                        CancelHandle(), model=ticket.get("model"),
+                        prices=(ticket.get("input_price"), ticket.get("output_price")))
         self.registry.add(run)
         if self.multitask == "interrupt":
             others = [r.run_id for r in self.registry.of_conversation(run.conversation_id)
@@ -324,7 +336,7 @@ class Chat:
         status, error = "succeeded", None
         history = [*to_langchain(begun.get("memory") or []), HumanMessage(data.message)]
         try:
-            self.agent.run(history, sink.emit, result, run.cancel, run.run_id)
+            self.agent.run(history, sink.emit, result, run.cancel, run.run_id, model=run.model)
         except RunCancelled as exc:
             status = run.cancel.reason or exc.reason
         except Exception as exc:  # noqa: BLE001 - any agent failure ends as an apology
@@ -357,10 +369,11 @@ class Chat:
             sources=result.sources, tool_calls=result.tool_calls,
             input_tokens=result.input_tokens, output_tokens=result.output_tokens, error=error,
             title=None if begun.get("titled") else title_from(data.message),
+            usage=result.calls if run.model else None,
         )
         final = self._final(sink, run, result, outcome, status)
         if not begun.get("titled") and self.title_writer is not None and status == "succeeded":
-            self._better_title(run.conversation_id, data.message, result.answer)
+            self._better_title(run.conversation_id, data.message, result.answer, run)
         return final
 
     def _wait_turn(self, run: ActiveRun, message: str) -> dict:
@@ -431,7 +444,8 @@ class Chat:
             "conversation_id": run.conversation_id,
             "message_id": (outcome or {}).get("message_id"),
             "status": status,
-            "usage": result.usage,
+            "usage": (totals(result.calls, run.model, outcome, run.prices) if run.model
+                      else result.usage),
             "tool_calls": [{k: v for k, v in call.items() if k != "sentence"}
                            for call in result.tool_calls],
         }
@@ -450,14 +464,21 @@ class Chat:
             sink.emit(ev.TOKEN, {"token": token, "run_id": run_id})
         result.parts.append(text)
 
-    def _better_title(self, conversation_id: str, question: str, answer: str) -> None:
-        """A short title from the model (small budget); the question's words stay on failure."""
+    def _better_title(self, conversation_id: str, question: str, answer: str,
+                      run: ActiveRun | None = None) -> None:
+        """A short title from the model (small budget); the question's words stay on failure.
+        Its usage is recorded with the run (priced and added to the user's spending)."""
         try:
-            reply = self.title_writer(
-                "Give a title of at most six words for this conversation. "
-                f"Reply with the title only.\n\nQuestion: {question[:500]}\n"
-                f"Answer: {answer[:500]}"
-            )
+            prompt = ("Give a title of at most six words for this conversation. "
+                      f"Reply with the title only.\n\nQuestion: {question[:500]}\n"
+                      f"Answer: {answer[:500]}")
+            write = getattr(self.title_writer, "write", None)
+            if write is None or run is None or not run.model:
+                reply = self.title_writer(prompt)
+            else:
+                reply, usage = write(prompt, run.model)
+                if usage:
+                    self.store.record_usage(run.run_id, [usage])
             title = " ".join(reply.strip().strip('"').split())[:MAX_TITLE_CHARS]
             if title:
                 self.store.set_auto_title(conversation_id, storable(title))

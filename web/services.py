@@ -15,6 +15,7 @@ from agent.models import describe_model, make_chat_model, make_title_writer
 from agent.persona import SYSTEM_PROMPT
 from agent.runner import ChatAgent
 from agent.turn import Chat
+from agent.usage import register_models
 from knowledge import prepare_knowledge
 from knowledge.retrieval import get_retriever
 from storage import StoreError, make_store
@@ -29,6 +30,7 @@ def build_chat(settings, store=None, limits=None) -> Chat:
     store = store or make_store(settings)
     store.initialize()
     store.set_run_cap(settings.max_active_runs_per_user)  # enforced by the database
+    register_models(settings, store)  # the configured model (and MODEL_PRICES') when missing
     prepare_knowledge(settings, store)  # starter kb, embedder checks
     tools = build_tools(settings, store)
     try:
@@ -66,6 +68,8 @@ def build_chat(settings, store=None, limits=None) -> Chat:
         reference_filter=is_relevant,
         limits=limits,
     )
+    chat.usage_estimate = (settings.budget_estimate_input_tokens,
+                           settings.budget_estimate_output_tokens)
     chat.recover()
     # What startup built (modules, tools, the compiled graph) lives as long as the process:
     # moved out of the collector's reach, a full collection scans only what turns create.
