@@ -70,6 +70,12 @@ class MeteredStore:
         return self._fn("jelly_user_models", {"p_token": token,
                                               "p_default_model": default_model}) or []
 
+    def set_conversation_model(self, token: str, conversation_id: str, model: str | None) -> dict:
+        """A conversation's default model (None: the server's); NotFound for a
+        conversation not the user's, ModelNotAllowed for a model not theirs."""
+        return self._fn("jelly_set_conversation_model", {
+            "p_token": token, "p_id": conversation_id, "p_model": model})
+
     # access
     _UNSET = object()
 

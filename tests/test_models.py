@@ -197,3 +197,33 @@ def test_five_concurrent_turns_overspend_by_at_most_one_turn(metered, llm):
     assert statuses.count(402) >= 3
     spent = money(me(metered, user)["spent_usd"])
     assert spent - balance <= turn_cost  # overspent by one turn at most
+
+
+def test_a_conversation_default_model_and_a_stream_cut_short(metered, llm):
+    user = token()
+    conversation = metered.post("/conversations", {}, headers={"X-User-Token": user}).json()["id"]
+    requests.put(metered.url + "/models/cheap-model", headers=ADMIN, timeout=30,
+                 json={"name": "Cheap", "input_price": 0.25, "output_price": 0.5})
+    set_model = requests.put(f"{metered.url}/conversations/{conversation}/model", timeout=30,
+                             headers={"X-User-Token": user}, json={"model": "cheap-model"})
+    assert set_model.status_code == 200 and set_model.json()["model"] == "cheap-model"
+    assert requests.put(f"{metered.url}/conversations/{conversation}/model", timeout=30,
+                        headers={"X-User-Token": user},
+                        json={"model": "nope"}).status_code == 403
+    assert requests.put(f"{metered.url}/conversations/{conversation}/model", timeout=30,
+                        headers={"X-User-Token": token()},
+                        json={"model": None}).status_code == 404
+    before = len(llm.usages)
+    # the provider drops the connection mid-answer: no usage chunk, so an estimate
+    answer = metered.post("/user_message", {"user_token": user, "conversation_id": conversation,
+                                            "message": "tell me [long 30] [truncate]"})
+    assert answer.status_code == 200 and answer.json()["status"] == "failed"
+    assert len(llm.usages) == before  # the stub reported nothing
+    assert llm.requests[-1]["model"] == "cheap-model"
+    usage = answer.json()["usage"]
+    assert usage["model"] == "cheap-model" and usage["estimated"] is True
+    assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+    expected = (Decimal(usage["input_tokens"]) * Decimal("0.25")
+                + Decimal(usage["output_tokens"]) * Decimal("0.5")) / Decimal(1_000_000)
+    assert money(usage["cost_usd"]) == expected
+    assert money(me(metered, user)["spent_usd"]) == expected

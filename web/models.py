@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
-from agent.turn import InvalidInput
+from agent.turn import InvalidInput, validate_id
 from storage import BadValue, BudgetExceeded, ModelNotAllowed, NotFound
 from web import schemas as s
 from web.rest import ADMIN, ADMIN_AUTH, ADMIN_ERRORS, COMMON, NOT_FOUND, _require_admin, user_token
@@ -71,6 +71,19 @@ def list_models(header: s.TokenHeader):
     return jsonify({"data": [{k: m.get(k) for k in ("id", "name", "provider", "input_price",
                                                      "output_price", "context_window", "default")}
                              for m in rows]})
+
+
+@bp.put("/conversations/<conversation_id>/model", tags=[MODELS],
+        responses={200: s.ConversationModelOut, 403: s.ErrorOut, **NOT_FOUND})
+def set_conversation_model(path: s.ConversationPath, body: s.ConversationModelIn,
+                           header: s.TokenHeader):
+    """The conversation's default model: its messages without `model` use it."""
+    try:
+        conversation_id = validate_id(path.conversation_id)
+    except InvalidInput:
+        raise NotFound("conversation not found") from None
+    return jsonify(get_chat().store.set_conversation_model(user_token(), conversation_id,
+                                                           body.model))
 
 
 @bp.put("/models/<model_id>", tags=[ADMIN, MODELS], security=ADMIN_AUTH,

@@ -441,3 +441,12 @@ class UsageDay(BaseModel):
 
 class UsageOut(BaseModel):
     data: list[UsageDay]
+
+
+class ConversationModelIn(Body):
+    model: ModelId | None = Field(description="A model of GET /models; null: the default")
+
+
+class ConversationModelOut(BaseModel):
+    conversation_id: str
+    model: str | None

@@ -448,6 +448,35 @@ as $$
     select public.jelly_user_access_json(u) from public.users u where u.token = p_token
 $$;
 
+-- A conversation's default model (null: the server's default); the model must be
+-- one the user may use (JL403), the conversation theirs (JL404).
+create or replace function public.jelly_set_conversation_model(p_token text, p_id uuid, p_model text)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_user public.users;
+    v_conv uuid;
+begin
+    select * into v_user from public.users u where u.token = p_token;
+    select c.id into v_conv from public.conversations c
+    where c.id = p_id and c.user_id = v_user.id;
+    if v_conv is null then
+        raise exception 'conversation not found' using errcode = 'JL404';
+    end if;
+    if p_model is not null and not exists (
+            select 1 from public.models m
+            where m.id = p_model and m.enabled
+              and (v_user.models is null or m.id = any (v_user.models))) then
+        raise exception 'the model ''%'' is unknown or not available to you', p_model
+            using errcode = 'JL403', detail = 'model';
+    end if;
+    update public.conversations set model = p_model where id = v_conv;
+    return jsonb_build_object('conversation_id', v_conv, 'model', p_model);
+end;
+$$;
+
 -- ---------------------------------------------------------------- usage
 
 -- Usage per UTC day and model, newest day first: of the token's user (p_token), or
@@ -499,6 +528,7 @@ select public.jelly_server_only(array[
         'public.jelly_user_access_json(public.users)',
         'public.jelly_set_user_access(bigint, boolean, jsonb, boolean, text, boolean, text)',
         'public.jelly_me(text)',
+        'public.jelly_set_conversation_model(text, uuid, text)',
         'public.jelly_usage(text, bigint, text, timestamptz, timestamptz)'
     ]);
 
