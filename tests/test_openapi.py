@@ -15,7 +15,7 @@ ADMIN_KEY = "test-admin-key"  # the session server's ADMIN_API_KEY (conftest)
 FUZZ_EXAMPLES = 10  # per operation and phase: a few hundred requests in all
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance")
-ERROR_FIELDS = {"error", "field", "run_id", "retry_after", "limit"}
+ERROR_FIELDS = {"error", "field", "run_id", "retry_after", "limit", "code", "period"}
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,10 @@ def test_openapi_json_is_valid_and_describes_every_route(server, spec):
         ("get", "/messages_answers"), ("get", "/feedback/summary"),
         ("get", "/human_message_count"), ("get", "/healthz"), ("get", "/metrics"),
         ("get", "/kb/search"),
+        # models, access, usage (web/models.py)
+        ("get", "/me"), ("get", "/me/usage"), ("get", "/models"), ("put", "/models/{model_id}"),
+        ("delete", "/models/{model_id}"), ("patch", "/users/{user_id}"), ("get", "/usage"),
+        ("put", "/conversations/{conversation_id}/model"),
     }
     described = {(method, path) for path, item in spec["paths"].items() for method in item}
     assert described == expected

@@ -7,11 +7,12 @@ ADMIN_API_KEY): PUT and DELETE /models/<id>, PATCH /users/<id>, GET /usage.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
+from agent.text import UNSTORABLE
 from agent.turn import InvalidInput, validate_id
 from storage import BadValue, BudgetExceeded, ModelNotAllowed, NotFound
 from web import schemas as s
@@ -42,7 +43,7 @@ def _range(query: s.UsageQuery) -> tuple[datetime | None, datetime | None]:
 
     since, until = parse(query.from_, "from"), parse(query.to, "to")
     if until is not None and query.to and len(query.to.strip()) == 10:  # YYYY-MM-DD
-        until += timedelta(days=1)
+        until = None if until.date() == date.max else until + timedelta(days=1)
     return since, until
 
 
@@ -94,8 +95,10 @@ def put_model(path: s.ModelPath, body: s.ModelIn, header: s.AdminHeader):
     if denied:
         return denied
     model_id = path.model_id.strip()
-    if not model_id or len(model_id) > 100:
-        return jsonify({"error": "a model id is 1 to 100 characters", "field": "model_id"}), 400
+    if not model_id or len(model_id) > 100 or UNSTORABLE.search(model_id) or any(
+            c.isspace() for c in model_id):
+        return jsonify({"error": "a model id is 1 to 100 characters without spaces",
+                        "field": "model_id"}), 400
     return jsonify(get_chat().store.put_model(
         model_id, body.name.strip(), body.input_price, body.output_price, body.context_window,
         body.enabled, body.provider))
@@ -108,6 +111,8 @@ def delete_model(path: s.ModelPath, header: s.AdminHeader):
     denied = _require_admin()
     if denied:
         return denied
+    if UNSTORABLE.search(path.model_id):
+        raise NotFound("model not found")
     get_chat().store.delete_model(path.model_id)
     return "", 204
 

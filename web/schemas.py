@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.text import UNSTORABLE
 from agent.turn import MAX_TITLE_CHARS, MAX_TOKEN_CHARS
 
 
@@ -83,6 +84,7 @@ class ErrorOut(BaseModel):
                                                 "or runs")
     code: str | None = Field(None, description="`budget_exceeded` (402): the user's balance "
                                                "or monthly budget is used up")
+    period: str | None = Field(None, description="What ran out (402): `balance` or `month`")
 
 
 class TokenHeader(BaseModel):
@@ -365,7 +367,15 @@ def _amount(value):
 
 Amount = Annotated[Decimal, BeforeValidator(_amount), Field(ge=0, allow_inf_nan=False),
                    WithJsonSchema({"type": "number", "minimum": 0})]
-ModelId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00\s]+$")]
+def _storable(value: str) -> str:
+    if UNSTORABLE.search(value):
+        raise ValueError("must not contain NUL characters or lone surrogates")
+    return value
+
+
+StorableText = Annotated[str, AfterValidator(_storable)]
+ModelId = Annotated[StorableText, Field(min_length=1, max_length=100, pattern=r"^[^\x00\s]+$")]
+BIGINT = 2**63 - 1
 
 
 class ModelPath(BaseModel):
@@ -373,16 +383,16 @@ class ModelPath(BaseModel):
 
 
 class UserPath(BaseModel):
-    user_id: int = Field(description="The user's id (`user_id` of GET /me)")
+    user_id: int = Field(ge=1, le=BIGINT, description="The user's id (`user_id` of GET /me)")
 
 
 class ModelIn(Body):
-    name: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
+    name: StorableText = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
     input_price: Amount = Field(description="USD per million input tokens")
     output_price: Amount = Field(description="USD per million output tokens")
-    context_window: int | None = Field(None, ge=1, description="Tokens")
+    context_window: int | None = Field(None, ge=1, le=2**31 - 1, description="Tokens")
     enabled: bool = True
-    provider: str = Field("openai", min_length=1, max_length=100,
+    provider: str = Field("openai", pattern=r"^[a-z0-9][a-z0-9_.-]{0,49}$",
                           description="Only `openai` (OPENAI_BASE_URL) for now")
 
 
@@ -426,8 +436,8 @@ class UsageQuery(BaseModel):
 
 
 class AdminUsageQuery(UsageQuery):
-    application: str | None = None
-    user_id: int | None = None
+    application: str | None = Field(None, max_length=100)
+    user_id: int | None = Field(None, ge=1, le=BIGINT)
 
 
 class UsageDay(BaseModel):
