@@ -30,7 +30,6 @@ alter table public.users add column if not exists spent_since timestamptz not nu
 alter table public.users add column if not exists last_run_usd numeric;   -- the next run's estimate
 alter table public.conversations add column if not exists model text;     -- its default model
 alter table public.runs add column if not exists reserved_usd numeric;
-alter table public.runs add column if not exists cost_usd numeric;
 
 create table if not exists public.usage (
     id bigint generated always as identity primary key,
@@ -47,6 +46,7 @@ create table if not exists public.usage (
 );
 create index if not exists usage_user_created_idx on public.usage (user_id, created_at);
 create index if not exists usage_created_idx on public.usage (created_at);
+create index if not exists usage_run_idx on public.usage (run_id);
 alter table public.usage enable row level security;
 
 -- ---------------------------------------------------------------- helpers
@@ -262,12 +262,15 @@ begin
                                       p_tool_calls, p_input_tokens, p_output_tokens, p_error,
                                       p_title);
     if v_run.status not in ('pending', 'running') then
-        return v_done || jsonb_build_object('cost_usd', v_run.cost_usd, 'model', v_run.model);
+        -- ended before: its cost is what its usage rows of the answer say
+        return v_done || jsonb_build_object(
+            'cost_usd', (select coalesce(sum(s.cost_usd), 0) from public.usage s
+                         where s.run_id = p_run_id and s.kind = 'answer'),
+            'model', v_run.model);
     end if;
+    -- the reservation ends with the run (only active runs' reservations count)
     v_used := public.jelly_insert_usage(v_run.user_id, p_run_id, v_run.application, v_run.model,
                                         p_usage, true);
-    update public.runs set cost_usd = (v_used ->> 'cost_usd')::numeric, reserved_usd = null
-    where id = p_run_id;
     return v_done || v_used || jsonb_build_object('model', v_run.model);
 end;
 $$;
