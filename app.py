@@ -58,6 +58,7 @@ from web import (  # noqa: E402
     db_cli,
     kb,
     limits,
+    models,
     openai_compat,
     page,
     rest,
@@ -122,6 +123,7 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:  # an Open
     CORS(app, origins=settings.cors_origin_list, expose_headers=["X-Next-Before", "Retry-After"])
     app.register_api(rest.bp)
     app.register_api(assistants.bp)
+    app.register_api(models.bp)  # models, access, usage; the 402/403 answers
     # the description at /openapi.json; /docs: Swagger UI from flask-openapi3-swagger's files
     app.add_url_rule("/openapi.json", "openapi_json", lambda: app.api_doc)
     app.add_url_rule("/docs", "docs", lambda: redirect("/docs/swagger"))

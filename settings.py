@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     # seconds an idle connection to the provider is kept for the next request (0: none);
     # the SDK's 5 s made each turn after a pause open a new TLS connection (provider_http.py)
     llm_keepalive: float = Field(60.0, ge=0)
+    # models and budgets (agent/usage.py): prices seeded when a model is missing,
+    # "model=input/output,..." in USD per million tokens; and the tokens a user's first
+    # run reserves against their balance (later runs reserve their last run's cost)
+    model_prices: str = ""
+    budget_estimate_input_tokens: int = Field(3000, ge=0)
+    budget_estimate_output_tokens: int = Field(500, ge=0)
     # agent
     memory_messages: int = Field(10, ge=0)
     # past this many tokens (estimated), the older messages reach the model as the
@@ -198,6 +204,14 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError("use limits such as '30/minute' or '30/minute;300/hour', "
                              "or 0 for none") from None
+        return value
+
+    @field_validator("model_prices")
+    @classmethod
+    def _model_prices(cls, value: str):
+        from agent.usage import parse_model_prices
+
+        parse_model_prices(value)  # ValueError: the settings error names MODEL_PRICES
         return value
 
     @field_validator("rate_limit_storage")

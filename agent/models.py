@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import compat
-from agent.steps import model_step_in_run
+from agent.steps import model_step_in_run, run_model
 from provider_http import provider_http_client
 
 
@@ -92,7 +92,11 @@ def _chat_openai_class():
             """Within a run, the reply is streamed into it (agent/steps.py); the model
             is built with `streaming` unset, so that LangChain calls this rather than
             streaming through its callbacks."""
-            streamed = model_step_in_run(lambda: self._stream(messages, stop=stop, **kwargs))
+            model = run_model()
+            if model and model != self.model_name:
+                kwargs = {**kwargs, "model": model}  # the run's model from the registry
+            streamed = model_step_in_run(lambda: self._stream(messages, stop=stop, **kwargs),
+                                         messages)
             if streamed is not None:
                 return streamed
             return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
@@ -140,14 +144,24 @@ class TitleWriter:
         self.max_tokens = max_tokens
 
     def __call__(self, prompt: str) -> str:
+        return self.write(prompt)[0]
+
+    def write(self, prompt: str, model: str | None = None) -> tuple[str, dict | None]:
+        """The title and the call's usage record (None when the reply has no usage)."""
         reply = self.client.post("/chat/completions", cast_to=object, body={
-            "model": self.model, "messages": [{"role": "user", "content": prompt}],
+            "model": model or self.model, "messages": [{"role": "user", "content": prompt}],
             "max_tokens": self.max_tokens, "temperature": 0.2,
         })
+        usage = reply.get("usage") if isinstance(reply, dict) else None
+        record = None
+        if isinstance(usage, dict):
+            record = {"kind": "title", "input_tokens": int(usage.get("prompt_tokens") or 0),
+                      "output_tokens": int(usage.get("completion_tokens") or 0),
+                      "estimated": False}
         try:
-            return str(reply["choices"][0]["message"]["content"] or "")
+            return str(reply["choices"][0]["message"]["content"] or ""), record
         except (KeyError, IndexError, TypeError):
-            return ""  # a reply without a message: no title
+            return "", record  # a reply without a message: no title
 
 
 def make_title_writer(settings) -> TitleWriter | None:

@@ -67,6 +67,7 @@ from agent.retry import describe
 from agent.steps import STEP_SEPARATOR, YIELD_EVERY, AnswerTooLong, RunSteps, current_run
 from agent.suggestions import suggest_after
 from agent.text import storable, tokens_of
+from agent.usage import totals
 from logs import bind_run_id
 from metrics import FIRST_TOKEN_SECONDS, TOOL_CALLS, TURN_PHASE_SECONDS, TURN_SECONDS, TURNS
 from storage.base import NotFound, StoreError
@@ -102,6 +103,10 @@ class Run:
         self.data = data  # the validated request: question, application
         self.origin = origin  # the client connection that started it (Socket.IO sid)
         self.assistant = assistant  # which assistant answers (None: the default agent)
+        # the registry's model the run calls and its input/output price, USD per million
+        # tokens (agent/usage.py); None when the run is not metered
+        self.model: str | None = ticket.get("model")
+        self.prices = (ticket.get("input_price"), ticket.get("output_price"))
         # begin_run's answer when the run began as it was created (question stored,
         # memory loaded); None while it waits for its turn
         self.begun: dict | None = ticket if ticket.get("ready") else None
@@ -175,13 +180,14 @@ class Run:
             sources=result.sources, tool_calls=result.tool_calls,
             input_tokens=result.input_tokens, output_tokens=result.output_tokens,
             error=self.error, title=None if titled else titles.title_from(self.data.message),
+            usage=result.calls if self.model else None,
         )
         final = self.emit_final(outcome)
         suggest_after(self.chat, self, self.data.message, result, final, self.sink)
         self.refresh_summary()
         if not titled and self.chat.title_writer is not None and self.status == "succeeded":
             titles.better_title(self.chat.title_writer, self.chat.store, self.conversation_id,
-                                self.data.message, result.answer)
+                                self.data.message, result.answer, self.run_id, self.model)
         return final
 
     def refresh_summary(self) -> None:
@@ -259,7 +265,8 @@ class Run:
         tokens = TokenStream(self.emit, result, self.run_id, agent.max_answer_chars)
         calls: dict[str, tuple] = {}  # call id -> (its record in result.tool_calls, start)
         steps = current_run.set(RunSteps(cancel, tokens.text, max_chars=agent.max_answer_chars,
-                                          max_retries=agent.max_retries, marks=result.marks))
+                                          max_retries=agent.max_retries, marks=result.marks,
+                                          model=self.model, calls=result.calls))
         # "updates" only: with "messages" or "custom", LangGraph runs each step on a pool
         # thread and hands every token back through a queue (measured above: too costly)
         stream = agent.graph.stream({"messages": messages},
@@ -398,7 +405,8 @@ class Run:
             "conversation_id": self.conversation_id,
             "message_id": (outcome or {}).get("message_id"),
             "status": self.status,
-            "usage": result.usage,
+            "usage": (totals(result.calls, self.model, outcome, self.prices) if self.model
+                      else result.usage),
             "tool_calls": [{k: v for k, v in call.items() if k != "sentence"}
                            for call in result.tool_calls],
             "assistant": self.assistant,
@@ -426,6 +434,7 @@ class RunResult:
     incomplete: bool = False  # the model's stream ended without a finish_reason
     # monotonic times of the first model request, its first chunk and the first token
     marks: dict[str, float] = field(default_factory=dict)
+    calls: list[dict] = field(default_factory=list)  # each model call's usage (agent/usage.py)
 
     @property
     def answer(self) -> str:

@@ -29,6 +29,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 
 from agent.cancel import CancelHandle
 from agent.retry import budget_retrying
+from agent.usage import call_usage
 
 YIELD_EVERY = 0.005  # seconds of token work before the hub gets a turn
 WAITED = 0.001  # seconds: a read that took this long waited for the network (the hub ran)
@@ -45,9 +46,13 @@ class RunSteps:
     """One run's hooks: `text(step, text)` takes answer text as it streams."""
 
     def __init__(self, cancel: CancelHandle, text: Callable[[object, str], None], *,
-                 max_chars: int = 0, max_retries: int = 0, marks: dict | None = None):
+                 max_chars: int = 0, max_retries: int = 0, marks: dict | None = None,
+                 model: str | None = None, calls: list | None = None):
         """`marks`: gets the monotonic times of the first model request ("model_request")
-        and of its first chunk ("model_reply")."""
+        and of its first chunk ("model_reply"); `model`: the model this run calls (None:
+        the configured one); `calls`: gets each model call's usage (agent/usage.py)."""
+        self.model = model
+        self.calls = calls
         self.cancel = cancel
         self.marks = {} if marks is None else marks
         self.text = text
@@ -55,17 +60,20 @@ class RunSteps:
         self.max_retries = max_retries
         self.seen = 0  # characters of answer text read from the model so far
 
-    def model_step(self, open_stream: Callable[[], Iterator[ChatGenerationChunk]]) -> ChatResult:
+    def model_step(self, open_stream: Callable[[], Iterator[ChatGenerationChunk]],
+                   prompt=None) -> ChatResult:
         """Read one model reply from `open_stream()`, streaming its text into the run;
-        returns it whole, as the agent expects from the model."""
+        returns it whole, as the agent expects from the model. `prompt`: its messages,
+        for an estimate of the call's usage when the stream ends without a usage chunk."""
         step = object()  # this step, for the cancel handle and the token stream
         self.cancel.attach(step)
         stream = None
+        texts: list[str] = []
+        usage = None
         try:
             self.marks.setdefault("model_request", time.monotonic())
             stream, chunk = budget_retrying(self.cancel, self.max_retries)(_opened, open_stream)
             self.marks.setdefault("model_reply", time.monotonic())
-            texts: list[str] = []  # the text of every chunk, joined once at the end
             rest: list[AIMessageChunk] = []  # the chunks that carry more than text
             every: list[AIMessageChunk] = []  # all of them, for content blocks (below)
             last_yield = time.monotonic()
@@ -83,6 +91,8 @@ class RunSteps:
                         raise AnswerTooLong(f"the answer passed {self.max_chars} characters")
                     texts.append(text)
                 every.append(message)
+                if message.usage_metadata:
+                    usage = message.usage_metadata
                 if (message.tool_call_chunks or message.usage_metadata or not plain
                         or message.response_metadata or message.additional_kwargs or not rest):
                     rest.append(message)
@@ -97,6 +107,8 @@ class RunSteps:
         finally:
             _close(stream)  # closes the HTTP response when the step ends early
             self.cancel.detach(step)
+            if self.calls is not None and (stream is not None or usage is not None):
+                self.calls.append(call_usage(usage, prompt, texts))
         # LangChain adds the chunks up one by one (a new message each time); only the few
         # that carry more than text are added here, and the text is joined once. Content
         # blocks (not plain text) are left to LangChain's own addition.
@@ -130,10 +142,16 @@ def _close(stream) -> None:
 current_run: ContextVar[RunSteps | None] = ContextVar("jellychat_run_steps", default=None)
 
 
-def model_step_in_run(open_stream) -> ChatResult | None:
+def model_step_in_run(open_stream, prompt=None) -> ChatResult | None:
     """The model's reply streamed into the current run; None outside a run."""
     steps = current_run.get()
-    return None if steps is None else steps.model_step(open_stream)
+    return None if steps is None else steps.model_step(open_stream, prompt)
+
+
+def run_model() -> str | None:
+    """The model the current run calls, when it is not the configured one's default."""
+    steps = current_run.get()
+    return None if steps is None else steps.model
 
 
 class ToolSteps(AgentMiddleware):

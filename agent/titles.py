@@ -20,16 +20,24 @@ def title_from(question: str) -> str:
     return words[:59].rsplit(" ", 1)[0] + "…"
 
 
-def better_title(title_writer, store, conversation_id: str, question: str, answer: str) -> None:
+def better_title(title_writer, store, conversation_id: str, question: str, answer: str,
+                 run_id: str | None = None, model: str | None = None) -> None:
     """A short title from the model (small budget); the question's words stay on failure.
 
-    `title_writer`: prompt -> title (agent/models.py's TitleWriter)."""
+    `title_writer`: prompt -> title (agent/models.py's TitleWriter). With the run's
+    registry `model`, the title is asked of it and its usage recorded with the run
+    (priced and added to the user's spending)."""
     try:
-        reply = title_writer(
-            "Give a title of at most six words for this conversation. "
-            f"Reply with the title only.\n\nQuestion: {question[:500]}\n"
-            f"Answer: {answer[:500]}"
-        )
+        prompt = ("Give a title of at most six words for this conversation. "
+                  f"Reply with the title only.\n\nQuestion: {question[:500]}\n"
+                  f"Answer: {answer[:500]}")
+        write = getattr(title_writer, "write", None)
+        if write is None or not model or run_id is None:
+            reply = title_writer(prompt)
+        else:
+            reply, usage = write(prompt, model)
+            if usage:
+                store.record_usage(run_id, [usage])
         title = " ".join(reply.strip().strip('"').split())[:MAX_TITLE_CHARS]
         if title:
             store.set_auto_title(conversation_id, storable(title))

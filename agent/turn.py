@@ -25,6 +25,7 @@ from agent.run import PHASES, Run, observe_first_token  # noqa: F401 - re-export
 from agent.runner import ChatAgent
 from agent.text import UNSTORABLE
 from agent.titles import MAX_TITLE_CHARS, title_from  # noqa: F401 - re-exported
+from agent.usage import estimate_tokens, validate_model
 from storage.base import NotFound, StoreError, UnknownAssistant
 
 log = logging.getLogger("jellychat.turn")
@@ -151,6 +152,10 @@ class RunRegistry:
 class Chat:
     """Holds what a run needs: the store, the agent, the registry and the limits."""
 
+    # tokens a usual run uses beyond its question (prompt, tools, memory; the answer):
+    # what a user's first run reserves against their balance (later runs: the last cost)
+    usage_estimate: tuple[int, int] = (3000, 500)
+
     def __init__(self, store, agent: ChatAgent, *, memory_messages: int = 10,
                  max_message_chars: int = 10_000, turn_timeout: float = 120.0,
                  multitask: str = "enqueue", title_writer=None, registry: RunRegistry | None = None,
@@ -183,7 +188,7 @@ class Chat:
     # ------------------------------------------------------------------ runs
     def turn(self, user_token, message, application, sink: ev.EventSink, *,
              conversation_id=None, origin: str | None = None, client_address: str | None = None,
-             proof=None, assistant_id=None) -> dict:
+             proof=None, assistant_id=None, model=None) -> dict:
         """Run one chat turn; returns the final_message payload.
 
         Raises InvalidInput before anything is written, RateLimited past a limit,
@@ -192,12 +197,12 @@ class Chat:
         """
         started = self.start(user_token, message, application, conversation_id=conversation_id,
                              origin=origin, client_address=client_address, proof=proof,
-                             assistant_id=assistant_id)
+                             assistant_id=assistant_id, model=model)
         return self.serve(started, sink)
 
     def start(self, user_token, message, application, *, conversation_id=None,
               origin: str | None = None, client_address: str | None = None,
-              proof=None, assistant_id=None) -> Run:
+              proof=None, assistant_id=None, model=None) -> Run:
         """The part of a turn that can refuse it: validate, admit and create the run (begun
         at once, its question stored, when its conversation is idle), registered here.
 
@@ -208,6 +213,7 @@ class Chat:
         data = validate(user_token, message, application, self.max_message_chars,
                         conversation_id)
         assistant_id = validate_optional_text("assistant_id", assistant_id, MAX_ASSISTANT_ID_CHARS)
+        model = validate_model(model)
         if self.limits is not None:
             self.limits.admit(data.user_token, client_address, data.conversation_id, proof)
         admitted = time.monotonic()
@@ -216,7 +222,9 @@ class Chat:
             ticket = self.store.start_run(
                 data.user_token, GREETING, data.conversation_id, data.application, self.multitask,
                 self.registry.owner, self.agent.model_name, data.message, self.memory_messages,
-                self.turn_timeout, assistant_id=assistant_id,
+                self.turn_timeout, assistant_id=assistant_id, requested_model=model,
+                estimate=(self.usage_estimate[0] + estimate_tokens(len(data.message)),
+                          self.usage_estimate[1]),
             )
         except UnknownAssistant:
             raise InvalidInput("assistant_id", "'assistant_id' names no assistant") from None

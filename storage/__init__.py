@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from storage.base import (
     QA,
+    BadValue,
+    BudgetExceeded,
     Busy,
     Chunk,
     EmbeddingSpace,
     KnowledgeBaseInfo,
     KnowledgeDocument,
+    ModelNotAllowed,
     NotFound,
     RateLimited,
     Store,
@@ -18,6 +21,7 @@ from storage.base import (
 __all__ = [
     "QA", "Busy", "Chunk", "EmbeddingSpace", "KnowledgeBaseInfo", "KnowledgeDocument",
     "NotFound", "RateLimited", "Store", "StoreError", "make_store",
+    "BadValue", "BudgetExceeded", "ModelNotAllowed",
 ]
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from storage.api_keys import ApiKeyStore
+from storage.metering import MeteredStore
 
 RRF_K = 60  # reciprocal rank fusion constant (the SQL functions use the same default)
 HNSW_MAX_DIMENSIONS = 2000  # pgvector's limit for an HNSW index (jelly_kb_vector_index)
@@ -60,6 +61,32 @@ class RateLimited(RuntimeError):
         super().__init__(message)
         self.retry_after = max(1, int(retry_after))
         self.scope = scope
+
+
+class BudgetExceeded(RuntimeError):
+    """The user's remaining balance is zero or less (402 / an `error` event); `code` is
+    what clients (and the /v1 endpoints) match on, `period` what ran out: "month"
+    (the monthly budget) or "balance"."""
+
+    code = "budget_exceeded"
+
+    def __init__(self, message: str, period: str = "balance"):
+        super().__init__(message)
+        self.period = period
+
+
+class ModelNotAllowed(PermissionError):
+    """The model asked for is unknown, disabled or not the user's (403, field `model`)."""
+
+    field = "model"
+
+
+class BadValue(ValueError):
+    """A value the database refused (an unknown model in a list): 400 with `field`."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -153,7 +180,15 @@ class KnowledgeBaseInfo:
     embedders: tuple[EmbeddingSpace, ...] = ()
 
 
-class Store(ApiKeyStore, ABC):
+def budget_message(period: str | None) -> str:
+    """The friendly text of a spent budget (names what ran out, nothing more)."""
+    if period == "month":
+        return ("Your monthly budget is used up: new answers can start again next month, "
+                "or when the operator raises your budget.")
+    return "Your balance is used up: ask the operator to top it up to keep chatting."
+
+
+class Store(ApiKeyStore, MeteredStore, ABC):
     """Persistence for users, chat messages, Q&A pairs (and knowledge chunks)."""
 
     name = "store"
@@ -223,6 +258,12 @@ class Store(ApiKeyStore, ABC):
         if code == "JL429":
             return RateLimited(f"{message}: at most {detail} at once; wait for one to finish",
                                RUNS_RETRY_AFTER, "runs")
+        if code == "JL402":
+            return BudgetExceeded(budget_message(detail), detail or "balance")
+        if code == "JL403":
+            return ModelNotAllowed(message)
+        if code == "JL400":
+            return BadValue(message, detail or "body")
         return StoreError(message)
 
     def create_run(self, token: str, greeting: str, conversation_id: str | None,
@@ -239,18 +280,29 @@ class Store(ApiKeyStore, ABC):
     def start_run(self, token: str, greeting: str, conversation_id: str | None,
                   application: str | None, multitask: str, owner: str, model: str | None,
                   message: str, memory: int, timeout: float,
-                  assistant_id: str | None = None) -> dict:
+                  assistant_id: str | None = None, *,
+                  requested_model: str | None = None,
+                  estimate: tuple[int, int] | None = None) -> dict:
         """`create_run` and, when the conversation is idle, `begin_run` in one call:
         the ticket with `ready` (and when ready, begin_run's message_id, memory, titled),
         and the turn's `assistant` {id, version} (chosen in the same call: `assistant_id`,
         the conversation's, the application's, the default). NotFound for an unknown
-        `assistant_id`."""
-        return self._fn("jelly_start_run", {
+        `assistant_id`.
+
+        With `estimate` (input, output tokens of a usual run) or `requested_model`, the
+        same call checks the model registry and the user's access and budget and
+        reserves the run's estimated cost (storage/metering.py): `model` is then the
+        default model, and the ticket adds the run's model and its prices. Raises
+        ModelNotAllowed or BudgetExceeded before anything is stored."""
+        params = {
             "p_token": token, "p_greeting": greeting, "p_conversation_id": conversation_id,
             "p_application": application, "p_multitask": multitask, "p_owner": owner,
             "p_model": model, "p_message": message, "p_memory": memory,
             "p_timeout": float(timeout), "p_assistant_id": assistant_id,
-        }, idempotent=False)
+        }
+        if estimate is None and requested_model is None:
+            return self._fn("jelly_start_run", params, idempotent=False)
+        return self._start_metered_run(params, requested_model, estimate or (0, 0))
 
     def begin_run(self, run_id: str, message: str, memory: int, timeout: float) -> dict:
         """{ready: true, message_id, memory: [{type, content}], summary, summary_through}
@@ -265,14 +317,22 @@ class Store(ApiKeyStore, ABC):
     def finish_run(self, run_id: str, status: str, *, question: str | None = None,
                    answer: str | None = None, sources=(), tool_calls=(),
                    input_tokens: int | None = None, output_tokens: int | None = None,
-                   error: str | None = None, title: str | None = None) -> dict:
-        """Store the run's outcome in one transaction; {message_id, status}. Idempotent."""
-        return self._fn("jelly_finish_run", {
+                   error: str | None = None, title: str | None = None,
+                   usage: list[dict] | None = None) -> dict:
+        """Store the run's outcome in one transaction; {message_id, status}. Idempotent.
+
+        With `usage` (the run's model calls), they are recorded and priced in the same
+        transaction, which settles the run's cost: {..., input_tokens, output_tokens,
+        cost_usd, model}."""
+        params = {
             "p_run_id": run_id, "p_status": status, "p_question": question,
             "p_answer": answer, "p_sources": list(sources), "p_tool_calls": list(tool_calls),
             "p_input_tokens": input_tokens, "p_output_tokens": output_tokens,
             "p_error": error, "p_title": title,
-        })
+        }
+        if usage is None:
+            return self._fn("jelly_finish_run", params)
+        return self._fn("jelly_finish_metered_run", {**params, "p_usage": list(usage)})
 
     def request_stop(self, token: str, run_id: str) -> dict:
         """Flag a run of the token's user to stop; NotFound otherwise."""

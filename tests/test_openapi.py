@@ -15,7 +15,7 @@ ADMIN_KEY = "test-admin-key-0123456789abcdefghij"  # the session server's ADMIN_
 FUZZ_EXAMPLES = 10  # per operation and phase: a few hundred requests in all
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance")
-ERROR_FIELDS = {"error", "field", "run_id", "retry_after", "limit"}
+ERROR_FIELDS = {"error", "field", "run_id", "retry_after", "limit", "code", "period"}
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,10 @@ def test_openapi_json_is_valid_and_describes_every_route(server, spec):
         ("get", "/assistants/{assistant_id}"), ("patch", "/assistants/{assistant_id}"),
         ("delete", "/assistants/{assistant_id}"), ("get", "/assistants/{assistant_id}/versions"),
         ("get", "/messages/{message_id}/suggestions"),
+        # models, access, usage (web/models.py)
+        ("get", "/me"), ("get", "/me/usage"), ("get", "/models"), ("put", "/models/{model_id}"),
+        ("delete", "/models/{model_id}"), ("patch", "/users/{user_id}"), ("get", "/usage"),
+        ("put", "/conversations/{conversation_id}/model"),
     }
     # their errors come in their own protocols' shapes
     foreign = {("get", "/v1/models"), ("post", "/v1/chat/completions"), ("post", "/api/chat")}

@@ -86,7 +86,7 @@ def assistant_of(store, caller: Caller, model) -> str | None:
                       "model_not_found", "model")
 
 
-@bp.get("/models", tags=[OPENAI], responses={200: s.ModelListOut, 401: s.OpenAIErrorOut,
+@bp.get("/models", tags=[OPENAI], responses={200: s.OpenAIModelListOut, 401: s.OpenAIErrorOut,
                                               503: s.OpenAIErrorOut},
         security=[{"api_key": []}])
 @limit("models")

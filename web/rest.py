@@ -126,7 +126,8 @@ def _wants_stream(body: s.UserMessageIn) -> bool:
     return body.stream or request.accept_mimetypes.best == "text/event-stream"
 
 
-@bp.post("/user_message", tags=[CHAT], responses={200: s.UserMessageOut, 404: s.ErrorOut,
+@bp.post("/user_message", tags=[CHAT], responses={200: s.UserMessageOut, 402: s.ErrorOut,
+                                                  403: s.ErrorOut, 404: s.ErrorOut,
                                                   409: s.ErrorOut, 429: s.ErrorOut})
 def user_message(body: s.UserMessageIn, header: s.TokenHeader):
     """Ask Jelly: the whole answer as JSON, or the run's events as Server-Sent Events.
@@ -138,7 +139,7 @@ def user_message(body: s.UserMessageIn, header: s.TokenHeader):
     refuse_if_draining()
     chat = get_chat()
     token = user_token(body)
-    admission = {"client_address": request.remote_addr, "proof": body.pow}
+    admission = {"client_address": request.remote_addr, "proof": body.pow, "model": body.model}
     if body.references_only:
         final = chat.references(token, body.message, body.application, CollectingSink(),
                                 client_address=request.remote_addr)

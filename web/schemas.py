@@ -9,10 +9,21 @@ shared with Socket.IO, and answered alike: 400 `{error, field}`.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    WithJsonSchema,
+    model_validator,
+)
 
+from agent.text import UNSTORABLE
 from agent.turn import MAX_TITLE_CHARS, MAX_TOKEN_CHARS
 
 
@@ -72,6 +83,9 @@ class ErrorOut(BaseModel):
                                                       "turn (429; also the Retry-After header)")
     limit: str | None = Field(None, description="The limit reached (429): user_token, address "
                                                 "or runs")
+    code: str | None = Field(None, description="`budget_exceeded` (402): the user's balance "
+                                               "or monthly budget is used up")
+    period: str | None = Field(None, description="What ran out (402): `balance` or `month`")
 
 
 class TokenHeader(BaseModel):
@@ -104,6 +118,10 @@ class ToolCall(BaseModel):
 class Usage(BaseModel):
     input_tokens: int
     output_tokens: int
+    cost_usd: float | None = Field(None, description="USD, at the model's prices when it ran")
+    model: str | None = Field(None, description="The model the run used")
+    estimated: bool | None = Field(None, description="Some calls were cut short before the "
+                                                     "provider reported their tokens")
 
 
 class AssistantRef(BaseModel):
@@ -134,6 +152,9 @@ class UserMessageIn(Body):
     pow: str | dict[str, Any] | None = Field(
         None, description="POW_REQUIRED=1: a solved GET /pow/challenge (the ALTCHA payload, "
                           "base64 or its JSON object), once per conversation")
+    model: str | None = Field(None, description="A model of GET /models (default: the "
+                                                "conversation's, else the default one); "
+                                                "one not allowed answers 403")
 
 
 class UserMessageOut(BaseModel):
@@ -408,16 +429,56 @@ class OpenAIErrorOut(BaseModel):
     error: OpenAIError
 
 
-class ModelOut(BaseModel):
+# ---------------------------------------------------------------- models, access, usage
+
+def _amount(value):
+    """A JSON number as the exact decimal it was written as (never a float inside)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise ValueError("must be a number")
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+Amount = Annotated[Decimal, BeforeValidator(_amount), Field(ge=0, allow_inf_nan=False),
+                   WithJsonSchema({"type": "number", "minimum": 0})]
+def _storable(value: str) -> str:
+    if UNSTORABLE.search(value):
+        raise ValueError("must not contain NUL characters or lone surrogates")
+    return value
+
+
+StorableText = Annotated[str, AfterValidator(_storable)]
+ModelId = Annotated[StorableText, Field(min_length=1, max_length=100, pattern=r"^[^\x00\s]+$")]
+BIGINT = 2**63 - 1
+
+
+class ModelPath(BaseModel):
+    model_id: str = Field(description="What the provider is called with (e.g. gpt-4o-mini)")
+
+
+class UserPath(BaseModel):
+    user_id: int = Field(ge=1, le=BIGINT, description="The user's id (`user_id` of GET /me)")
+
+
+class ModelIn(Body):
+    name: StorableText = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
+    input_price: Amount = Field(description="USD per million input tokens")
+    output_price: Amount = Field(description="USD per million output tokens")
+    context_window: int | None = Field(None, ge=1, le=2**31 - 1, description="Tokens")
+    enabled: bool = True
+    provider: str = Field("openai", pattern=r"^[a-z0-9][a-z0-9_.-]{0,49}$",
+                          description="Only `openai` (OPENAI_BASE_URL) for now")
+
+
+class OpenAIModelOut(BaseModel):
     id: str
     object: Literal["model"]
     created: int
     owned_by: str
 
 
-class ModelListOut(BaseModel):
+class OpenAIModelListOut(BaseModel):
     object: Literal["list"]
-    data: list[ModelOut]
+    data: list[OpenAIModelOut]
 
 
 class CompletionMessage(BaseModel):
@@ -582,3 +643,69 @@ class SuggestionsOut(BaseModel):
 
 class AssistantPath(BaseModel):
     assistant_id: str
+
+
+class ModelOut(BaseModel):
+    id: str
+    name: str
+    provider: str | None = None
+    input_price: float = Field(description="USD per million input tokens")
+    output_price: float = Field(description="USD per million output tokens")
+    context_window: int | None
+    enabled: bool | None = None
+    default: bool = Field(description="The model a message without `model` gets")
+
+
+class ModelListOut(BaseModel):
+    data: list[ModelOut]
+
+
+class AccessIn(Body):
+    models: list[ModelId] | None = Field(None, description="The models the user may use; "
+                                                          "null: every enabled model")
+    balance_usd: Amount | None = Field(None, description="null: unlimited")
+    budget_period: Literal["month"] | None = Field(None, description="`month`: the balance is "
+                                                                     "a monthly budget (UTC); "
+                                                                     "null: for all time")
+
+
+class AccessOut(BaseModel):
+    user_id: int
+    models: list[str] | None
+    balance_usd: float | None
+    spent_usd: float = Field(description="USD spent in the period")
+    period: Literal["month"] | None
+    remaining_usd: float | None = None
+
+
+class UsageQuery(BaseModel):
+    from_: str | None = Field(None, alias="from", description="A day (YYYY-MM-DD) or an ISO 8601 "
+                                                              "time, inclusive (UTC)")
+    to: str | None = Field(None, description="A day (inclusive) or a time (exclusive)")
+
+
+class AdminUsageQuery(UsageQuery):
+    application: str | None = Field(None, max_length=100)
+    user_id: int | None = Field(None, ge=1, le=BIGINT)
+
+
+class UsageDay(BaseModel):
+    day: str = Field(description="UTC day, YYYY-MM-DD")
+    model: str
+    runs: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+class UsageOut(BaseModel):
+    data: list[UsageDay]
+
+
+class ConversationModelIn(Body):
+    model: ModelId | None = Field(description="A model of GET /models; null: the default")
+
+
+class ConversationModelOut(BaseModel):
+    conversation_id: str
+    model: str | None

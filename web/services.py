@@ -18,6 +18,7 @@ from agent.persona import SYSTEM_PROMPT
 from agent.runner import ChatAgent
 from agent.suggestions import Suggester
 from agent.turn import Chat
+from agent.usage import register_models
 from knowledge import prepare_knowledge
 from knowledge.retrieval import get_retriever
 from storage import StoreError, make_store
@@ -33,6 +34,7 @@ def build_chat(settings, store=None, limits=None) -> Chat:
     store = store or make_store(settings)
     store.initialize()
     store.set_run_cap(settings.max_active_runs_per_user)  # enforced by the database
+    register_models(settings, store)  # the configured model (and MODEL_PRICES') when missing
     prepare_knowledge(settings, store)  # starter kb, embedder checks
     tools = build_tools(settings, store)
     try:
@@ -87,6 +89,8 @@ def build_chat(settings, store=None, limits=None) -> Chat:
         suggester=Suggester(_suggestion_writer(title_writer)),
         history=_history(settings, title_writer),
     )
+    chat.usage_estimate = (settings.budget_estimate_input_tokens,
+                           settings.budget_estimate_output_tokens)
     chat.recover()
     # What startup built (modules, tools, the compiled graph) lives as long as the process:
     # moved out of the collector's reach, a full collection scans only what turns create.

@@ -13,7 +13,7 @@ from flask_socketio import SocketIO, emit, join_room
 from agent.events import ERROR, FINAL
 from agent.turn import InvalidInput, validate_id
 from compat import drop_unnamed_events
-from storage import Busy, NotFound, RateLimited, StoreError
+from storage import BudgetExceeded, Busy, ModelNotAllowed, NotFound, RateLimited, StoreError
 from web.input import check_payload
 from web.limits import UnknownToken
 from web.page import socket_origins
@@ -78,6 +78,10 @@ def error_payload(exc: Exception) -> dict:
         return {"error": str(exc)}
     if isinstance(exc, UnknownToken):
         return {"error": str(exc), "field": "user_token", "status": 401}
+    if isinstance(exc, BudgetExceeded):
+        return {"error": str(exc), "code": exc.code, "period": exc.period}
+    if isinstance(exc, ModelNotAllowed):
+        return {"error": str(exc), "field": exc.field}
     log.error("storage unavailable: %s", exc)
     return {"error": "the chat storage is unavailable, please try again later"}
 
@@ -99,9 +103,10 @@ def on_user_message(*args):
             data.get("user_token"), data.get("message"), data.get("application"),
             SocketSink(request.sid), conversation_id=data.get("conversation_id"),
             origin=request.sid, client_address=request.remote_addr, proof=data.get("pow"),
-            assistant_id=data.get("assistant_id"),
+            assistant_id=data.get("assistant_id"), model=data.get("model"),
         )
-    except (InvalidInput, NotFound, Busy, RateLimited, StoreError, Draining, UnknownToken) as exc:
+    except (InvalidInput, NotFound, Busy, RateLimited, StoreError, Draining, UnknownToken,
+            BudgetExceeded, ModelNotAllowed) as exc:
         emit(ERROR, error_payload(exc))
 
 

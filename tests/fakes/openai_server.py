@@ -34,6 +34,9 @@ Misbehaviours real models show, asked for by directives in the user message:
                 written as fast as the socket takes them (64 KiB at a time)
 - `[surrogate]` an answer holding a lone surrogate, a NUL and a surrogate pair
                 split across two chunks (valid JSON escapes, as some models send)
+- usage: a streamed reply asked for `stream_options.include_usage` ends with a chunk
+                holding the usage (no choices), as the real API's does; a whole reply
+                carries it too; a `[truncate]`d stream has none
 - `[once]`      the failure directives (`explode`, `[ratelimit]`) apply to the first
                 request with this question only; later ones (retries) succeed
 
@@ -144,6 +147,7 @@ class OpenAIServer:
         self.ask_tool = ask_tool
         self.tls = tls
         self.requests: list[dict] = []
+        self.usages: list[dict] = []  # the usage reported for each completion (see `usage`)
         self.arrivals: list[float] = []  # wall-clock time each completion request arrived
         self.connections = 0
         self.closed: list[dict] = []
@@ -238,8 +242,13 @@ class OpenAIServer:
                 if reply.get("huge"):
                     return self._flood(body, int(reply["huge"]))
                 chunks = list(outer.chunks(body, reply))
+                if ((body.get("stream_options") or {}).get("include_usage")
+                        and not reply.get("truncate")):
+                    # like the real API: a last chunk with no choices and the usage
+                    chunks.append({**outer._base(body), "object": "chat.completion.chunk",
+                                   "choices": [], "usage": outer.usage(body, chunks)})
                 if reply.get("truncate"):
-                    chunks = chunks[:4]  # the connection ends mid-answer
+                    chunks = chunks[:4]  # the connection ends mid-answer (no usage chunk)
                 for n, chunk in enumerate(chunks):
                     if reply.get("slow") and n:
                         time.sleep(reply["slow"])  # the model's pace between tokens
@@ -351,7 +360,23 @@ class OpenAIServer:
             finish = "tool_calls"
         return {**self._base(body), "object": "chat.completion",
                 "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+                "usage": self.usage(body, [{"choices": [{"delta": message}]}],
+                                    words=len(WORD.findall(message["content"] or "")))}
+
+    def usage(self, body, chunks, words: int | None = None) -> dict:
+        """Scripted token counts: a token per 4 characters of the request's messages, one
+        per streamed chunk that carries content or tool arguments (or per word); each is
+        kept in `usages` ({model, prompt_tokens, completion_tokens, stream})."""
+        prompt = max(1, len(json.dumps(body.get("messages", []))) // 4)
+        if words is None:
+            words = sum(1 for c in chunks for choice in c.get("choices", [])
+                        if choice["delta"].get("content") or choice["delta"].get("tool_calls"))
+        completion = max(1, words)
+        with self._lock:
+            self.usages.append({"model": body.get("model"), "prompt_tokens": prompt,
+                                "completion_tokens": completion, "stream": bool(body.get("stream"))})
+        return {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion}
 
     def chunks(self, body, reply):
         base = {**self._base(body), "object": "chat.completion.chunk"}

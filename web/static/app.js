@@ -589,7 +589,17 @@
       }).catch(() => abandonRun("The server's check could not be completed. Please try again."));
       return;
     }
-    if (run && ours(data)) {
+    if (data && data.code === "budget_exceeded") {
+      // the user's balance or monthly budget is used up: one short line, nothing was sent
+      if (run) {
+        const current = run;
+        run = null;
+        current.view.bubble.textContent = "";
+        current.view.article.append(el("p", "run-note budget", message));
+        setBusy(false);
+      }
+      say("Budget used up");
+    } else if (run && ours(data)) {
       const current = run;
       run = null;
       current.view.bubble.textContent = "";
