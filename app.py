@@ -52,6 +52,7 @@ from settings import SECRET_FIELDS, Settings, SettingsError, unknown_variables  
 from storage import StoreError  # noqa: E402
 from version import __version__  # noqa: E402
 from web import db_cli, kb, limits, page, rest, sockets  # noqa: E402
+from web import files as files_web  # noqa: E402
 from web.services import get_chat  # noqa: E402
 from web.serving import Drain  # noqa: E402
 
@@ -111,6 +112,7 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:  # an Open
     limits.init_app(app, settings)  # after sockets: its proxy fix wraps Socket.IO too
     db_cli.init_app(app)
     app.register_api(kb.bp)
+    files_web.init_app(app)  # a user's files and memories
     app.register_blueprint(page.bp)  # the chat page, /widget.js, /static
     knowledge_cli.init_app(app)
     compat.check_all(imported_only=True)  # a warning line per shim whose library changed

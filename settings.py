@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     local_embedding_model: str = ""  # a sentence-transformers model folder; "" = bundled MiniLM
     knowledge_top_k: int = Field(6, ge=1)  # 6: the offline answer often finds its page 5th or 6th
     knowledge_starter: bool = True  # ingest the bundled starter KB at startup (embedded DB)
+    # a user's files in a conversation (POST /conversations/<id>/files) and memories
+    max_file_size_mb: float = Field(10.0, gt=0)  # an upload's body; replaces MAX_CONTENT_LENGTH there
+    max_files_per_conversation: int = Field(20, ge=1)
+    file_ready_wait: float = Field(2.0, ge=0)  # seconds an upload waits for its file before `processing`
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessage, ToolMessage
 
 from agent import events as ev
 from agent.cancel import CancelHandle, RunCancelled, call_later
+from agent.files import ScopedTools
 from agent.steps import STEP_SEPARATOR, YIELD_EVERY, AnswerTooLong, RunSteps, ToolSteps, current_run
 from agent.text import storable
 from metrics import TOOL_CALLS
@@ -155,7 +156,7 @@ class ChatAgent:
         self.tools = {t.name: t for t in tools}
         # the model and the tools report to the run through agent/steps.py, not callbacks
         self.graph = create_agent(model, tools, system_prompt=system_prompt,
-                                  middleware=[ToolSteps()])
+                                  middleware=[ToolSteps(), ScopedTools()])
         self.max_retries = max_retries
         # each tool iteration is a model step plus a tools step; +1 for the final answer
         self.recursion_limit = 2 * max_tool_iterations + 1

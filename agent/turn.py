@@ -20,6 +20,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from agent import events as ev
 from agent.cancel import CancelHandle, RunCancelled
+from agent.files import run_scope
 from agent.offline import tokens_of
 from agent.persona import APOLOGY, GREETING
 from agent.retry import describe
@@ -324,7 +325,8 @@ class Chat:
         status, error = "succeeded", None
         history = [*to_langchain(begun.get("memory") or []), HumanMessage(data.message)]
         try:
-            self.agent.run(history, sink.emit, result, run.cancel, run.run_id)
+            with run_scope(self.store, data.user_token, run.conversation_id, run.run_id, sink.emit):
+                self.agent.run(history, sink.emit, result, run.cancel, run.run_id)
         except RunCancelled as exc:
             status = run.cancel.reason or exc.reason
         except Exception as exc:  # noqa: BLE001 - any agent failure ends as an apology
