@@ -194,3 +194,56 @@ def test_memory_save_recall_dedupe_delete_and_switch(server, client):
     assert server.get("/me/memories", headers=headers).json() == []
     final = _ask(client, token, second, "What is my favourite token?").final
     assert "DUSD" not in final["message"]
+
+
+# --- the OpenAI path: the scripted tool-calling model ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def scripted(tmp_path_factory, llm):
+    from tests.helpers import ServerProcess
+
+    srv = ServerProcess(tmp_path_factory.mktemp("files-openai"), env={
+        "OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-test-secret-value",
+        "OPENAI_MODEL": "scripted-model", "LLM_MAX_RETRIES": "0", "EMBEDDINGS": "none"}).start()
+    yield srv
+    srv.stop()
+
+
+def _offered(llm, question: str) -> set[str]:
+    """The tools offered with the first request of `question`."""
+    for body in llm.requests:
+        users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+        if users and question in str(users[-1].get("content")):
+            return {t["function"]["name"] for t in body.get("tools", [])}
+    raise AssertionError(f"no request asked {question!r}")
+
+
+def test_scripted_model_gets_the_files_tool_only_with_ready_files(scripted, llm):
+    token = _token()
+    conv = _conversation(scripted, token)
+    client = Client(scripted.url)
+    try:
+        q1 = f"hello {uuid.uuid4().hex[:6]}"
+        _ask(client, token, conv, q1)
+        assert "conversation_files" not in _offered(llm, q1)
+        assert {"save_memory", "search_memories"} <= _offered(llm, q1)
+        a = _upload(scripted, token, conv, "alpha.txt", b"Alpha says the tide turns at noon.").json()
+        b = _upload(scripted, token, conv, "beta.txt", b"Beta says the tide turns at midnight.").json()
+        q2 = f'when does the tide turn [call conversation_files {{"query": "tide turns", "file_ids": ["{b["id"]}"]}}]'
+        final = _ask(client, token, conv, q2).final
+        assert "conversation_files" in _offered(llm, q2)
+        tool_request = next(r for r in llm.requests if r["messages"][-1].get("role") == "tool"
+                            and "midnight" in r["messages"][-1]["content"])
+        assert "noon" not in tool_request["messages"][-1]["content"]  # only the file named
+        assert final["sources"] == [{"title": "beta.txt", "url": None}]
+        assert a["status"] == "ready"
+        # the model cannot name a user: save_memory takes only the fact
+        q3 = 'note this [call save_memory {"fact": "I hold 5 DFI", "user_token": "someone-else"}]'
+        events = _ask(client, token, conv, q3)
+        assert events.of("memory_saved")[0]["content"] == "I hold 5 DFI"
+        assert [m["content"] for m in scripted.get(
+            "/me/memories", headers={"X-User-Token": token}).json()] == ["I hold 5 DFI"]
+        assert scripted.get("/me/memories", headers={"X-User-Token": "someone-else"}).json() == []
+    finally:
+        client.close()
