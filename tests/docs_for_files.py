@@ -71,3 +71,23 @@ def docx_file(heading: str, paragraphs: list[str]) -> bytes:
     out = io.BytesIO()
     document.save(out)
     return out.getvalue()
+
+
+def big_pdf(size: int, pages: int = 200) -> bytes:
+    """About `size` bytes: `pages` pages of text, then an incompressible image (as scanned
+    figures make real PDFs large)."""
+    import random
+
+    lines = [f"Line {i}: the masternode ledger keeps reward number {i} for the auditors." for i in range(40)]
+    text = text_pdf(lines, pages=pages)
+    padding = max(0, size - len(text) - 600)
+    blob = random.Random(7).randbytes(padding)
+    side = int((padding // 3) ** 0.5) or 1
+    image = _stream(blob, b"/Type /XObject /Subtype /Image /Width %d /Height %d"
+                          b" /ColorSpace /DeviceRGB /BitsPerComponent 8 " % (side, side))
+    # the image as one more object of the text PDF: rebuild with it appended
+    head, _, _ = text.partition(b"xref\n")
+    objects = []
+    for chunk in head.split(b" 0 obj\n")[1:]:
+        objects.append(chunk.rsplit(b"\nendobj\n", 1)[0])
+    return _pdf([*objects, image])

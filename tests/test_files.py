@@ -6,13 +6,16 @@ and switched off."""
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
+import time
 import uuid
 
 import pytest
 import requests
 
-from tests.docs_for_files import docx_file, image_pdf, text_pdf
+from tests.docs_for_files import big_pdf, docx_file, image_pdf, text_pdf
 from tests.helpers import RunClient
 
 
@@ -230,7 +233,8 @@ def test_scripted_model_gets_the_files_tool_only_with_ready_files(scripted, llm)
         assert {"save_memory", "search_memories"} <= _offered(llm, q1)
         a = _upload(scripted, token, conv, "alpha.txt", b"Alpha says the tide turns at noon.").json()
         b = _upload(scripted, token, conv, "beta.txt", b"Beta says the tide turns at midnight.").json()
-        q2 = f'when does the tide turn [call conversation_files {{"query": "tide turns", "file_ids": ["{b["id"]}"]}}]'
+        args = json.dumps({"query": "tide turns", "file_ids": [b["id"]]})
+        q2 = f"when does the tide turn [call conversation_files {args}]"
         final = _ask(client, token, conv, q2).final
         assert "conversation_files" in _offered(llm, q2)
         tool_request = next(r for r in llm.requests if r["messages"][-1].get("role") == "tool"
@@ -247,3 +251,80 @@ def test_scripted_model_gets_the_files_tool_only_with_ready_files(scripted, llm)
         assert scripted.get("/me/memories", headers={"X-User-Token": "someone-else"}).json() == []
     finally:
         client.close()
+
+
+# --- ingestion off the hub, measured ------------------------------------------------
+
+
+def _hub_lag_buckets(server) -> dict[float, float]:
+    buckets = {}
+    for line in server.get("/metrics").text.splitlines():
+        if line.startswith("jellychat_hub_lag_seconds_bucket"):
+            buckets[float(line.split('le="')[1].split('"')[0])] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def _ready(server, client, token, conv, name, data, mime="application/octet-stream"):
+    """Upload and wait for the file to be ready ({file_ready} when it took long); the
+    seconds it took."""
+    assert client.sio.call("watch_files", {"user_token": token, "conversation_id": conv},
+                           timeout=10) == {"ok": True}
+    started = time.monotonic()
+    row = _upload(server, token, conv, name, data, mime).json()
+    while row["status"] == "processing":
+        event, payload = client.next_event(timeout=120)
+        if event == "file_ready" and payload["id"] == row["id"]:
+            row = payload
+    return row, time.monotonic() - started
+
+
+def test_a_10_mb_pdf_is_read_off_the_hub_while_others_chat(server, client):
+    token = _token()
+    conv = _conversation(server, token)
+    pdf = big_pdf(10 * 1024 * 1024 - 64 * 1024)
+    before = _hub_lag_buckets(server)
+    turns: list[float] = []
+    done = threading.Event()
+
+    def others_chat():
+        other = Client(server.url)
+        try:
+            while not done.is_set():
+                t0 = time.monotonic()
+                final = _ask(other, _token(), None, "What is 6 * 7?").final
+                assert "42" in final["message"]
+                turns.append(time.monotonic() - t0)
+        finally:
+            other.close()
+
+    chatter = threading.Thread(target=others_chat)
+    chatter.start()
+    try:
+        row, seconds = _ready(server, client, token, conv, "ledger.pdf", pdf, "application/pdf")
+    finally:
+        done.set()
+        chatter.join(60)
+    after = _hub_lag_buckets(server)
+    assert row["status"] == "ready" and row["chunks"] >= 100, row
+    delta = {b: after[b] - before.get(b, 0) for b in sorted(after)}
+    total = delta[float("inf")]
+    over = total - delta[0.05]
+    print(f"\n10 MB PDF ready in {seconds:.1f} s; hub lag samples {total:.0f}, over 50 ms: {over:.0f};"
+          f" {len(turns)} other turns, slowest {max(turns or [0]) * 1000:.0f} ms")
+    assert total >= 5 and over == 0, delta
+    assert turns, "other users' turns went on meanwhile"
+
+
+def test_a_5_mb_text_file_is_ready_within_10_s_and_found(server, client):
+    token = _token()
+    conv = _conversation(server, token)
+    body = "".join(f"Paragraph {i}: routine notes about liquidity pools and fees.\n\n"
+                   for i in range(80_000))
+    body += "The secret harbour password is quokkaberry.\n"
+    data = body.encode()
+    assert len(data) >= 5_000_000
+    row, seconds = _ready(server, client, token, conv, "notes.txt", data, "text/plain")
+    print(f"\n5 MB text file ({row['chunks']} chunks) ready in {seconds:.1f} s")
+    assert row["status"] == "ready" and seconds < 10, (row, seconds)
+    final = _ask(client, token, conv, "What is the secret harbour password?").final
+    assert "quokkaberry" in final["message"] and final["sources"][0]["title"] == "notes.txt"
