@@ -19,7 +19,7 @@ from storage import StoreError
 from storage import files as stored
 
 MAX_FACT_CHARS = 500
-_REMEMBER = re.compile(r"^\W*(?:please\s+|jelly\W+)?(?:remember|note|keep in mind)\s+(?:that\s+)?"
+_REMEMBER = re.compile(r"^\W*(?:please\s+|jelly\W+)?(?:remember|keep in mind)\s+(?:that\s+)?"
                        r"(?P<fact>\S.*?)\W*$", re.I | re.S)
 _ABOUT_ME = re.compile(r"\b(my|me|i|mine|i'm|am i)\b", re.I)
 
