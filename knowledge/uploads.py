@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass
 
 from knowledge.embeddings import off_the_hub
-from knowledge.loaders import SourceDocument, markdown_title, page_from_html
+from knowledge.loaders import SourceDocument, page_from_html
 from knowledge.retrieval import _CPU_SLOTS
 from knowledge.splitting import embedding_text, split_document
 
@@ -145,8 +145,7 @@ def document_of(data: bytes, mime_type: str, name: str) -> SourceDocument:
         fmt = "markdown" if mime_type == MARKDOWN else "text"
     if not text.strip():
         raise ValueError("the file has no text")
-    title = (markdown_title(text) if fmt == "markdown" else None) or name
-    return SourceDocument(source=name, text=text, format=fmt, title=name or title)
+    return SourceDocument(source=name, text=text, format=fmt, title=name)  # cited by its name
 
 
 def _chunks_of(data: bytes, mime_type: str, name: str, file_id: str) -> list[dict]:

@@ -99,3 +99,44 @@ def test_memories_dedupe_search_delete_and_switch(both, backend):  # noqa: F811
     assert fs.preferences(store, "dave") == {"memory_enabled": False}
     conv = _conversation(store, "dave")
     assert fs.run_context(store, "dave", conv)["memory_enabled"] is False
+
+
+def test_files_and_memory_modules_do_not_import_flask():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, agent.files, tools.files, knowledge.uploads, storage.files; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('flask', 'flask_socketio')]; "
+            "assert not bad, bad")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (b"%PDF-1.7\n...", "application/pdf"),
+    (b"<!DOCTYPE html><html><body>x</body></html>", "text/html"),
+    (b"  <html lang='en'><p>x</p></html>", "text/html"),
+    (b"# Heading\n\nSome text.", "text/markdown"),
+    (b"Just words, no markup at all.", "text/plain"),
+    ("Grüße aus Zürich".encode("utf-16"), "text/plain"),
+])
+def test_types_come_from_the_content(data, expected):
+    from knowledge.uploads import detect
+
+    assert detect(data) == expected
+
+
+@pytest.mark.parametrize("data", [
+    b"MZ\x90\x00\x03\x00\x00\x00" + bytes(300),  # a Windows executable
+    b"\x7fELF\x02\x01\x01" + bytes(300),  # a Linux one
+    b"PK\x03\x04" + bytes(100),  # a zip that is no Word file
+    b"\x89PNG\r\n\x1a\n" + bytes(100),  # an image
+    b"",
+])
+def test_other_types_are_refused(data):
+    from knowledge.uploads import Unsupported, detect
+
+    with pytest.raises(Unsupported):
+        detect(data)
