@@ -12,13 +12,17 @@ it, then says `processing`, and `file_ready` follows on the Socket.IO room
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
+import time
 
 from flask import Blueprint, current_app, jsonify, request
+from werkzeug.formparser import MultiPartParser
 
 from agent.persona import GREETING
 from agent.turn import InvalidInput, validate_id, validate_optional_text
+from knowledge.embeddings import off_the_hub
 from knowledge.retrieval import embed_query, get_retriever
 from knowledge.uploads import Unsupported, detect, process
 from storage import Busy, NotFound, StoreError
@@ -32,6 +36,8 @@ log = logging.getLogger("jellychat.files")
 bp = Blueprint("files", __name__)
 
 MULTIPART_OVERHEAD = 64 * 1024  # bytes of multipart framing allowed beyond the file itself
+READ_PIECE = 256 * 1024  # bytes of the body read between turns of the hub
+FORM_MEMORY = 500_000  # bytes the multipart parser may buffer (Flask's default)
 MAX_NAME_CHARS = 200
 MAX_MEMORY_CHARS = 500
 FILE_READY = "file_ready"
@@ -48,10 +54,46 @@ def _conversation(conversation_id: str) -> str:
         raise NotFound("conversation not found") from None
 
 
-def _file_name(upload) -> str:
-    name = " ".join((upload.filename or "").replace("\\", "/").rsplit("/", 1)[-1].split())
+def _file_name(filename: str | None) -> str:
+    name = " ".join((filename or "").replace("\\", "/").rsplit("/", 1)[-1].split())
     name = "".join(ch for ch in name if ch.isprintable() and not 0xD800 <= ord(ch) <= 0xDFFF)
     return name[:MAX_NAME_CHARS] or "upload"
+
+
+def _read_body(cap: int) -> bytes | None:
+    """The request body, read in pieces that each give the hub a turn; None past `cap`
+    (a declared length is checked before this; a chunked body stops being read there)."""
+    environ = request.environ
+    stream = environ["wsgi.input"]
+    declared = request.content_length
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if declared is None and not chunked:
+        return b""
+    parts, size = [], 0
+    while declared is None or size < declared:
+        piece = stream.read(min(READ_PIECE, declared - size) if declared is not None else READ_PIECE)
+        if not piece:
+            break
+        size += len(piece)
+        if size > cap:
+            return None
+        parts.append(piece)
+        time.sleep(0)  # green under eventlet: the body arrives faster than the hub may wait
+    return b"".join(parts)
+
+
+def _file_part(body: bytes, boundary: bytes) -> tuple[str, bytes] | None:
+    """The `file` part of a multipart body: (its file name, its bytes), None when absent.
+    CPU work: called through `off_the_hub`."""
+    try:
+        _form, files = MultiPartParser(max_form_memory_size=FORM_MEMORY).parse(
+            io.BytesIO(body), boundary, len(body))
+    except ValueError:
+        return None  # a malformed body carries no file
+    upload = files.get("file")
+    if upload is None:
+        return None
+    return upload.filename, upload.stream.read()
 
 
 @bp.post("/conversations/<conversation_id>/files")
@@ -67,17 +109,18 @@ def upload_file(conversation_id):
     conversation = _conversation(conversation_id)
     store = get_chat().store
     stored.list_files(store, token, conversation)  # 404 before the body is read
-    request.max_content_length = limit + MULTIPART_OVERHEAD  # this route's cap, for chunked bodies
-    if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
-        # the server decodes chunked input and ends it (eventlet does not say so): Werkzeug
-        # then reads it, cut off past max_content_length, instead of seeing no body at all
-        request.environ["wsgi.input_terminated"] = True
     if not request.content_type or not request.content_type.startswith("multipart/form-data"):
         raise InvalidInput("file", "send the file as multipart/form-data in the field 'file'")
-    upload = request.files.get("file")  # 413 (RequestEntityTooLarge) past the cap
+    boundary = request.mimetype_params.get("boundary", "").encode("latin-1", "replace")
+    if not boundary:
+        raise InvalidInput("file", "the multipart body has no boundary")
+    body = _read_body(limit + MULTIPART_OVERHEAD)
+    if body is None:
+        return _error(too_big, 413, limit=limit)
+    upload = off_the_hub(_file_part, body, boundary)  # parsing 10 MB costs the hub ~40 ms
     if upload is None:
         raise InvalidInput("file", "'file' is required: a multipart field named 'file'")
-    data = upload.stream.read(limit + 1)
+    name, data = upload
     if len(data) > limit:
         return _error(too_big, 413, limit=limit)
     try:
@@ -85,7 +128,7 @@ def upload_file(conversation_id):
     except Unsupported as exc:
         return _error(f"unsupported file type: {exc}", 415)
     try:
-        row = stored.add_file(store, token, conversation, _file_name(upload), mime_type, len(data),
+        row = stored.add_file(store, token, conversation, _file_name(name), mime_type, len(data),
                               settings.max_files_per_conversation)
     except Busy as exc:
         return _error(str(exc), 409)
