@@ -2,26 +2,29 @@
 
 `detect` looks at the bytes (magic numbers, a zip's members, a strict text
 decode), never the name, so an executable named .pdf is refused. `process`
-parses, splits with the knowledge splitter and embeds with the knowledge
-embedder; the parsing and the splitting run on an OS thread when eventlet has
-patched the process (`off_the_hub`), so the hub serves everyone else meanwhile.
+parses and splits (with the knowledge splitter) in a child process, waited for
+on a worker thread (`off_the_hub`), so neither the hub nor the GIL is held
+meanwhile, then embeds with the knowledge embedder.
 A file that cannot be read is stored as `failed` with a reason, never raised.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
+import sys
 import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
-from knowledge.embeddings import off_the_hub
 from knowledge.loaders import SourceDocument, page_from_html
-from knowledge.retrieval import _CPU_SLOTS
 from knowledge.splitting import embedding_text, split_document
 
 log = logging.getLogger("jellychat.knowledge.uploads")
+
+ROOT = str(Path(__file__).resolve().parent.parent)  # the child imports knowledge from here
 
 PDF = "application/pdf"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -160,10 +163,57 @@ def _chunks_of(data: bytes, mime_type: str, name: str, file_id: str) -> list[dic
     return out
 
 
+PARSE_TIMEOUT = 120  # seconds a file may take to parse before it counts as unreadable
+
+
+def _chunks_in_a_process(data: bytes, mime_type: str, name: str, file_id: str) -> list[dict]:
+    """`_chunks_of` in a child process (`python -m knowledge.uploads`): the parsers' pure-Python
+    CPU work then never holds this process's GIL (a worker thread holding it while the OS
+    runs something else held the hub up to 60 ms on a busy machine), a hostile PDF cannot
+    exhaust this process's memory, and a parser that hangs is killed. Runs on a worker
+    thread (`off_the_hub`), with the unpatched subprocess module under eventlet."""
+    patcher = sys.modules.get("eventlet.patcher")
+    if patcher is not None and patcher.is_monkey_patched("os"):
+        subprocess = patcher.original("subprocess")
+    else:
+        import subprocess
+    header = json.dumps({"mime_type": mime_type, "name": name, "file_id": file_id}).encode()
+    try:
+        done = subprocess.run([sys.executable, "-m", "knowledge.uploads"], input=header + b"\n" + data,
+                              capture_output=True, timeout=PARSE_TIMEOUT, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"the file took longer than {PARSE_TIMEOUT} s to read") from None
+    if done.returncode != 0:
+        raise RuntimeError(f"the parser exited with {done.returncode}: "
+                           f"{done.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+    answer = json.loads(done.stdout)
+    if answer.get("error"):
+        raise ValueError(answer["error"])
+    return answer["chunks"]
+
+
+def _child() -> None:
+    """The child process of `_chunks_in_a_process`: header line, then the file, on stdin."""
+    raw = sys.stdin.buffer.read()
+    header, _, data = raw.partition(b"\n")
+    meta = json.loads(header)
+    try:
+        chunks = _chunks_of(data, meta["mime_type"], meta["name"], meta["file_id"])
+        answer = {"chunks": chunks}
+    except ValueError as exc:
+        answer = {"error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - a broken file: the reason, never a crash
+        answer = {"error": f"the file could not be read ({type(exc).__name__})"}
+    sys.stdout.write(json.dumps(answer))
+
+
 def process(data: bytes, mime_type: str, name: str, file_id: str, embedder=None) -> Parsed:
     """Parse, split and embed one file. Never raises for a bad file: `failed` with a reason."""
+    from knowledge.embeddings import off_the_hub  # here: the child process needs neither
+    from knowledge.retrieval import _CPU_SLOTS
+
     try:
-        chunks = off_the_hub(_chunks_of, data, mime_type, name, file_id)
+        chunks = off_the_hub(_chunks_in_a_process, data, mime_type, name, file_id)
     except ValueError as exc:
         return Parsed("failed", [], str(exc))
     except Exception as exc:  # noqa: BLE001 - a broken file is the user's, not a server error
@@ -192,3 +242,8 @@ def process(data: bytes, mime_type: str, name: str, file_id: str, embedder=None)
             for chunk in chunks:
                 chunk.pop("embedding", None)
     return Parsed("ready", chunks, None, space)
+
+
+if __name__ == "__main__":
+    logging.disable(logging.CRITICAL)  # pypdf's warnings about a damaged file go nowhere
+    _child()
