@@ -64,6 +64,7 @@ from web import (  # noqa: E402
     rest,
     sockets,
 )
+from web import files as files_web  # noqa: E402
 from web.services import get_chat  # noqa: E402
 from web.serving import Drain  # noqa: E402
 
@@ -135,6 +136,7 @@ def create_app(test_config: dict | None = None, store=None) -> Flask:  # an Open
     app.register_api(api_keys.bp)
     app.register_api(openai_compat.bp)
     app.register_api(ai_sdk.bp)
+    files_web.init_app(app)  # a user's files and memories
     app.register_blueprint(page.bp)  # the chat page, /widget.js, /static
     knowledge_cli.init_app(app)
     compat.check_all(imported_only=True)  # a warning line per shim whose library changed

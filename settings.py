@@ -166,6 +166,10 @@ class Settings(BaseSettings):
     knowledge_min_score: float = Field(0.0, ge=0)
     knowledge_max_chars: int = Field(6000, ge=0)  # text budget of one tool result (~1,500 tokens)
     knowledge_starter: bool = True  # ingest the bundled starter KB at startup (embedded DB)
+    # a user's files in a conversation (POST /conversations/<id>/files) and memories
+    max_file_size_mb: float = Field(10.0, gt=0)  # an upload's body; replaces MAX_CONTENT_LENGTH there
+    max_files_per_conversation: int = Field(20, ge=1)
+    file_ready_wait: float = Field(2.0, ge=0)  # seconds an upload waits for its file before `processing`
 
     @field_validator("log_level", mode="before")
     @classmethod

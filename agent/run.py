@@ -61,6 +61,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from agent import events as ev
 from agent import titles
 from agent.cancel import CancelHandle, RunCancelled, call_later
+from agent.files import run_scope
 from agent.history import to_langchain
 from agent.persona import APOLOGY
 from agent.retry import describe
@@ -240,7 +241,9 @@ class Run:
                 else to_langchain(self.begun.get("memory") or []))
         messages = [*past, HumanMessage(self.data.message)]
         try:
-            self._stream_agent(messages)
+            with run_scope(self.chat.store, self.user_token, self.conversation_id, self.run_id,
+                           self.emit):  # whose files and memories the run's tools may reach
+                self._stream_agent(messages)
         except RunCancelled as exc:
             self.status = self.cancel.reason or exc.reason
         except Exception as exc:  # noqa: BLE001 - any agent failure ends as an apology

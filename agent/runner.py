@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from langchain.agents import create_agent
 
+from agent.files import ScopedTools
 from agent.steps import ToolSteps
 
 
@@ -20,7 +21,7 @@ class ChatAgent:
         self.tools = {t.name: t for t in tools}
         # the model and the tools report to the run through agent/steps.py, not callbacks
         self.graph = create_agent(model, tools, system_prompt=system_prompt,
-                                  middleware=[ToolSteps()])
+                                  middleware=[ToolSteps(), ScopedTools()])
         self.max_retries = max_retries
         # each tool iteration is a model step plus a tools step; +1 for the final answer
         self.recursion_limit = 2 * max_tool_iterations + 1

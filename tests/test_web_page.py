@@ -554,3 +554,51 @@ def test_the_page_solves_the_proof_of_work_when_required(context, tmp_path):
         assert console.errors == []
     finally:
         srv.stop()
+
+
+def test_files_attach_drop_and_delete_and_memories_with_undo(context, server):
+    """On the offline server: a file attached with the button and one dropped on the page,
+    listed and deleted; an answer from the file; a "remembered" note whose undo forgets;
+    the memories page with a delete button per memory."""
+    page, console = open_chat(context, server.url)
+    page.set_input_files("#file-input", files=[{
+        "name": "kelpie.md", "mimeType": "text/markdown",
+        "buffer": b"# Kelpie\n\nThe vault code word is marmalade.\n"}])
+    page.wait_for_selector("#files .file.ready:has-text('kelpie.md')")
+    page.evaluate("""() => {
+        const data = new DataTransfer();
+        data.items.add(new File(["Second note: the lighthouse opens at nine."], "note.txt",
+                                {type: "text/plain"}));
+        const main = document.querySelector("main");
+        for (const type of ["dragenter", "dragover", "drop"]) {
+            main.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true, cancelable: true}));
+        }
+    }""")
+    page.wait_for_selector("#files .file.ready:has-text('note.txt')")
+    assert page.locator("#drop-zone").is_hidden()
+    ask(page, "What is the vault code word?")
+    wait_answer_done(page)
+    assert "marmalade" in last_answer(page).locator(".bubble").text_content()
+    assert "kelpie.md" in last_answer(page).locator(".sources").text_content()
+    page.locator("#files .file:has-text('note.txt') .delete-file").click()
+    page.wait_for_function("() => !document.querySelector('#files').textContent.includes('note.txt')")
+    page.reload()
+    page.wait_for_selector("#files .file:has-text('kelpie.md')")
+    assert page.locator("#files .file").count() == 1
+    # memories: the note and its undo
+    ask(page, "Remember that my favourite token is DUSD")
+    wait_answer_done(page)
+    note = last_answer(page).locator(".remembered")
+    assert "my favourite token is DUSD" in note.text_content()
+    note.locator(".undo").click()
+    page.wait_for_selector(".remembered:has-text('Forgotten')")
+    ask(page, "Remember that I run two masternodes")
+    wait_answer_done(page)
+    page.click("#memories-open")
+    page.wait_for_selector("#memories .memory:has-text('I run two masternodes')")
+    assert page.locator("#memories .memory").count() == 1  # the undone one is gone
+    shot(page, "memories")
+    page.locator("#memories .memory .delete-memory").first.click()
+    page.wait_for_selector("#memories-empty:not([hidden])")
+    assert page.locator("#memories .memory").count() == 0
+    assert console.errors == []

@@ -10,6 +10,7 @@ own routing table by tool name (agent/offline/).
 from __future__ import annotations
 
 from tools import calculator
+from tools import files as files_tools
 from tools import knowledge as knowledge_tools
 from tools import ocean as ocean_tools
 
@@ -17,6 +18,7 @@ TOOL_FACTORIES = [
     calculator.make_tools,
     knowledge_tools.make_tools,
     ocean_tools.make_tools,
+    files_tools.make_tools,  # run-scoped: the user's files and memories
 ]
 
 

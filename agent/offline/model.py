@@ -20,7 +20,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from agent.offline import calculator, knowledge, ocean
+from agent.offline import calculator, files, knowledge, ocean
 from agent.persona import GREETING
 from agent.steps import model_step_in_run
 from agent.text import tokens_of
@@ -36,6 +36,10 @@ class Guide:
 
 
 GUIDES = {
+    # a user's own material first: "remember that …", questions about them, their files
+    "save_memory": Guide(1, files.route_save, files.answer_save),
+    "search_memories": Guide(2, files.route_search, files.answer_search),
+    "conversation_files": Guide(15, files.route_files, files.answer_files),
     "calculator": Guide(10, calculator.route, calculator.answer),
     # before the Ocean: "how do I read a balance in Python" is a how-to
     "defichainpython_knowledge": Guide(20, knowledge.route_python,

@@ -8,6 +8,7 @@ to it over HTTP. Its replies are scripted from the request it receives:
 - last message from a tool            -> stream "The result is <tool output>."
 - user asks "what did I ask"           -> stream the previous user message it was sent
 - user message with arithmetic         -> a `calculator` tool call
+- `[call NAME {json args}]`            -> a call of tool NAME with those arguments
 - user message containing "explode"    -> HTTP 500
 - a request for a conversation title   -> "Scripted title"
 - a request for follow-up suggestions  -> four numbered questions, one repeated
@@ -125,6 +126,9 @@ def script(messages: list[dict], first: bool = True, ask_tool: str | None = None
     if re.search(r"what did i (just )?ask", question, re.I):
         earlier = users[-2] if len(users) > 1 else "nothing yet"
         return {"text": f"You asked: {earlier}"}
+    call = re.search(r"\[call (\w+) (\{.*\})\]", question)
+    if call:
+        return {"tool": call[1], "args": json.loads(call[2]), **directives}
     match = ARITHMETIC.search(question.replace("divided by", "/").replace("times", "*"))
     if match:
         reply = {"tool": "calculator", "args": {"expression": " ".join(match.group(0).split())}}

@@ -18,6 +18,10 @@
     newChat: $("new-chat"), menu: $("menu"), closeSidebar: $("close-sidebar"),
     scrim: $("scrim"), status: $("status"),
     title: $("title-text"),
+    files: $("files"), attach: $("attach"), fileInput: $("file-input"), dropZone: $("drop-zone"),
+    memoriesPage: $("memories-page"), memoriesOpen: $("memories-open"),
+    memoriesClose: $("memories-close"), memoriesList: $("memories"),
+    memoriesEmpty: $("memories-empty"), memoriesClear: $("memories-clear"),
   };
 
   // ---- storage that survives a browser that refuses localStorage (e.g. blocked in an iframe)
@@ -399,6 +403,7 @@
     if (id) store.set(CONVERSATION_KEY, id); else store.remove(CONVERSATION_KEY);
     renderList();
     els.messages.textContent = ""; // never show one conversation's messages under another's name
+    loadFiles();
     if (!id) { greeting(); return; }
     try {
       const data = await api("GET", `/conversations/${encodeURIComponent(id)}`);
@@ -558,6 +563,27 @@
     const line = run.view.toolLines[data.call_id];
     if (line) endTool(line, data.status, data.summary, data.duration_ms);
   });
+  socket.on("memory_saved", (data) => {
+    if (!ours(data) || !data || !data.id) return;
+    const note = el("p", "run-note remembered");
+    note.append(el("span", "", `🧠 Remembered: ${data.content}`));
+    const undo = el("button", "link undo", "Undo");
+    undo.type = "button";
+    undo.addEventListener("click", async () => {
+      try {
+        await api("DELETE", `/me/memories/${encodeURIComponent(data.id)}`);
+        note.textContent = "Forgotten.";
+      } catch (e) {
+        if (e.status === 404) note.textContent = "Forgotten.";
+        else if (e.status) say(`Couldn't undo: ${e.message}`);
+      }
+    });
+    note.append(" ", undo);
+    run.view.article.append(note);
+  });
+  socket.on("file_ready", (data) => {
+    if (data && data.conversation_id === currentId) loadFiles();
+  });
   socket.on("final_answer_token", (data) => {
     if (!ours(data)) return;
     run.text += data.token;
@@ -669,6 +695,155 @@
     if (ev.key !== "Escape") return;
     if (document.body.classList.contains("sidebar-open")) { closeSidebar(); els.menu.focus(); } else if (run) stop();
   });
+
+  // ---- the conversation's files: attach button, drag and drop, list with delete
+  let filesShown = [];
+  function renderFiles() {
+    els.files.textContent = "";
+    els.files.hidden = !filesShown.length;
+    for (const f of filesShown) {
+      const li = el("li", `file ${f.status}`);
+      li.dataset.id = f.id;
+      const label = f.status === "ready" ? f.name
+        : f.status === "processing" ? `${f.name} (reading…)` : `${f.name} (failed: ${f.error || "unreadable"})`;
+      li.append(el("span", "name", `📄 ${label}`));
+      const del = el("button", "icon delete-file", "✕");
+      del.type = "button";
+      del.setAttribute("aria-label", `Remove ${f.name} from this conversation`);
+      del.addEventListener("click", () => removeFile(f));
+      li.append(del);
+      els.files.append(li);
+    }
+  }
+  async function loadFiles() {
+    const id = currentId;
+    if (!id) { filesShown = []; renderFiles(); return; }
+    try {
+      const rows = await api("GET", `/conversations/${encodeURIComponent(id)}/files`);
+      if (currentId !== id) return;
+      filesShown = rows || [];
+      renderFiles();
+      if (filesShown.some((f) => f.status === "processing")) {
+        socket.emit("watch_files", { user_token: userToken, conversation_id: id });
+      }
+    } catch (e) {
+      filesShown = [];
+      renderFiles();
+    }
+  }
+  async function removeFile(f) {
+    try {
+      await api("DELETE", `/files/${encodeURIComponent(f.id)}`);
+    } catch (e) {
+      if (e.status && e.status !== 404) { say(`Couldn't remove ${f.name}: ${e.message}`); return; }
+    }
+    filesShown = filesShown.filter((x) => x.id !== f.id);
+    renderFiles();
+    say(`Removed ${f.name}`);
+  }
+  async function uploadFile(file) {
+    if (!currentId) {
+      try {
+        const c = await api("POST", "/conversations", {});
+        listEdits++;
+        conversations.unshift(c);
+        await switchTo(c.id);
+      } catch (e) {
+        if (e.status) say(`Couldn't start a conversation for the file: ${e.message}`);
+        return;
+      }
+    }
+    const id = currentId;
+    const form = new FormData();
+    form.append("file", file, file.name);
+    say(`Adding ${file.name}…`);
+    let response;
+    try {
+      response = await fetch(`/conversations/${encodeURIComponent(id)}/files`, {
+        method: "POST", headers: { "X-User-Token": userToken, Accept: "application/json" }, body: form,
+      });
+    } catch (e) {
+      say(`Couldn't send ${file.name}: the server is unreachable`);
+      return;
+    }
+    let data = null;
+    try { data = await response.json(); } catch (e) { data = null; }
+    if (!response.ok) {
+      say(`${file.name} was not added: ${(data && data.error) || response.statusText}`);
+      return;
+    }
+    say(data.status === "failed" ? `${file.name} could not be read: ${data.error}` : `Added ${file.name}`);
+    if (data.status === "processing") socket.emit("watch_files", { user_token: userToken, conversation_id: id });
+    if (currentId === id) loadFiles();
+  }
+  els.attach.addEventListener("click", () => els.fileInput.click());
+  els.fileInput.addEventListener("change", () => {
+    for (const file of els.fileInput.files) uploadFile(file);
+    els.fileInput.value = "";
+  });
+  let dragDepth = 0;
+  const main = document.querySelector("main");
+  const carriesFiles = (ev) => ev.dataTransfer && Array.from(ev.dataTransfer.types || []).includes("Files");
+  main.addEventListener("dragenter", (ev) => {
+    if (!carriesFiles(ev)) return;
+    ev.preventDefault();
+    dragDepth++;
+    els.dropZone.hidden = false;
+  });
+  main.addEventListener("dragover", (ev) => { if (carriesFiles(ev)) ev.preventDefault(); });
+  main.addEventListener("dragleave", () => {
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (!dragDepth) els.dropZone.hidden = true;
+  });
+  main.addEventListener("drop", (ev) => {
+    if (!carriesFiles(ev)) return;
+    ev.preventDefault();
+    dragDepth = 0;
+    els.dropZone.hidden = true;
+    for (const file of ev.dataTransfer.files) uploadFile(file);
+  });
+
+  // ---- what Jelly remembers: a page listing the user's memories, each with a delete button
+  async function loadMemories() {
+    let rows = [];
+    try { rows = (await api("GET", "/me/memories")) || []; } catch (e) { if (e.status) say(`Couldn't load memories: ${e.message}`); }
+    els.memoriesList.textContent = "";
+    els.memoriesEmpty.hidden = rows.length > 0;
+    els.memoriesClear.hidden = rows.length === 0;
+    for (const m of rows) {
+      const li = el("li", "memory");
+      li.dataset.id = m.id;
+      li.append(el("span", "content", m.content));
+      const del = el("button", "icon delete-memory", "✕");
+      del.type = "button";
+      del.setAttribute("aria-label", `Forget: ${m.content}`);
+      del.addEventListener("click", async () => {
+        try { await api("DELETE", `/me/memories/${encodeURIComponent(m.id)}`); } catch (e) {
+          if (e.status && e.status !== 404) { say(`Couldn't forget it: ${e.message}`); return; }
+        }
+        loadMemories();
+      });
+      li.append(del);
+      els.memoriesList.append(li);
+    }
+  }
+  function openMemories() {
+    els.memoriesPage.hidden = false;
+    els.memoriesOpen.setAttribute("aria-expanded", "true");
+    loadMemories();
+    els.memoriesClose.focus();
+  }
+  function closeMemories() {
+    els.memoriesPage.hidden = true;
+    els.memoriesOpen.setAttribute("aria-expanded", "false");
+  }
+  els.memoriesOpen.addEventListener("click", () => (els.memoriesPage.hidden ? openMemories() : closeMemories()));
+  els.memoriesClose.addEventListener("click", () => { closeMemories(); els.memoriesOpen.focus(); });
+  els.memoriesClear.addEventListener("click", async () => {
+    try { await api("DELETE", "/me/memories"); } catch (e) { if (e.status) say(`Couldn't forget: ${e.message}`); }
+    loadMemories();
+  });
+  if (location.hash === "#memories") openMemories();
 
   // ---- embedded: is the embedding site allowed? (the widget checks too; this covers a hand-made iframe)
   async function embedAllowed() {
