@@ -7,7 +7,7 @@ import pytest
 
 from storage.base import Busy, NotFound, UnknownAssistant
 from tests import test_store_contract as contract
-from tests.test_store_contract import BACKENDS, GREETING, OWNER
+from tests.test_store_contract import GREETING, OWNER
 
 backends = contract.backends  # the contract's databases and servers (a module fixture)
 both = contract.both  # emptied before each case
@@ -126,16 +126,7 @@ def case_choice_per_turn(store):
 CASES = [case_create_update_versions, case_choice_per_turn]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__[5:])
-def test_contract(both, backend, case):
-    case(both[backend].store)
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__[5:])
-def test_backends_agree(both, case):
-    seen = {name: case(both[name].store) for name in BACKENDS}
-    assert seen["postgres"] == seen["supabase"]
+test_contract, test_backends_agree = contract.contract_tests(CASES)
 
 
 def test_runs_store_the_assistant_version(both):

@@ -4,10 +4,8 @@ a stale refresh is refused; GET /conversations/<id> carries it."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests import test_store_contract as contract
-from tests.test_store_contract import BACKENDS, GREETING, OWNER
+from tests.test_store_contract import GREETING, OWNER
 
 backends = contract.backends  # the contract's databases and servers (a module fixture)
 both = contract.both  # emptied before each case
@@ -59,13 +57,4 @@ def case_no_summary_without_one(store):
 CASES = [case_summary_is_incremental, case_no_summary_without_one]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__[5:])
-def test_contract(both, backend, case):
-    case(both[backend].store)
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__[5:])
-def test_backends_agree(both, case):
-    seen = {name: case(both[name].store) for name in BACKENDS}
-    assert seen["postgres"] == seen["supabase"]
+test_contract, test_backends_agree = contract.contract_tests(CASES)

@@ -562,6 +562,25 @@ CASES = [case_run_stores_question_tools_answer_and_title, case_runs_of_a_convers
 CASE_IDS = [c.__name__.removeprefix("case_") for c in CASES]
 
 
+def contract_tests(cases, of=lambda backend: backend.store):
+    """A store feature's two contract tests, for its module to name `test_contract` and
+    `test_backends_agree`: every case on each backend, and both backends answering alike.
+    `of`: what a case receives of a Backend (its store by default)."""
+    ids = [c.__name__[5:] for c in cases]
+
+    @pytest.mark.parametrize("backend", BACKENDS)
+    @pytest.mark.parametrize("case", cases, ids=ids)
+    def test_contract(both, backend, case):
+        case(of(both[backend]))
+
+    @pytest.mark.parametrize("case", cases, ids=ids)
+    def test_backends_agree(both, case):
+        seen = {name: case(of(both[name])) for name in BACKENDS}
+        assert seen["postgres"] == seen["supabase"]
+
+    return test_contract, test_backends_agree
+
+
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_contract(both, backend, case):
