@@ -577,17 +577,25 @@ class Store(ApiKeyStore, MeteredStore, ABC):
         return int(self._fn("jelly_kb_delete_documents",
                             {"p_kb": kb, "p_sources": list(sources)}) or 0)
 
-    @abstractmethod
     def search(
         self, kb: str, query: str, embedding: list[float] | None = None, k: int = 5
     ) -> list[Chunk]:
         """The `k` best chunks of `kb` for `query`, best first, `score` set.
 
-        Without `embedding`: full-text search (English stemming, any query word
-        may match, ranked by cover density). With it: hybrid, i.e. full-text and
+        Without `embedding`: full-text search (English stemming beside a
+        language-neutral ranking, fused). With it: hybrid, i.e. full-text and
         cosine (HNSW) candidate lists fused by reciprocal rank fusion (RRF_K);
-        only vectors of the embedding's dimension take part.
+        only vectors of the embedding's dimension take part. One SQL function
+        (jelly_kb_search) on both backends.
         """
+        k = max(1, int(k))
+        rows = self._fn("jelly_kb_search", {
+            "p_kb": kb, "p_query": query,
+            "p_embedding": None if embedding is None else vector_text(embedding),
+            "p_k": k, "p_candidates": max(40, 4 * k), "p_rrf_k": RRF_K,
+        }) or []
+        return [Chunk(content=r["content"], metadata=r["metadata"] or {}, id=r["id"], score=float(r["score"]))
+                for r in rows]
 
     def ingest_finished(self, kb: str) -> None:
         """Called after an ingest run that changed `kb`: refresh search statistics.

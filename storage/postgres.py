@@ -15,8 +15,7 @@ from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import compat
-from storage.base import RRF_K, Chunk, Store, StoreError, Transient
-from storage.base import vector_text as _vector_text
+from storage.base import Store, StoreError, Transient
 from storage.breaker import Breaker, Unavailable, WaitingLine
 from storage.migrations import apply_migrations, original_upgrade_report
 
@@ -220,22 +219,6 @@ class PostgresStore(Store):
                 if not self.breaker.probe():  # at most one probe per `probe_every`
                     raise StoreError(f"the database is unavailable: {self.breaker.reason}") \
                         from None
-
-    def search(self, kb, query, embedding=None, k=5) -> list[Chunk]:
-        k = max(1, int(k))
-        with self._connection() as conn:
-            if embedding is None:
-                rows = conn.execute(
-                    "select id, content, metadata, score from kb_text_search(%s, %s, %s)",
-                    (query, kb, k),
-                ).fetchall()
-            else:
-                rows = conn.execute(
-                    "select id, content, metadata, score from"
-                    " kb_hybrid_search(%s, %s::vector, %s, %s, %s, %s)",
-                    (query, _vector_text(embedding), kb, k, max(40, 4 * k), RRF_K),
-                ).fetchall()
-        return [Chunk(content=c, metadata=m, id=i, score=float(s)) for i, c, m, s in rows]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -29,8 +29,7 @@ import threading
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from storage.base import RRF_K, Chunk, Store, StoreError, Transient
-from storage.base import vector_text as _vector_text
+from storage.base import Store, StoreError, Transient
 
 try:
     import httpx
@@ -270,15 +269,3 @@ class SupabaseStore(Store):
 
     def _invoke(self, name, params):
         return self._once(name, lambda: self.client.rpc(name, params)).data
-
-    def search(self, kb, query, embedding=None, k=5) -> list[Chunk]:
-        k = max(1, int(k))
-        if embedding is None:
-            function, params = "kb_text_search", {"query": query, "kb": kb, "k": k}
-        else:
-            function = "kb_hybrid_search"
-            params = {"query": query, "query_embedding": _vector_text(embedding), "kb": kb, "k": k,
-                      "candidates": max(40, 4 * k), "rrf_k": RRF_K}
-        rows = self._call("search", lambda: self.client.rpc(function, params), idempotent=True).data
-        return [Chunk(content=r["content"], metadata=r["metadata"], id=r["id"], score=float(r["score"]))
-                for r in rows]

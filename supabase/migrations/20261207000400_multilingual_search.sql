@@ -160,6 +160,8 @@ declare
     terms tsquery[];
     weights double precision[];
     lexemes text[];
+    freqs double precision[];
+    selective tsquery;
     definition text := public.kb_definition_pattern(query);
     normal text := public.kb_normalise_query(query);
     asks_when boolean := query ~* '^\s*when\M|\mwhat\s+(year|date|day)\M|\msince\s+when\M';
@@ -173,18 +175,28 @@ begin
     select coalesce(sum(d.chunks), 0) into n from public.kb_documents d where d.kb = kb_english_search.kb;
     select array_agg(('''' || replace(replace(l.lexeme, '\', '\\'), '''', '''''') || '''')::tsquery),
            array_agg(ln((n + 1) / (coalesce(l.freq * n, 1) + 0.5))),
-           array_agg(l.lexeme)
-    into terms, weights, lexemes
-    from public.kb_query_lexemes(normal) l;
+           array_agg(l.lexeme),
+           array_agg(l.freq)
+    into terms, weights, lexemes, freqs
+    from public.kb_query_lexemes(normal) l;  -- pg_stats read once per query
+    -- kb_selective_words(normal, kb) on those lexemes (it would read pg_stats
+    -- again): the rarest while their estimated matches stay within 1000 chunks
+    select string_agg('''' || replace(replace(r.lexeme, '\', '\\'), '''', '''''') || '''', ' | '
+                      order by r.freq, r.lexeme)::tsquery
+    into selective
+    from (select x.lexeme, coalesce(x.freq, 0) as freq,
+                 sum(coalesce(x.freq, 0) * n) over (order by coalesce(x.freq, 0), x.lexeme) as expected
+          from unnest(lexemes, freqs) as x(lexeme, freq)) r
+    where r.expected <= 1000;
     if phrase is not null then
         phrase := '\m' || regexp_replace(phrase, '\s+', '[\s-]+', 'g') || 's?\M';
     end if;
     if asks_when then
-        select '\m(' || string_agg(regexp_replace(l.lexeme, '\W', '', 'g'), '|')
+        select '\m(' || string_agg(regexp_replace(x.lexeme, '\W', '', 'g'), '|')
                || ')\w*[^.!?\n]{0,80}\m(19|20)\d\d\M'
         into dated
-        from public.kb_query_lexemes(normal) l
-        where coalesce(l.freq, 0) < 0.05 and l.lexeme ~ '^\w{3,}$';
+        from unnest(lexemes, freqs) as x(lexeme, freq)
+        where coalesce(x.freq, 0) < 0.05 and x.lexeme ~ '^\w{3,}$';
     end if;
     return query execute $sql$
         with candidates as (
@@ -215,7 +227,7 @@ begin
         order by s.score desc, s.id
         limit $5
     $sql$
-    using kb, public.kb_selective_words(normal, kb), plainto_tsquery('english'::regconfig, normal),
+    using kb, selective, plainto_tsquery('english'::regconfig, normal),
           public.kb_any_words(normal), k, terms, weights, lexemes, definition,
           asks_when, dated, phrase;
 end
@@ -348,7 +360,7 @@ begin
               and (c.tsv_simple @@ coalesce(selective, every_word) or c.tsv_simple @@ every_word)
             limit 300
         ),
-        scored as (
+        scored as materialized (  -- else `idf * idf` below runs its subquery twice
             select c.id, c.content, c.metadata,
                    (select sum(b.best) from (
                         select max(t.w) as best
