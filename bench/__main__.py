@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = missed(result)
     for target in failed:
         t = result["targets"][target]
-        print(f"MISSED {target}: {t['value']} (target {t['op']} {t['limit']}{t.get('unit', '')})",
+        print(f"MISSED {target}: {t['value']} (target {t.get('op', '<=')} {t['limit']}{t.get('unit', '')})",
               file=sys.stderr)
     return 1 if failed else 0
 
