@@ -32,6 +32,7 @@ from langchain_core.messages.utils import count_tokens_approximately, trim_messa
 
 from agent.retry import describe
 from agent.text import storable
+from agent.usage import metered_call
 
 log = logging.getLogger("jellychat.history")
 
@@ -107,7 +108,8 @@ class History:
         used = sum(tokens(m["content"]) for m in memory) + tokens(question) + tokens(answer)
         return used + tokens(begun.get("summary") or "") > self.max_tokens
 
-    def refresh(self, store, conversation_id: str) -> bool:
+    def refresh(self, store, conversation_id: str, run_id: str | None = None,
+                model: str | None = None) -> bool:
         """Fold the oldest messages after the summary into it, keeping the newest within
         half the budget (and half the memory); True when a new summary was stored."""
         state = store.history_after_summary(conversation_id, REFRESH_READ)
@@ -118,7 +120,9 @@ class History:
         fold = messages[: len(messages) - keep]
         if not fold:
             return False
-        summary = self.summarise(state.get("summary") or "", fold)
+        summary = self.summarise(state.get("summary") or "", fold,
+                                 lambda prompt: metered_call(self.writer, prompt, store, run_id,
+                                                             model, "summary"))
         stored = store.set_summary(conversation_id, summary, fold[-1]["id"],
                                    state.get("summary_through"))
         if stored:
@@ -139,8 +143,9 @@ class History:
             keep -= 1
         return keep
 
-    def summarise(self, summary: str, fold: list[dict]) -> str:
-        """The summary with `fold` added: by the model within its budget, else extractive."""
+    def summarise(self, summary: str, fold: list[dict], call=None) -> str:
+        """The summary with `fold` added: by the model within its budget, else extractive.
+        `call(prompt) -> text`: the model call (default: the writer itself)."""
         if self.writer is not None:
             lines, size = [], 0
             for m in fold:
@@ -150,7 +155,7 @@ class History:
                     break
                 lines.append(line)
             try:
-                reply = self.writer(PROMPT.format(words=max(self.summary_tokens * 3 // 4, 20),
+                reply = (call or self.writer)(PROMPT.format(words=max(self.summary_tokens * 3 // 4, 20),
                                                   summary=summary or "(none yet)",
                                                   messages="\n".join(lines)))
                 reply = storable(" ".join(reply.split()))

@@ -199,7 +199,7 @@ class Run:
                 self.begun, self.data.message, self.result.answer):
             return
         try:
-            history.refresh(self.chat.store, self.conversation_id)
+            history.refresh(self.chat.store, self.conversation_id, self.run_id, self.model)
         except Exception as exc:  # noqa: BLE001 - the next turn trims to the budget anyway
             log.warning("summary of conversation %s not refreshed: %s", self.conversation_id,
                         _reason(exc))

@@ -12,6 +12,7 @@ import logging
 import re
 
 from agent.retry import describe
+from agent.usage import metered_call
 
 log = logging.getLogger("jellychat.suggestions")
 
@@ -55,11 +56,15 @@ class Suggester:
     def __init__(self, writer=None):
         self.writer = writer
 
-    def __call__(self, question: str, answer: str, sources: list[dict]) -> list[str]:
+    def __call__(self, question: str, answer: str, sources: list[dict], *, store=None,
+                 run_id: str | None = None, model: str | None = None) -> list[str]:
+        """Up to three follow-ups; with a metered run's `model`, the call's usage is
+        recorded with the run (agent/usage.py)."""
         if self.writer is not None:
             try:
-                found = parse(self.writer(PROMPT.format(question=question[:500],
-                                                        answer=answer[:1500])))
+                prompt = PROMPT.format(question=question[:500], answer=answer[:1500])
+                found = parse(metered_call(self.writer, prompt, store, run_id, model,
+                                           "suggestion"))
                 if found:
                     return found
             except Exception as exc:  # noqa: BLE001 - suggestions are a nicety
@@ -77,7 +82,8 @@ def suggest_after(chat, run, question: str, result, final: dict, sink) -> None:
     found: list[str] = []
     assistant = chat.assistants.record(run.assistant) if chat.assistants else None
     if assistant is None or assistant.get("suggestions", True):
-        found = suggester(question, result.answer, result.sources)
+        found = suggester(question, result.answer, result.sources, store=chat.store,
+                          run_id=run.run_id, model=getattr(run, "model", None))
         if found:
             try:
                 chat.store.set_suggestions(message_id, found)

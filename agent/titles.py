@@ -6,6 +6,7 @@ import logging
 
 from agent.retry import describe
 from agent.text import storable
+from agent.usage import metered_call
 
 log = logging.getLogger("jellychat.turn")
 
@@ -31,13 +32,7 @@ def better_title(title_writer, store, conversation_id: str, question: str, answe
         prompt = ("Give a title of at most six words for this conversation. "
                   f"Reply with the title only.\n\nQuestion: {question[:500]}\n"
                   f"Answer: {answer[:500]}")
-        write = getattr(title_writer, "write", None)
-        if write is None or not model or run_id is None:
-            reply = title_writer(prompt)
-        else:
-            reply, usage = write(prompt, model)
-            if usage:
-                store.record_usage(run_id, [usage])
+        reply = metered_call(title_writer, prompt, store, run_id, model, "title")
         title = " ".join(reply.strip().strip('"').split())[:MAX_TITLE_CHARS]
         if title:
             store.set_auto_title(conversation_id, storable(title))

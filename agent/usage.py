@@ -117,3 +117,17 @@ def validate_model(value):
     if len(value) > MAX_MODEL_CHARS or "\x00" in value:
         raise InvalidInput("model", f"'model' must be a model id of at most {MAX_MODEL_CHARS} characters")
     return value
+
+
+def metered_call(writer, prompt: str, store, run_id: str | None, model: str | None,
+                 kind: str) -> str:
+    """A small model call made for a run (its title, summary or suggestions): the reply's
+    text. When the run is metered (`model` from the registry), the call goes to that model
+    and its usage is recorded with the run, priced now and added to the user's spending."""
+    write = getattr(writer, "write", None)
+    if write is None or not model or run_id is None:
+        return writer(prompt)
+    text, usage = write(prompt, model)
+    if usage:
+        store.record_usage(run_id, [{**usage, "kind": kind}])
+    return text
