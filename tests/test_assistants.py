@@ -121,7 +121,7 @@ def test_each_selection_rule_reaches_the_model(server, llm):
     final = ask(server, "default rule?", application="web")
     system, tools = seen_by_model(llm, "default rule?")
     assert system == INSTRUCTIONS.rstrip() + "\n\n" + SAFETY
-    assert tools == every
+    assert tools == [t for t in every if t != "conversation_files"]  # that one needs ready files
     assert final["assistant"] == {"id": "jelly", "version": 1}
 
     # 3. the application's

@@ -303,9 +303,11 @@ def db(tmp_path_factory):
 def dbsrv(tmp_path_factory, llm, db):
     server = ServerProcess(tmp_path_factory.mktemp("faults-db-data"),
                            # the load below sends its next turn as soon as a 503 comes, and
-                           # during an outage that is at once (the breaker): no per-token limit
+                           # during an outage that is at once (the breaker): no per-token or
+                           # per-address limit (every client is 127.0.0.1)
                            env=server_env(llm, DATABASE_URL=db.dsn, TURN_TIMEOUT="10",
-                                          RATE_LIMIT_TURNS_PER_TOKEN="0")).start()
+                                          RATE_LIMIT_TURNS_PER_TOKEN="0",
+                                          RATE_LIMIT_TURNS_PER_ADDRESS="0")).start()
     yield server
     server.stop()
 

@@ -13,7 +13,7 @@ import requests
 
 from tests.helpers import ChatClient, ServerProcess
 
-ADMIN = {"Authorization": "Bearer models-admin-key"}
+ADMIN = {"Authorization": "Bearer models-admin-key-0123456789abcdefghij"}
 PRICES = (Decimal("0.5"), Decimal("1.5"))  # scripted-model, USD per million tokens
 
 
@@ -23,7 +23,8 @@ def metered(tmp_path_factory, llm):
         tmp_path_factory.mktemp("models-data"),
         env={"OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-test-models",
              "OPENAI_MODEL": "scripted-model", "LLM_MAX_RETRIES": "0",
-             "MODEL_PRICES": "scripted-model=0.5/1.5", "ADMIN_API_KEY": "models-admin-key",
+             "MODEL_PRICES": "scripted-model=0.5/1.5",
+             "ADMIN_API_KEY": "models-admin-key-0123456789abcdefghij",
              "RATE_LIMIT_TURNS_PER_TOKEN": "0"},
     ).start()
     yield srv

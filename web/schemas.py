@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     RootModel,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -58,10 +59,29 @@ SSE_CONTENT = {"text/event-stream": {"schema": {
 }}}
 
 
+def _unstorable(value) -> bool:
+    if isinstance(value, str):
+        return UNSTORABLE.search(value) is not None
+    if isinstance(value, (list, tuple)):
+        return any(_unstorable(v) for v in value)
+    if isinstance(value, dict):
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+    return False
+
+
 class Body(BaseModel):
     """A JSON object body; unknown fields are ignored."""
 
     model_config = ConfigDict(strict=True, extra="ignore")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value):
+        """No NUL characters or lone surrogates in any text: PostgreSQL's text cannot hold
+        them, and a 400 naming the field beats the database's refusal (a 503)."""
+        if _unstorable(value):
+            raise ValueError("must not contain NUL characters or lone surrogates")
+        return value
 
 
 class OptionalBody(Body):
