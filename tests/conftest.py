@@ -38,6 +38,16 @@ SLOW = {
     "tests/test_knowledge_chat.py",  # ingests the wiki into its own server
     "tests/test_supabase_backend.py",  # servers on a fake Supabase, the CLI
     "tests/test_bench.py::test_every_scenario_keeps_the_contract",  # imports every scenario
+    "tests/test_busy_not_down.py",  # hundreds of turns at once, a stopped database
+    "tests/test_shutdown_signals.py",  # double signals to `make run`-like process groups
+    "tests/test_threading_mode.py",  # its own server in threading mode: stops and deadlines
+    "tests/test_openai_compat.py",  # its own server, the openai SDK, a fuzz pass
+    "tests/test_openai_compat_examples.py",  # the openai and ai npm packages in Node
+    "tests/test_assistants.py",  # its own server: every selection rule on every transport
+    "tests/test_models.py",  # its own metered server, concurrent budgets
+    "tests/test_files.py",  # its own server: uploads of 5 and 10 MB, PDFs and Word files
+    "tests/test_long_history.py",  # its own server: a long conversation
+    "tests/test_multilingual_tool.py",  # ingests the wiki into its own server
 }
 
 
