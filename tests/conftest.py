@@ -48,6 +48,8 @@ SLOW = {
     "tests/test_files.py",  # its own server: uploads of 5 and 10 MB, PDFs and Word files
     "tests/test_long_history.py",  # its own server: a long conversation
     "tests/test_multilingual_tool.py",  # ingests the wiki into its own server
+    "tests/test_operations.py",  # servers with limits, tokens and admin keys of their own
+    "tests/test_stop_room.py",  # its own server and a slow model
 }
 
 
