@@ -315,10 +315,15 @@ def _require_admin():
             "set ADMIN_API_KEY and send 'Authorization: Bearer <ADMIN_API_KEY>'",
             403,
         )
-    given = request.headers.get("Authorization", "")
-    if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(), key.encode()):
+    if not _bearer_is(key):
         return _error("missing or wrong 'Authorization: Bearer <ADMIN_API_KEY>' header", 401)
     return None
+
+
+def _bearer_is(secret: str) -> bool:
+    """Whether the request carries `Authorization: Bearer <secret>` (constant-time)."""
+    given = request.headers.get("Authorization", "")
+    return given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), secret.encode())
 
 
 def _qa_page(query: s.QAQuery):
@@ -386,11 +391,8 @@ def metrics():
     """Prometheus metrics (text exposition format). With METRICS_TOKEN set, only for
     `Authorization: Bearer <METRICS_TOKEN>` (401 otherwise)."""
     token = get_settings().metrics_token
-    if token:
-        given = request.headers.get("Authorization", "")
-        if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(),
-                                                                       token.encode()):
-            return _error("missing or wrong 'Authorization: Bearer <METRICS_TOKEN>' header", 401)
+    if token and not _bearer_is(token):
+        return _error("missing or wrong 'Authorization: Bearer <METRICS_TOKEN>' header", 401)
     return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
 
 
