@@ -20,7 +20,10 @@ import re
 import time
 from pathlib import Path
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:  # numpy comes with the local model (make install-local); `run` says so
+    np = None
 import yaml
 
 from bench.harness import percentile, target
@@ -111,6 +114,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
+    if np is None:
+        raise SystemExit("retrieval_latency needs numpy: make install-local")
 
     from knowledge.ingest import ingest
 
