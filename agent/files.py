@@ -51,9 +51,13 @@ current_scope: ContextVar[RunScope | None] = ContextVar("jellychat_run_scope", d
 
 
 @contextmanager
-def run_scope(store, user_token: str, conversation_id: str, run_id: str, emit):
-    """The scope of one run, for the tools it calls (services passed, not looked up)."""
-    token = current_scope.set(RunScope(store, user_token, conversation_id, run_id, emit))
+def run_scope(store, user_token: str, conversation_id: str, run_id: str, emit,
+              context: dict | None = None):
+    """The scope of one run, for the tools it calls (services passed, not looked up).
+    `context`: {files, memory_enabled} as the call that began the run returned it (a
+    database without it: read when a tool first needs it)."""
+    token = current_scope.set(RunScope(store, user_token, conversation_id, run_id, emit,
+                                       context))
     try:
         yield
     finally:

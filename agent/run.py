@@ -241,8 +241,9 @@ class Run:
                 else to_langchain(self.begun.get("memory") or []))
         messages = [*past, HumanMessage(self.data.message)]
         try:
+            # whose files and memories the run's tools may reach
             with run_scope(self.chat.store, self.user_token, self.conversation_id, self.run_id,
-                           self.emit):  # whose files and memories the run's tools may reach
+                           self.emit, self.begun.get("context")):
                 self._stream_agent(messages)
         except RunCancelled as exc:
             self.status = self.cancel.reason or exc.reason
@@ -272,9 +273,9 @@ class Run:
                                           model=self.model, calls=result.calls))
         # "updates" only: with "messages" or "custom", LangGraph runs each step on a pool
         # thread and hands every token back through a queue (measured above: too costly)
-        stream = agent.graph.stream({"messages": messages},
-                                    {"recursion_limit": agent.recursion_limit},
-                                    stream_mode="updates")
+        graph = agent.graph_for(self.begun.get("context"))  # without tools it cannot use
+        stream = graph.stream({"messages": messages}, {"recursion_limit": agent.recursion_limit},
+                              stream_mode="updates")
         last_yield = time.monotonic()
         try:
             for data in stream:

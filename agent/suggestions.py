@@ -12,7 +12,7 @@ import logging
 import re
 
 from agent.retry import describe
-from agent.usage import metered_call
+from agent.usage import metered_write
 
 log = logging.getLogger("jellychat.suggestions")
 
@@ -56,25 +56,25 @@ class Suggester:
     def __init__(self, writer=None):
         self.writer = writer
 
-    def __call__(self, question: str, answer: str, sources: list[dict], *, store=None,
-                 run_id: str | None = None, model: str | None = None) -> list[str]:
-        """Up to three follow-ups; with a metered run's `model`, the call's usage is
-        recorded with the run (agent/usage.py)."""
+    def __call__(self, question: str, answer: str, sources: list[dict], *,
+                 run_id: str | None = None, model: str | None = None
+                 ) -> tuple[list[str], list[dict] | None]:
+        """Up to three follow-ups, and for a metered run's `model` the usage rows of the
+        call that wrote them (recorded with the suggestions, in the same call)."""
         if self.writer is not None:
             try:
                 prompt = PROMPT.format(question=question[:500], answer=answer[:1500])
-                found = parse(metered_call(self.writer, prompt, store, run_id, model,
-                                           "suggestion"))
-                if found:
-                    return found
+                text, usage = metered_write(self.writer, prompt, run_id, model, "suggestion")
+                return parse(text) or from_sources(sources), usage
             except Exception as exc:  # noqa: BLE001 - suggestions are a nicety
                 log.info("no model suggestions: %s", describe(exc))
-        return from_sources(sources)
+        return from_sources(sources), None
 
 
 def suggest_after(chat, run, question: str, result, final: dict, sink) -> None:
     """After a succeeded answer: the `suggestions` event (empty when the assistant turned
-    them off or none were found, so a stream knows it may end) and the stored list."""
+    them off or none were found, so a stream knows it may end) and the stored list, kept
+    with the usage of the call that wrote it in one database call."""
     suggester = getattr(chat, "suggester", None)
     message_id = final.get("message_id")
     if suggester is None or final.get("status") != "succeeded" or not message_id:
@@ -82,11 +82,11 @@ def suggest_after(chat, run, question: str, result, final: dict, sink) -> None:
     found: list[str] = []
     assistant = chat.assistants.record(run.assistant) if chat.assistants else None
     if assistant is None or assistant.get("suggestions", True):
-        found = suggester(question, result.answer, result.sources, store=chat.store,
-                          run_id=run.run_id, model=getattr(run, "model", None))
-        if found:
+        found, usage = suggester(question, result.answer, result.sources, run_id=run.run_id,
+                                 model=getattr(run, "model", None))
+        if found or usage:
             try:
-                chat.store.set_suggestions(message_id, found)
+                chat.store.set_suggestions(message_id, found, run_id=run.run_id, usage=usage)
             except Exception as exc:  # noqa: BLE001 - the event still goes out
                 log.warning("suggestions of message %s not stored: %s", message_id, exc)
     sink.emit(SUGGESTIONS, {"run_id": run.run_id, "message_id": message_id,

@@ -6,7 +6,7 @@ import logging
 
 from agent.retry import describe
 from agent.text import storable
-from agent.usage import metered_call
+from agent.usage import metered_write
 
 log = logging.getLogger("jellychat.turn")
 
@@ -32,9 +32,11 @@ def better_title(title_writer, store, conversation_id: str, question: str, answe
         prompt = ("Give a title of at most six words for this conversation. "
                   f"Reply with the title only.\n\nQuestion: {question[:500]}\n"
                   f"Answer: {answer[:500]}")
-        reply = metered_call(title_writer, prompt, store, run_id, model, "title")
+        reply, usage = metered_write(title_writer, prompt, run_id, model, "title")
         title = " ".join(reply.strip().strip('"').split())[:MAX_TITLE_CHARS]
-        if title:
-            store.set_auto_title(conversation_id, storable(title))
+        if title:  # stored with the call's usage, in one call
+            store.set_auto_title(conversation_id, storable(title), run_id=run_id, usage=usage)
+        elif usage:
+            store.record_usage(run_id, usage)
     except Exception as exc:  # noqa: BLE001 - a title is a nicety
         log.info("no model title for conversation %s: %s", conversation_id, describe(exc))

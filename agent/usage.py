@@ -124,10 +124,18 @@ def metered_call(writer, prompt: str, store, run_id: str | None, model: str | No
     """A small model call made for a run (its title, summary or suggestions): the reply's
     text. When the run is metered (`model` from the registry), the call goes to that model
     and its usage is recorded with the run, priced now and added to the user's spending."""
+    text, usage = metered_write(writer, prompt, run_id, model, kind)
+    if usage:
+        store.record_usage(run_id, usage)
+    return text
+
+
+def metered_write(writer, prompt: str, run_id: str | None, model: str | None,
+                  kind: str) -> tuple[str, list[dict] | None]:
+    """`metered_call` without the recording: the reply's text and, for a metered run, the
+    usage rows to record (for a caller that stores them with something else in one call)."""
     write = getattr(writer, "write", None)
     if write is None or not model or run_id is None:
-        return writer(prompt)
+        return writer(prompt), None
     text, usage = write(prompt, model)
-    if usage:
-        store.record_usage(run_id, [{**usage, "kind": kind}])
-    return text
+    return text, [{**usage, "kind": kind}] if usage else None

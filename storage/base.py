@@ -374,8 +374,13 @@ class Store(ApiKeyStore, MeteredStore, ABC):
             "p_id": conversation_id, "p_summary": summary, "p_through": int(through),
             "p_previous": None if previous is None else int(previous)}, idempotent=False))
 
-    def set_auto_title(self, conversation_id: str, title: str) -> None:
-        self._fn("jelly_set_auto_title", {"p_id": conversation_id, "p_title": title})
+    def set_auto_title(self, conversation_id: str, title: str, *, run_id: str | None = None,
+                       usage: list[dict] | None = None) -> dict | None:
+        """The model's title (kept unless the user named the conversation) and, for a
+        metered run (`run_id`), the usage of the call that wrote it, in one call."""
+        return self._fn("jelly_set_auto_title", {
+            "p_id": conversation_id, "p_title": title, "p_run_id": run_id,
+            "p_usage": list(usage) if usage else None}, idempotent=not usage)
 
     def list_conversations(self, token: str, limit: int = 20, before: str | None = None,
                            before_id: str | None = None) -> list:
@@ -480,10 +485,14 @@ class Store(ApiKeyStore, MeteredStore, ABC):
                         {"p_token": token, "p_id": conversation_id,
                          "p_assistant_id": assistant_id}, idempotent=True)
 
-    def set_suggestions(self, message_id: int, suggestions: list[str]) -> None:
-        """Keep the follow-up questions suggested after an answer."""
-        self._fn("jelly_set_suggestions", {"p_message_id": int(message_id),
-                                           "p_suggestions": list(suggestions)})
+    def set_suggestions(self, message_id: int, suggestions: list[str], *,
+                        run_id: str | None = None, usage: list[dict] | None = None) -> dict | None:
+        """Keep the follow-up questions suggested after an answer and, for a metered run
+        (`run_id`), the usage of the model call that wrote them, in one call: that
+        usage's totals {input_tokens, output_tokens, cost_usd}, else None."""
+        return self._fn("jelly_set_suggestions", {
+            "p_message_id": int(message_id), "p_suggestions": list(suggestions),
+            "p_run_id": run_id, "p_usage": list(usage) if usage else None}, idempotent=not usage)
 
     def suggestions_of(self, token: str, message_id: int) -> dict:
         """{message_id, suggestions} of one of the token's user's answers; NotFound otherwise."""

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from storage import files
 from storage.base import BadValue, BudgetExceeded, ModelNotAllowed, NotFound
 from tests.test_store_contract import (  # noqa: F401 - fixtures
     BACKENDS,
@@ -134,8 +135,36 @@ def case_budget_reserves_settles_and_refuses(b: Backend):
     return normal([access, me, str(spent.value)])
 
 
+def case_after_the_answer_one_call_stores_and_charges(b: Backend):
+    """The run begins with its tools' context; the suggestions and the model's title are
+    each stored with the usage of the call that wrote them, in one call."""
+    store = b.store
+    store.put_model("m-small", "Small", 1, 2)
+    run = start(store, "after")
+    assert run["context"] == {"files": [], "memory_enabled": True}
+    done = finish(store, run["run_id"], [{"input_tokens": 10, "output_tokens": 10}])
+    assert done["cost_usd"] == 0.00003
+    charged = store.set_suggestions(done["message_id"], ["What is DFI?"], run_id=run["run_id"],
+                                    usage=[{"kind": "suggestion", "input_tokens": 100,
+                                            "output_tokens": 50}])
+    assert Decimal(str(charged["cost_usd"])) == Decimal("0.0002")
+    assert store.suggestions_of("after", done["message_id"])["suggestions"] == ["What is DFI?"]
+    titled = store.set_auto_title(run["conversation_id"], "A title", run_id=run["run_id"],
+                                  usage=[{"kind": "title", "input_tokens": 20, "output_tokens": 5}])
+    assert titled["title"] == "A title" and Decimal(str(titled["usage"]["cost_usd"])) == Decimal("0.00003")
+    assert store.set_suggestions(done["message_id"], []) is None  # nothing to charge
+    assert store.me("after")["spent_usd"] == 0.00026
+    kinds = sorted(r[0] for r in b.execute(
+        "select s.kind from public.usage s where s.run_id = %s", (run["run_id"],)))
+    assert kinds == ["answer", "suggestion", "title"]
+    files.set_memory_enabled(store, "after", GREETING, False)
+    assert start(store, "after", conversation=run["conversation_id"])["context"] == {
+        "files": [], "memory_enabled": False}
+    return normal([charged, titled["usage"]])
+
+
 CASES = [case_registry_prices_are_exact, case_access_limits_models_and_refuses_before_storing,
-         case_budget_reserves_settles_and_refuses]
+         case_budget_reserves_settles_and_refuses, case_after_the_answer_one_call_stores_and_charges]
 CASE_IDS = [c.__name__.removeprefix("case_") for c in CASES]
 
 
