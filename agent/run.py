@@ -3,15 +3,17 @@
 `Chat.start` (agent/turn.py) validated the request, admitted it (rate limits,
 proof of work), created the run in the database with one call
 (`store.start_run`: the run, pending, under the MULTITASK rule; when the
-conversation was idle it began at once, its question stored and the memory
-loaded) and put it in the registry, where stop, disconnect and shutdown find
+conversation was idle it began at once, its question stored, the memory loaded
+and its tools' context read: the conversation's ready files, the user's memory
+switch) and put it in the registry, where stop, disconnect and shutdown find
 it. `Run.serve(sink)` then lives the rest of it:
 
 1. `begin`    wait for the earlier runs of the conversation to end (`begin_run`),
               unless it began as it was created; a run stopped while it waited
               ends `stopped` without asking the model
 2. `run_started` to the sink; the deadline starts
-3. `execute`  the agent graph runs: each tool call becomes `tool_start` and
+3. `execute`  the agent graph runs (agent/runner.py: compiled without the tools the
+              run cannot use): each tool call becomes `tool_start` and
               `tool_end`, the answer text becomes `final_answer_token`s
 4. `judge`    succeeded, stopped, timed_out or failed; the cut note or the
               apology is streamed as part of the answer

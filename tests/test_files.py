@@ -249,6 +249,17 @@ def test_scripted_model_gets_the_files_tool_only_with_ready_files(scripted, llm)
         assert [m["content"] for m in scripted.get(
             "/me/memories", headers={"X-User-Token": token}).json()] == ["I hold 5 DFI"]
         assert scripted.get("/me/memories", headers={"X-User-Token": "someone-else"}).json() == []
+        # memories off: neither memory tool is offered, with files or without
+        headers = {"X-User-Token": token}
+        assert requests.patch(f"{scripted.url}/me", json={"memory_enabled": False}, headers=headers,
+                              timeout=10).status_code == 200
+        q4, q5 = f"with files {uuid.uuid4().hex[:6]}", f"without files {uuid.uuid4().hex[:6]}"
+        _ask(client, token, conv, q4)
+        _ask(client, token, _conversation(scripted, token), q5)
+        assert _offered(llm, q4) & {"save_memory", "search_memories"} == set()
+        assert "conversation_files" in _offered(llm, q4)
+        assert _offered(llm, q5) & {"save_memory", "search_memories", "conversation_files"} == set()
+        assert "calculator" in _offered(llm, q5)
     finally:
         client.close()
 
