@@ -32,11 +32,13 @@ class ChatAgent:
         self.tools = {t.name: t for t in tools}
         self._model, self._system_prompt = model, system_prompt
         # the model and the tools report to the run through agent/steps.py, not callbacks
+        scoped = bool(self.tools.keys() & {FILES_TOOL, *MEMORY_TOOLS})
         self.graph = create_agent(model, tools, system_prompt=system_prompt,
-                                  middleware=[ToolSteps(), ScopedTools()])
+                                  middleware=[ToolSteps(), ScopedTools()] if scoped
+                                  else [ToolSteps()])
         self._graphs: dict[bool, object] = {}  # memory enabled -> graph without files
         self._lock = threading.Lock()
-        if not self.tools.keys() & {FILES_TOOL, *MEMORY_TOOLS}:
+        if not scoped:  # an assistant without files or memory tools: one graph, no middleware
             self._graphs = {True: self.graph, False: self.graph}
         else:
             self.graph_for({"files": [], "memory_enabled": True})  # the usual run's, built now
