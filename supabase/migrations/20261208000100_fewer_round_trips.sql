@@ -88,9 +88,32 @@ begin
 end;
 $$;
 
+-- The usage rows of a run's model calls made after its end, recorded and added to its
+-- user's spending (jelly_record_usage's work, by the calls below): their totals, or null
+-- when there is nothing to charge or the run is gone (its conversation was deleted).
+create or replace function public.jelly_charge_run(p_run_id uuid, p_usage jsonb)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_run public.runs;
+begin
+    if p_run_id is null or coalesce(jsonb_array_length(p_usage), 0) = 0 then
+        return null;
+    end if;
+    select * into v_run from public.runs r where r.id = p_run_id;
+    if v_run.id is null then
+        return null;
+    end if;
+    return public.jelly_insert_usage(v_run.user_id, p_run_id, v_run.application, v_run.model,
+                                     p_usage);
+end;
+$$;
+
 -- The follow-up questions suggested after an answer (at most three are kept) and, for a
--- metered run, the usage of the model call that wrote them: recorded and added to the
--- user's spending like jelly_record_usage. Returns that usage's totals (null without).
+-- metered run, the usage of the model call that wrote them. Returns that usage's totals
+-- (null without).
 drop function if exists public.jelly_set_suggestions(bigint, jsonb);
 create or replace function public.jelly_set_suggestions(
     p_message_id bigint, p_suggestions jsonb, p_run_id uuid default null,
@@ -100,26 +123,16 @@ returns jsonb
 language plpgsql
 set search_path = ''
 as $$
-declare
-    v_run public.runs;
 begin
     update public.chat_messages m set suggestions = coalesce(p_suggestions, '[]'::jsonb)
     where m.id = p_message_id and m.type = 'jelly';
-    if p_run_id is null or coalesce(jsonb_array_length(p_usage), 0) = 0 then
-        return null;
-    end if;
-    select * into v_run from public.runs r where r.id = p_run_id;
-    if v_run.id is null then
-        return null;  -- its conversation was deleted meanwhile: nothing to charge
-    end if;
-    return public.jelly_insert_usage(v_run.user_id, p_run_id, v_run.application, v_run.model,
-                                     p_usage);
+    return public.jelly_charge_run(p_run_id, p_usage);
 end;
 $$;
 
 -- A better title than the question's first words (from the model), unless the user has
 -- named the conversation; for a metered run, with the usage of the call that wrote it
--- (recorded like jelly_record_usage, `usage` in the answer).
+-- (`usage` in the answer).
 drop function if exists public.jelly_set_auto_title(uuid, text);
 create or replace function public.jelly_set_auto_title(
     p_id uuid, p_title text, p_run_id uuid default null, p_usage jsonb default null
@@ -130,25 +143,22 @@ set search_path = ''
 as $$
 declare
     v_done jsonb;
-    v_run public.runs;
+    v_charged jsonb;
 begin
     update public.conversations c set title = p_title
     where c.id = p_id and not c.title_by_user
     returning jsonb_build_object('id', c.id, 'title', c.title) into v_done;
-    if p_run_id is null or coalesce(jsonb_array_length(p_usage), 0) = 0 then
+    v_charged := public.jelly_charge_run(p_run_id, p_usage);
+    if v_charged is null then
         return v_done;
     end if;
-    select * into v_run from public.runs r where r.id = p_run_id;
-    if v_run.id is null then
-        return v_done;
-    end if;
-    return coalesce(v_done, '{}'::jsonb) || jsonb_build_object('usage', public.jelly_insert_usage(
-        v_run.user_id, p_run_id, v_run.application, v_run.model, p_usage));
+    return coalesce(v_done, '{}'::jsonb) || jsonb_build_object('usage', v_charged);
 end;
 $$;
 
 select public.jelly_server_only(array[
         'public.jelly_run_context_of(bigint, uuid)',
+        'public.jelly_charge_run(uuid, jsonb)',
         'public.jelly_run_context(text, uuid)',
         'public.jelly_begin_run(uuid, text, integer, double precision)',
         'public.jelly_set_suggestions(bigint, jsonb, uuid, jsonb)',
