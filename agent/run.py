@@ -186,9 +186,15 @@ class Run:
             usage=result.calls if self.model else None,
         )
         final = self.emit_final(outcome)
-        suggest_after(self.chat, self, self.data.message, result, final, self.sink)
+        # a new conversation's first answer: its title comes with the suggestions (one
+        # model call), or from its own call when the assistant has suggestions off
+        title_due = (not titled and self.chat.title_writer is not None
+                     and self.status == "succeeded")
+        if suggest_after(self.chat, self, self.data.message, result, final, self.sink,
+                         title_due=title_due):
+            title_due = False
         self.refresh_summary()
-        if not titled and self.chat.title_writer is not None and self.status == "succeeded":
+        if title_due:
             titles.better_title(self.chat.title_writer, self.chat.store, self.conversation_id,
                                 self.data.message, result.answer, self.run_id, self.model)
         return final

@@ -12,6 +12,8 @@ import logging
 import re
 
 from agent.retry import describe
+from agent.titles import clean as clean_title
+from agent.titles import store_title
 from agent.usage import metered_write
 
 log = logging.getLogger("jellychat.suggestions")
@@ -24,6 +26,14 @@ PROMPT = (
     "the language of the answer, one per line, without numbering or any other text.\n\n"
     "Question: {question}\nAnswer: {answer}"
 )
+# a conversation's first answer: the title in the same small call (one request, not two)
+PROMPT_WITH_TITLE = (
+    "Suggest up to three short follow-up questions the user might ask next, and give a "
+    "title of at most six words for this conversation. Write them in the language of the "
+    "answer: first a line 'Title: ' and the title, then one question per line, without "
+    "numbering or any other text.\n\nQuestion: {question}\nAnswer: {answer}"
+)
+_TITLE_LINE = re.compile(r"^\s*[*_]*\s*title\s*[*_]*\s*:\s*[*_]*\s*(.*?)\s*$", re.I)
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)]|\(\d+\))\s*")
 
 
@@ -36,6 +46,18 @@ def parse(text: str) -> list[str]:
         if line and len(line) <= MAX_CHARS and line not in found:
             found.append(line)
     return found[:MAX_SUGGESTIONS]
+
+
+def parse_with_title(text: str) -> tuple[str, list[str]]:
+    """The title line ('' without one) and the questions of a reply to PROMPT_WITH_TITLE."""
+    title, rest = "", []
+    for line in (text or "").splitlines():
+        found = _TITLE_LINE.match(line)
+        if found and not title:
+            title = clean_title(found.group(1))
+        else:
+            rest.append(line)
+    return title, parse("\n".join(rest))
 
 
 def from_sources(sources: list[dict]) -> list[str]:
@@ -57,37 +79,49 @@ class Suggester:
         self.writer = writer
 
     def __call__(self, question: str, answer: str, sources: list[dict], *,
-                 run_id: str | None = None, model: str | None = None
-                 ) -> tuple[list[str], list[dict] | None]:
-        """Up to three follow-ups, and for a metered run's `model` the usage rows of the
-        call that wrote them (recorded with the suggestions, in the same call)."""
+                 run_id: str | None = None, model: str | None = None, with_title: bool = False
+                 ) -> tuple[list[str], list[dict] | None, str]:
+        """Up to three follow-ups, for a metered run's `model` the usage rows of the call
+        that wrote them (recorded with the suggestions, in the same call), and with
+        `with_title` the conversation's title from the same call ('' when it gave none)."""
         if self.writer is not None:
             try:
-                prompt = PROMPT.format(question=question[:500], answer=answer[:1500])
+                prompt = (PROMPT_WITH_TITLE if with_title else PROMPT).format(
+                    question=question[:500], answer=answer[:1500])
                 text, usage = metered_write(self.writer, prompt, run_id, model, "suggestion")
-                return parse(text) or from_sources(sources), usage
+                title, found = parse_with_title(text) if with_title else ("", parse(text))
+                return found or from_sources(sources), usage, title
             except Exception as exc:  # noqa: BLE001 - suggestions are a nicety
                 log.info("no model suggestions: %s", describe(exc))
-        return from_sources(sources), None
+        return from_sources(sources), None, ""
 
 
-def suggest_after(chat, run, question: str, result, final: dict, sink) -> None:
+def suggest_after(chat, run, question: str, result, final: dict, sink, *,
+                  title_due: bool = False) -> bool:
     """After a succeeded answer: the `suggestions` event (empty when the assistant turned
     them off or none were found, so a stream knows it may end) and the stored list, kept
-    with the usage of the call that wrote it in one database call."""
+    with the usage of the call that wrote it in one database call. With `title_due` (a
+    new conversation, an LLM), the same model call writes the conversation's title;
+    True when it was asked for (stored when the model gave one), so no title call follows."""
     suggester = getattr(chat, "suggester", None)
     message_id = final.get("message_id")
     if suggester is None or final.get("status") != "succeeded" or not message_id:
-        return
+        return False
     found: list[str] = []
+    asked = False
     assistant = chat.assistants.record(run.assistant) if chat.assistants else None
     if assistant is None or assistant.get("suggestions", True):
-        found, usage = suggester(question, result.answer, result.sources, run_id=run.run_id,
-                                 model=getattr(run, "model", None))
+        asked = title_due and suggester.writer is not None
+        found, usage, title = suggester(question, result.answer, result.sources,
+                                        run_id=run.run_id, model=getattr(run, "model", None),
+                                        with_title=asked)
         if found or usage:
             try:
                 chat.store.set_suggestions(message_id, found, run_id=run.run_id, usage=usage)
             except Exception as exc:  # noqa: BLE001 - the event still goes out
                 log.warning("suggestions of message %s not stored: %s", message_id, exc)
+        if title:
+            store_title(chat.store, run.conversation_id, title)
     sink.emit(SUGGESTIONS, {"run_id": run.run_id, "message_id": message_id,
                             "suggestions": found})
+    return asked

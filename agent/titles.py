@@ -33,10 +33,23 @@ def better_title(title_writer, store, conversation_id: str, question: str, answe
                   f"Reply with the title only.\n\nQuestion: {question[:500]}\n"
                   f"Answer: {answer[:500]}")
         reply, usage = metered_write(title_writer, prompt, run_id, model, "title")
-        title = " ".join(reply.strip().strip('"').split())[:MAX_TITLE_CHARS]
+        title = clean(reply)
         if title:  # stored with the call's usage, in one call
-            store.set_auto_title(conversation_id, storable(title), run_id=run_id, usage=usage)
+            store.set_auto_title(conversation_id, title, run_id=run_id, usage=usage)
         elif usage:
             store.record_usage(run_id, usage)
+    except Exception as exc:  # noqa: BLE001 - a title is a nicety
+        log.info("no model title for conversation %s: %s", conversation_id, describe(exc))
+
+
+def clean(reply: str) -> str:
+    """A model's title as stored: one line of words, no quotes, at most MAX_TITLE_CHARS."""
+    return storable(" ".join((reply or "").strip().strip('"').split())[:MAX_TITLE_CHARS])
+
+
+def store_title(store, conversation_id: str, title: str) -> None:
+    """Keep a title the model wrote with the suggestions (agent/suggestions.py)."""
+    try:
+        store.set_auto_title(conversation_id, title)
     except Exception as exc:  # noqa: BLE001 - a title is a nicety
         log.info("no model title for conversation %s: %s", conversation_id, describe(exc))

@@ -251,3 +251,18 @@ def test_follow_up_suggestions_after_each_answer(server, llm):
                                           "suggestions": []})
     after = len([r for r in llm.requests if r["messages"][-1]["content"].startswith("Suggest")])
     assert after == before
+
+    # a new conversation's title comes with the suggestions, in the same call; with them
+    # off, from a call of its own (REST answers once the title is stored)
+    titled = ask(server, "title me with suggestions?", token="titled-1")
+    asked = [r["messages"][-1]["content"] for r in llm.requests
+             if "title me with suggestions?" in r["messages"][-1]["content"]]
+    assert len(asked) == 2 and asked[1].startswith("Suggest up to three") and "'Title: '" in asked[1]
+    quiet_titled = ask(server, "title me quietly?", token="titled-2", assistant_id=quiet["id"])
+    asked = [r["messages"][-1]["content"] for r in llm.requests
+             if "title me quietly?" in r["messages"][-1]["content"]]
+    assert len(asked) == 2 and asked[1].startswith("Give a title")
+    for final, user in ((titled, "titled-1"), (quiet_titled, "titled-2")):
+        listed = server.get("/conversations", headers={"X-User-Token": user}).json()
+        assert [c["title"] for c in listed["conversations"]
+                if c["id"] == final["conversation_id"]] == ["Scripted title"]

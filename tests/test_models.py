@@ -65,8 +65,8 @@ def test_cost_is_tokens_times_price_for_every_call_title_included(metered, llm):
     assert answer.status_code == 200, answer.text
     calls = llm.usages[before:]
     # the tool call, the answer from its result (streamed), then the follow-up suggestions
-    # and the title (small calls, not streamed)
-    assert [c["stream"] for c in calls] == [True, True, False, False]
+    # with the new conversation's title (one small call, not streamed)
+    assert [c["stream"] for c in calls] == [True, True, False]
     assert all(c["model"] == "scripted-model" for c in calls)
     usage = answer.json()["usage"]
     streamed = calls[:2]
@@ -75,7 +75,7 @@ def test_cost_is_tokens_times_price_for_every_call_title_included(metered, llm):
     assert usage["output_tokens"] == sum(c["completion_tokens"] for c in streamed)
     assert money(usage["cost_usd"]) == cost(streamed)
     mine = me(metered, user)
-    assert money(mine["spent_usd"]) == cost(calls)  # the suggestions' and the title's calls too
+    assert money(mine["spent_usd"]) == cost(calls)  # the suggestions-and-title call too
     assert mine["balance_usd"] is None and mine["models"] is None and mine["period"] is None
     days = metered.get("/me/usage", headers={"X-User-Token": user}).json()["data"]
     assert len(days) == 1 and days[0]["model"] == "scripted-model" and days[0]["runs"] == 1

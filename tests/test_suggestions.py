@@ -1,6 +1,6 @@
 """The parsing of a model's suggestions and the offline ones from related pages."""
 
-from agent.suggestions import from_sources, parse
+from agent.suggestions import from_sources, parse, parse_with_title
 
 
 def test_parse_keeps_three_clean_questions():
@@ -17,3 +17,11 @@ def test_offline_suggestions_are_the_related_pages():
                                      "Tell me more about Vaults and loans",
                                      "Tell me more about DEX"]
     assert from_sources([]) == []
+
+
+def test_the_title_line_of_a_first_answers_call():
+    text = '**Title:** "Vaults and loans"\n1. What is a vault?\n- How do loans work?'
+    assert parse_with_title(text) == ("Vaults and loans", ["What is a vault?", "How do loans work?"])
+    assert parse_with_title("title: Staking DFI\nWhat is staking?") == ("Staking DFI", ["What is staking?"])
+    # no title line: the questions alone, and the conversation keeps the question's words
+    assert parse_with_title("1. What is DFI?") == ("", ["What is DFI?"])

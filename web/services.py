@@ -27,7 +27,7 @@ from tools.knowledge import WIKI_KBS, above_threshold
 
 log = logging.getLogger("jellychat")
 _lock = threading.Lock()
-SUGGESTION_TOKENS = 80  # the small budget of the follow-up suggestions' model call
+SUGGESTION_TOKENS = 100  # the small budget of the follow-up suggestions' (and title's) call
 
 
 def build_chat(settings, store=None, limits=None) -> Chat:

@@ -10,7 +10,8 @@ to it over HTTP. Its replies are scripted from the request it receives:
 - user message with arithmetic         -> a `calculator` tool call
 - `[call NAME {json args}]`            -> a call of tool NAME with those arguments
 - user message containing "explode"    -> HTTP 500
-- a request for a conversation title   -> "Scripted title"
+- a request for a conversation title   -> "Scripted title" (also as the first line of a
+                                         suggestions request that asks for one)
 - a request for follow-up suggestions  -> four numbered questions, one repeated
 - with `ask_tool` (a tool name) and that tool offered -> a call of it with the user's
   own words, `{"question": <the user message>}`, as a tool-calling model
@@ -105,9 +106,11 @@ def script(messages: list[dict], first: bool = True, ask_tool: str | None = None
         return {"text": f"Scripted summary of {count} messages; the user asked: "
                         f"{'; '.join(asked)}."}
     if question.startswith("Suggest up to three"):
-        # as models do: numbered, one line too many, a duplicate
-        return {"text": "1. What is DFI?\n2. How do masternodes work?\n2. How do masternodes work?"
-                        "\n3. What is a vault?\n4. One more?"}
+        # as models do: numbered, one line too many, a duplicate; a title line first when
+        # the request also asks for the conversation's title
+        title = "**Title:** \"Scripted title\"\n" if "'Title: '" in question else ""
+        return {"text": title + "1. What is DFI?\n2. How do masternodes work?\n"
+                        "2. How do masternodes work?\n3. What is a vault?\n4. One more?"}
     if ask_tool and ask_tool in offered and last.get("role") == "user":
         return {"tool": ask_tool, "args": {"question": question}}
     failing = not directives.get("once") or first
