@@ -3,34 +3,18 @@ cannot use (and without the per-call ScopedTools middleware), built once and reu
 
 from __future__ import annotations
 
-from langchain_core.tools import tool
+from langchain_core.tools import StructuredTool
 
 from agent.offline import OfflineChatModel
 from agent.runner import ChatAgent
 
 
-@tool
-def calculator(expression: str) -> str:
-    """Evaluate an arithmetic expression."""
-    return expression
+def _tool(name: str):
+    return StructuredTool.from_function(lambda text: text, name=name, description=f"The {name}.")
 
 
-@tool
-def conversation_files(query: str) -> str:
-    """Search the conversation's files."""
-    return query
-
-
-@tool
-def save_memory(fact: str) -> str:
-    """Remember a fact about the user."""
-    return fact
-
-
-@tool
-def search_memories(query: str) -> str:
-    """Search what is remembered about the user."""
-    return query
+calculator, conversation_files, save_memory, search_memories = (
+    _tool(n) for n in ("calculator", "conversation_files", "save_memory", "search_memories"))
 
 
 def offered(graph) -> set[str]:
