@@ -13,7 +13,6 @@ import re
 
 from agent.retry import describe
 from agent.titles import clean as clean_title
-from agent.titles import store_title
 from agent.usage import metered_write
 
 log = logging.getLogger("jellychat.suggestions")
@@ -115,13 +114,12 @@ def suggest_after(chat, run, question: str, result, final: dict, sink, *,
         found, usage, title = suggester(question, result.answer, result.sources,
                                         run_id=run.run_id, model=getattr(run, "model", None),
                                         with_title=asked)
-        if found or usage:
-            try:
-                chat.store.set_suggestions(message_id, found, run_id=run.run_id, usage=usage)
+        if found or usage or title:
+            try:  # the suggestions, the title and the call's usage: one database call
+                chat.store.set_suggestions(message_id, found, run_id=run.run_id, usage=usage,
+                                           title=title)
             except Exception as exc:  # noqa: BLE001 - the event still goes out
                 log.warning("suggestions of message %s not stored: %s", message_id, exc)
-        if title:
-            store_title(chat.store, run.conversation_id, title)
     sink.emit(SUGGESTIONS, {"run_id": run.run_id, "message_id": message_id,
                             "suggestions": found})
     return asked

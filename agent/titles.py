@@ -46,10 +46,3 @@ def clean(reply: str) -> str:
     """A model's title as stored: one line of words, no quotes, at most MAX_TITLE_CHARS."""
     return storable(" ".join((reply or "").strip().strip('"').split())[:MAX_TITLE_CHARS])
 
-
-def store_title(store, conversation_id: str, title: str) -> None:
-    """Keep a title the model wrote with the suggestions (agent/suggestions.py)."""
-    try:
-        store.set_auto_title(conversation_id, title)
-    except Exception as exc:  # noqa: BLE001 - a title is a nicety
-        log.info("no model title for conversation %s: %s", conversation_id, describe(exc))

@@ -486,13 +486,16 @@ class Store(ApiKeyStore, MeteredStore, ABC):
                          "p_assistant_id": assistant_id}, idempotent=True)
 
     def set_suggestions(self, message_id: int, suggestions: list[str], *,
-                        run_id: str | None = None, usage: list[dict] | None = None) -> dict | None:
-        """Keep the follow-up questions suggested after an answer and, for a metered run
-        (`run_id`), the usage of the model call that wrote them, in one call: that
-        usage's totals {input_tokens, output_tokens, cost_usd}, else None."""
+                        run_id: str | None = None, usage: list[dict] | None = None,
+                        title: str | None = None) -> dict | None:
+        """Keep the follow-up questions suggested after an answer, the conversation's
+        `title` when the same model call wrote one (kept unless the user named it) and,
+        for a metered run (`run_id`), that call's usage, in one call: the usage's totals
+        {input_tokens, output_tokens, cost_usd}, else None."""
         return self._fn("jelly_set_suggestions", {
             "p_message_id": int(message_id), "p_suggestions": list(suggestions),
-            "p_run_id": run_id, "p_usage": list(usage) if usage else None}, idempotent=not usage)
+            "p_run_id": run_id, "p_usage": list(usage) if usage else None,
+            "p_title": title or None}, idempotent=not usage)
 
     def suggestions_of(self, token: str, message_id: int) -> dict:
         """{message_id, suggestions} of one of the token's user's answers; NotFound otherwise."""

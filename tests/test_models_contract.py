@@ -153,6 +153,12 @@ def case_after_the_answer_one_call_stores_and_charges(b: Backend):
                                   usage=[{"kind": "title", "input_tokens": 20, "output_tokens": 5}])
     assert titled["title"] == "A title" and Decimal(str(titled["usage"]["cost_usd"])) == Decimal("0.00003")
     assert store.set_suggestions(done["message_id"], []) is None  # nothing to charge
+    # a title written by the suggestions' call is stored with them, never over the user's
+    store.set_suggestions(done["message_id"], ["And DUSD?"], title="From the suggestions")
+    assert store.get_conversation("after", run["conversation_id"])["title"] == "From the suggestions"
+    store.update_conversation("after", run["conversation_id"], "Mine")
+    store.set_suggestions(done["message_id"], ["And DUSD?"], title="Not this one")
+    assert store.get_conversation("after", run["conversation_id"])["title"] == "Mine"
     assert store.me("after")["spent_usd"] == 0.00026
     kinds = sorted(r[0] for r in b.execute(
         "select s.kind from public.usage s where s.run_id = %s", (run["run_id"],)))

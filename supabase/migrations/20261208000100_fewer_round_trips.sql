@@ -3,9 +3,9 @@
 -- 1. The call that begins a run also answers what the run's tools depend on (the
 --    conversation's ready files, whether the user keeps memories), so nothing is read
 --    between the start of a run and its model request.
--- 2. The follow-up suggestions, and a new conversation's title from the model, are each
---    stored together with the usage of the model call that wrote them: one call after
---    the answer instead of two.
+-- 2. The follow-up suggestions (with a new conversation's title when the same model call
+--    wrote it), and a title from a call of its own, are each stored together with the
+--    usage of the model call that wrote them: one call after the answer instead of two.
 
 -- What a run's files and memory tools depend on, by user id (jelly_run_context reads it
 -- by token, for callers that have only the token).
@@ -111,13 +111,14 @@ begin
 end;
 $$;
 
--- The follow-up questions suggested after an answer (at most three are kept) and, for a
--- metered run, the usage of the model call that wrote them. Returns that usage's totals
--- (null without).
+-- The follow-up questions suggested after an answer (at most three are kept); with
+-- `p_title`, the title the same model call wrote for the answer's conversation (kept
+-- unless the user named it); for a metered run, the usage of that call. Returns that
+-- usage's totals (null without).
 drop function if exists public.jelly_set_suggestions(bigint, jsonb);
 create or replace function public.jelly_set_suggestions(
     p_message_id bigint, p_suggestions jsonb, p_run_id uuid default null,
-    p_usage jsonb default null
+    p_usage jsonb default null, p_title text default null
 )
 returns jsonb
 language plpgsql
@@ -126,6 +127,11 @@ as $$
 begin
     update public.chat_messages m set suggestions = coalesce(p_suggestions, '[]'::jsonb)
     where m.id = p_message_id and m.type = 'jelly';
+    if p_title is not null then
+        update public.conversations c set title = p_title
+        from public.chat_messages m
+        where m.id = p_message_id and c.id = m.conversation_id and not c.title_by_user;
+    end if;
     return public.jelly_charge_run(p_run_id, p_usage);
 end;
 $$;
@@ -161,6 +167,6 @@ select public.jelly_server_only(array[
         'public.jelly_charge_run(uuid, jsonb)',
         'public.jelly_run_context(text, uuid)',
         'public.jelly_begin_run(uuid, text, integer, double precision)',
-        'public.jelly_set_suggestions(bigint, jsonb, uuid, jsonb)',
+        'public.jelly_set_suggestions(bigint, jsonb, uuid, jsonb, text)',
         'public.jelly_set_auto_title(uuid, text, uuid, jsonb)'
     ]);
