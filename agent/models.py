@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import compat
-from agent.steps import model_step_in_run, run_model
+from agent.steps import bound_once, model_step_in_run, run_model
 from provider_http import provider_http_client
 
 
@@ -79,14 +79,7 @@ def _chat_openai_class():
         _bound: dict = PrivateAttr(default_factory=dict)
 
         def bind_tools(self, tools, **kwargs):
-            key = (tuple(id(t) for t in tools), repr(sorted(kwargs.items())))
-            hit = self._bound.get(key)
-            if hit is None:
-                # the tools are kept with the binding, so their ids stay theirs
-                hit = (list(tools), super().bind_tools(tools, **kwargs))
-                if len(self._bound) < 16:
-                    self._bound[key] = hit
-            return hit[1]
+            return bound_once(self._bound, tools, kwargs, super().bind_tools)
 
         def _generate(self, messages, stop=None, run_manager=None, **kwargs):
             """Within a run, the reply is streamed into it (agent/steps.py); the model

@@ -142,6 +142,22 @@ def _close(stream) -> None:
 current_run: ContextVar[RunSteps | None] = ContextVar("jellychat_run_steps", default=None)
 
 
+def bound_once(cache: dict, tools, kwargs: dict, bind: Callable):
+    """`bind(tools, **kwargs)` kept in `cache` per tool list and options (at most 16).
+
+    The agent binds its tools before every model step; both chat models (agent/models.py,
+    agent/offline/model.py) make that binding once: converting the tools' schemas, or a
+    new model object that LangChain serialises for its callbacks, cost a millisecond or
+    more each time. The tools are kept with the binding, so their ids stay theirs."""
+    key = (tuple(id(t) for t in tools), repr(sorted(kwargs.items())))
+    hit = cache.get(key)
+    if hit is None:
+        hit = (list(tools), bind(tools, **kwargs))
+        if len(cache) < 16:
+            cache[key] = hit
+    return hit[1]
+
+
 def model_step_in_run(open_stream, prompt=None) -> ChatResult | None:
     """The model's reply streamed into the current run; None outside a run."""
     steps = current_run.get()

@@ -23,7 +23,7 @@ from pydantic import PrivateAttr
 
 from agent.offline import calculator, files, knowledge, ocean
 from agent.persona import GREETING
-from agent.steps import model_step_in_run
+from agent.steps import bound_once, model_step_in_run
 from agent.text import tokens_of
 
 
@@ -199,17 +199,9 @@ class OfflineChatModel(BaseChatModel):
         return "jelly-offline"
 
     def bind_tools(self, tools, **kwargs):
-        """A copy that knows `tools`, kept per tool list: the agent binds before every
-        model step, and LangChain serialises each new model object once for its
-        callbacks (about 3.5 ms for this one), so a fresh copy per step cost that each time."""
-        key = tuple(id(t) for t in tools)
-        hit = self._bound.get(key)
-        if hit is None:
-            # the tools are kept with the copy, so their ids stay theirs
-            hit = self.model_copy(update={"tools": list(tools)})
-            if len(self._bound) < 16:
-                self._bound[key] = hit
-        return hit
+        """A copy that knows `tools`, one per tool list (agent/steps.py `bound_once`)."""
+        return bound_once(self._bound, tools, kwargs,
+                          lambda tools, **_: self.model_copy(update={"tools": list(tools)}))
 
     # --- decisions -------------------------------------------------------
     def _tool(self, name: str):
